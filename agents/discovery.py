@@ -1,0 +1,51 @@
+"""Subscribe to ``events.<channel>`` topics as they appear.
+
+Faust accepts ``app.topic(pattern=...)`` but its aiokafka driver subscribes by
+name only (``subscribe()`` in faust/transport/drivers/aiokafka.py carries the
+note "pattern does not work"), so a pattern topic silently receives nothing.
+Instead we subscribe to the explicit list of matching topics and a timer looks
+for new ones; when it finds some it extends the topic's name list and asks
+Faust's conductor to resubscribe, which costs one rebalance. The check runs on
+every worker (Faust timers do), which is what we want here: each worker
+maintains its own subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import faust
+
+from orchestrator.kafka.clients import ensure_topics, list_topics
+from orchestrator.settings import Settings
+from orchestrator.topics import TopicNames
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_AFTER_S = 2.0  # Faust waits 45 s by default before acting on a change
+
+
+def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
+    """The inbound topic over every existing channel, kept current by a timer."""
+    matcher = re.compile(names.events_pattern)
+    bootstrap = settings.kafka_bootstrap
+    ensure_topics(bootstrap, [names.events(c) for c in sorted(settings.channels)], settings.partitions)
+    topic = app.topic(*matching(list_topics(bootstrap), matcher), key_serializer="raw", value_serializer="raw")
+    app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
+
+    @app.timer(interval=settings.topic_discovery_interval_s)
+    async def discover_channels() -> None:
+        found = matching(await asyncio.to_thread(list_topics, bootstrap), matcher)
+        new = sorted(set(found) - set(topic.topics))
+        if new:
+            log.info("new channel topics %s: resubscribing", ", ".join(new))
+            topic.topics = sorted(set(topic.topics) | set(new))
+            app.topics._flag_changes()
+
+    return topic
+
+
+def matching(topics: list[str], matcher: re.Pattern[str]) -> list[str]:
+    return sorted(t for t in topics if matcher.search(t))

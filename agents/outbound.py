@@ -1,0 +1,54 @@
+"""Everything the agents produce: commands, dead letters, repartitioned events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import faust
+
+from orchestrator import metrics
+from orchestrator.core.commands import Command
+from orchestrator.ingest import Rejection
+from orchestrator.topics import TopicNames
+from schemas.codec import content_type_header, encode_payload
+
+
+class Outbound:
+    """Action topics are created on first use, so a new channel needs no deploy step."""
+
+    def __init__(self, app: faust.App, names: TopicNames, encoding: str) -> None:
+        self._app = app
+        self._names = names
+        self._encoding = encoding
+        self._headers = content_type_header(encoding)
+        self._actions: dict[str, Any] = {}
+        self.dlq = app.topic(names.dlq, key_serializer="raw", value_serializer="raw", partitions=1)
+
+    async def command(self, command: Command, received_at: float) -> None:
+        topic = await self._action_topic(command.channel)
+        value = encode_payload(command.to_wire(), self._encoding)
+        await topic.send(key=command.customer_id.encode(), value=value, headers=list(self._headers))
+        metrics.COMMANDS_EMITTED.labels(command.channel, command.action).inc()
+        metrics.EVENT_TO_COMMAND.observe(max(0.0, time.time() - received_at))
+
+    async def dead_letter(self, message: Any, rejection: Rejection) -> None:
+        """Keep the original bytes; say where they came from and why they were refused."""
+        headers = list(message.headers or [])
+        headers += [
+            ("dlq.reason", rejection.reason.encode()),
+            ("dlq.detail", rejection.detail[:1000].encode("utf-8", "replace")),
+            ("dlq.topic", message.topic.encode()),
+            ("dlq.partition", str(message.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+        ]
+        await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
+        metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
+
+    async def _action_topic(self, channel: str) -> Any:
+        topic = self._actions.get(channel)
+        if topic is None:
+            topic = self._app.topic(self._names.actions(channel), key_serializer="raw", value_serializer="raw")
+            await topic.maybe_declare()
+            self._actions[channel] = topic
+        return topic

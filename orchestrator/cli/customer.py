@@ -1,0 +1,29 @@
+"""``orchestrator customer ID``: a customer's profile from the Redis read model."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import redis
+import typer
+
+from orchestrator.cli.options import Prefix, RedisUrl, settings
+from orchestrator.errors import CliError, Unreachable
+from orchestrator.readmodel import read_profile
+
+
+def customer(
+    customer_id: Annotated[str, typer.Argument(help="Customer id, or kind:value for an anonymous profile.")],
+    prefix: Prefix = None,
+    redis_url: RedisUrl = None,
+) -> None:
+    """Print one customer's state as JSON (exit 1 when unknown)."""
+    conf = settings(topic_prefix=prefix, redis_url=redis_url)
+    try:
+        doc = read_profile(conf.redis_url, conf.topic_prefix, customer_id)
+    except (redis.RedisError, OSError) as exc:
+        raise Unreachable(f"cannot reach Redis at {conf.redis_url} ({type(exc).__name__}); try 'make up'") from exc
+    if doc is None:
+        raise CliError(f"no customer {customer_id!r} in the read model")
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -1,0 +1,33 @@
+"""Entry point: one typer app, every failure a single line on stderr."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from orchestrator.cli import customer, send, simulate, tail, worker
+from orchestrator.errors import CliError
+
+app = typer.Typer(
+    name="orchestrator",
+    help="Real-time customer journey orchestrator: events in, next best actions out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("worker")(worker.worker)
+app.command("send")(send.send)
+app.command("tail")(tail.tail)
+app.command("customer")(customer.customer)
+app.command("simulate")(simulate.simulate)
+
+
+def main() -> None:
+    try:
+        app()
+    except CliError as exc:
+        print(f"orchestrator: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,52 @@
+"""``orchestrator simulate``: believable multi-channel traffic for the demo."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.kafka.clients import ensure_topics, producer
+from orchestrator.simulator import Simulator
+from orchestrator.topics import TopicNames
+from schemas.codec import content_type_header, encode_payload
+
+CHANNELS = ("web", "search", "ads", "email", "store", "app", "social")
+
+
+def simulate(
+    rate: Annotated[float, typer.Option(help="Journey steps per second.")] = 4.0,
+    customers: Annotated[int, typer.Option(help="How many simulated people.")] = 40,
+    duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
+    broken_every: Annotated[int, typer.Option(help="Every Nth record is malformed (0: never).")] = 25,
+    seed: Annotated[int, typer.Option(help="Random seed, for repeatable traffic.")] = 7,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+) -> None:
+    """Publish simulated events from several channels until stopped."""
+    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    names = TopicNames(conf.topic_prefix)
+    ensure_topics(conf.kafka_bootstrap, [names.events(c) for c in CHANNELS], conf.partitions)
+    client = producer(conf.kafka_bootstrap)
+    sim = Simulator(customers=customers, seed=seed, broken_every=broken_every)
+    headers = content_type_header("msgpack")
+    started = time.monotonic()
+    sent = 0
+    try:
+        while not duration or time.monotonic() - started < duration:
+            for out in sim.records(time.time()):
+                if out.raw is not None:
+                    client.send(names.events(out.channel), value=out.raw)
+                elif out.event is not None:
+                    key = str(out.event["customer_id"]).encode()
+                    client.send(names.events(out.channel), key=key, value=encode_payload(out.event), headers=list(headers))
+                sent += 1
+            time.sleep(1.0 / rate)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.flush(timeout=10)
+        client.close()
+        typer.echo(f"simulated {sent} record(s)", err=True)

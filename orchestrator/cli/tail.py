@@ -1,0 +1,96 @@
+"""``orchestrator tail``: watch commands flow, one readable line each."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.errors import CliError
+from orchestrator.kafka.tail import Record, follow
+from orchestrator.topics import ACTIONS, TopicNames
+from schemas.codec import DecodeError, content_type_of, decode_payload
+
+COLOURS = {"remarketing_ad": "yellow", "remarketing_stop": "red", "upsell": "green", "retention": "cyan"}
+
+
+def tail(
+    topics: Annotated[list[str] | None, typer.Argument(help="Channels (ads) or topics; default: all actions.*")] = None,
+    pattern: Annotated[str | None, typer.Option(help="Regular expression of topics to follow instead.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's commands.")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. remarketing_ad.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest command, not the newest.")] = False,
+    max_count: Annotated[int | None, typer.Option("--max", help="Exit 0 after this many commands.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+) -> None:
+    """Follow action topics. With --max and --timeout, exits 3 if fewer arrived in time."""
+    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    regex = _pattern(TopicNames(conf.topic_prefix), topics, pattern)
+    deadline = time.monotonic() + timeout if timeout else None
+    console = Console(highlight=False, soft_wrap=True)
+    shown = 0
+    for record in follow(conf.kafka_bootstrap, regex, from_beginning=from_beginning, deadline=deadline):
+        command = _decode(record)
+        if command is None or not _wanted(command, customer, action):
+            continue
+        _print(console, command, as_json)
+        shown += 1
+        if max_count is not None and shown >= max_count:
+            return
+    if max_count is not None:
+        print(f"orchestrator: timed out after {timeout:g}s with {shown} of {max_count} commands", file=sys.stderr)
+        raise typer.Exit(3)
+
+
+def _pattern(names: TopicNames, topics: list[str] | None, pattern: str | None) -> str:
+    if pattern and topics:
+        raise CliError("give topics or --pattern, not both")
+    if pattern:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise CliError(f"bad --pattern: {exc}") from None
+        return pattern
+    if not topics:
+        return names.actions_pattern
+    return "^(" + "|".join(re.escape(names.resolve(t, ACTIONS)) for t in topics) + ")$"
+
+
+def _decode(record: Record) -> dict[str, Any] | None:
+    try:
+        doc = decode_payload(record.value or b"", content_type_of(record.headers))
+    except DecodeError as exc:
+        print(f"orchestrator: skipped {record.topic}[{record.partition}]@{record.offset}: {exc}", file=sys.stderr)
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _wanted(command: dict[str, Any], customer: str | None, action: str | None) -> bool:
+    return (customer is None or command.get("customer_id") == customer) and (
+        action is None or command.get("action") == action
+    )
+
+
+def _print(console: Console, command: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(command, sort_keys=True) + "\n")
+        sys.stdout.flush()
+        return
+    when = datetime.fromtimestamp(float(command.get("issued_at", 0))).strftime("%H:%M:%S")
+    name = str(command.get("action"))
+    colour = COLOURS.get(name, "magenta")
+    console.print(
+        f"{when}  {escape(str(command.get('channel'))):<7} [{colour}]{escape(name):<17}[/]"
+        f" {escape(str(command.get('customer_id'))):<14} {escape(str(command.get('reason')))}"
+    )

@@ -1,0 +1,52 @@
+"""``orchestrator worker``: run the stream agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
+from orchestrator.errors import Unreachable
+from orchestrator.kafka.clients import check_kafka
+
+
+def worker(
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    redis_url: RedisUrl = None,
+    web_port: Annotated[int | None, typer.Option(help="Port for /metrics [env ORCH_WEB_PORT].")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="RocksDB folder [env ORCH_DATA_DIR].")] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run a worker: consume events.*, keep customer state, emit commands, serve /metrics.
+
+    Start more workers with the same settings (and their own --web-port and
+    --data-dir) to share the partitions between them.
+    """
+    conf = settings(
+        kafka_bootstrap=bootstrap, topic_prefix=prefix, redis_url=redis_url, web_port=web_port, data_dir=data_dir
+    )
+    check_kafka(conf.kafka_bootstrap)
+    check_redis(conf.redis_url)
+    conf.data_dir.mkdir(parents=True, exist_ok=True)
+
+    from faust.worker import Worker
+
+    from orchestrator.app import create_app
+
+    app = create_app(conf)
+    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+def check_redis(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        raise Unreachable(f"cannot reach Redis at {url} ({type(exc).__name__}); is it running? try 'make up'") from exc
+    finally:
+        client.close()

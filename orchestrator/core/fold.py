@@ -1,0 +1,121 @@
+"""Fold one event into a customer's state: counts, cart, purchases, consent, interests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.core.event import Event
+from orchestrator.core.state import CustomerState, append_bounded, remember
+
+INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
+ALL_CHANNELS = "*"
+
+
+def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
+    """Apply ``event`` to ``state`` in place (the caller passes a thawed copy)."""
+    _touch(state, event, recent_most, dedupe_most)
+    handler = _HANDLERS.get(event.type)
+    if handler is not None:
+        handler(state, event)
+    if event.type in INTEREST_TYPES:
+        _note_interest(state, event)
+
+
+def _touch(state: CustomerState, event: Event, recent_most: int, dedupe_most: int) -> None:
+    if not state.first_seen or event.ts < state.first_seen:
+        state.first_seen = event.ts
+    state.last_seen = max(state.last_seen, event.ts)
+    state.events += 1
+    if event.customer_id:
+        state.customer_id = event.customer_id
+    if event.identifiers:
+        state.identifiers = {**state.identifiers, **event.identifiers}
+    state.channel_counts[event.channel] = state.channel_counts.get(event.channel, 0) + 1
+    state.type_counts[event.type] = state.type_counts.get(event.type, 0) + 1
+    state.last_touch[event.channel] = max(state.last_touch.get(event.channel, 0.0), event.ts)
+    summary = {"event_id": event.event_id, "type": event.type, "channel": event.channel, "ts": event.ts}
+    if subject := subject_of(event):
+        summary["subject"] = subject
+    append_bounded(state.recent, summary, recent_most)
+    append_bounded(state.seen_ids, event.event_id, dedupe_most)
+
+
+def subject_of(event: Event) -> str | None:
+    """What the customer showed interest in: a product id, else a search query."""
+    props = event.properties
+    product = props.get("product")
+    if isinstance(product, (str, int)) and str(product):
+        return f"product:{product}"
+    query = props.get("query")
+    if isinstance(query, str) and query.strip():
+        return f"query:{query.strip().lower()[:100]}"
+    return None
+
+
+def purchased_products(event: Event) -> list[str]:
+    """Product ids in a purchase or cart event: ``product`` or ``products`` [{id|product}]."""
+    props = event.properties
+    found: list[str] = []
+    if isinstance(props.get("product"), (str, int)):
+        found.append(str(props["product"]))
+    for item in props.get("products") or ():
+        pid = item.get("id", item.get("product")) if isinstance(item, dict) else item
+        if isinstance(pid, (str, int)):
+            found.append(str(pid))
+    return found
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _note_interest(state: CustomerState, event: Event) -> None:
+    subject = subject_of(event)
+    if subject and subject.removeprefix("product:") not in state.purchased:
+        remember(state.interests, subject, {"ts": event.ts, "via": event.type, "channel": event.channel})
+
+
+def _add_to_cart(state: CustomerState, event: Event) -> None:
+    for pid in purchased_products(event):
+        line = {"qty": int(_number(event.properties.get("qty"), 1)), "price": _number(event.properties.get("price"))}
+        remember(state.cart, pid, line)
+
+
+def _remove_from_cart(state: CustomerState, event: Event) -> None:
+    for pid in purchased_products(event):
+        state.cart.pop(pid, None)
+
+
+def _purchase(state: CustomerState, event: Event) -> None:
+    products = purchased_products(event)
+    state.purchases += 1
+    state.revenue = round(state.revenue + _number(event.properties.get("value")), 2)
+    if isinstance(event.properties.get("currency"), str):
+        state.currency = event.properties["currency"]
+    for pid in products:
+        remember(state.purchased, pid, event.ts)
+        state.cart.pop(pid, None)
+        state.interests.pop(f"product:{pid}", None)
+    if not products:
+        state.cart = {}
+    # A purchase answers the searches that led to it: stop chasing those queries.
+    state.interests = {s: v for s, v in state.interests.items() if not s.startswith("query:")}
+
+
+def _consent(state: CustomerState, event: Event) -> None:
+    props = event.properties
+    granted = props.get("granted")
+    changes: dict[str, bool] = {}
+    if isinstance(props.get("channels"), dict):
+        changes = {str(ch): bool(ok) for ch, ok in props["channels"].items() if isinstance(ok, bool)}
+    elif isinstance(granted, bool):
+        changes = {str(props.get("channel") or ALL_CHANNELS): granted}
+    state.consent = {**state.consent, **changes}
+
+
+_HANDLERS = {
+    "add_to_cart": _add_to_cart,
+    "remove_from_cart": _remove_from_cart,
+    "purchase": _purchase,
+    "consent": _consent,
+}

@@ -1,0 +1,139 @@
+"""The first next-best-action rules, straight from the seeds.
+
+* Searched or viewed and did not buy: a remarketing ad with an incentive.
+* Bought: stop remarketing what was bought, then upsell (first purchase) or
+  retention (returning customer) instead.
+
+Rules propose candidates (and say what they held back themselves, e.g. a
+cooldown); the contact policy in :mod:`policy` has the last word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.core.commands import Command, make_command
+from orchestrator.core.event import Event
+from orchestrator.core.fold import purchased_products, subject_of
+from orchestrator.core.policy import Policy
+from orchestrator.core.state import CustomerState
+
+REMARKETING = "remarketing"
+POST_PURCHASE = "post_purchase"
+STOP_TTL_S = 7 * 86400.0
+
+
+@dataclass(frozen=True)
+class Held:
+    """A candidate the rules or the policy held back, and why."""
+
+    command: Command
+    reason: str
+
+
+def who(state: CustomerState) -> str:
+    return state.customer_id or state.key
+
+
+def remarketing(state: CustomerState, event: Event, policy: Policy, now: float) -> tuple[list[Command], list[Held]]:
+    """An incentive ad for what the customer looked at and has not bought."""
+    subject = subject_of(event)
+    if event.type not in ("search", "product_view", "add_to_cart") or subject is None:
+        return [], []
+    in_cart = event.type == "add_to_cart"
+    percent = policy.cart_discount_percent if in_cart else policy.remarketing_discount_percent
+    kind, _, value = subject.partition(":")
+    command = make_command(
+        customer_id=who(state),
+        channel="ads",
+        action="remarketing_ad",
+        journey=REMARKETING,
+        trigger=event.event_id,
+        subject=subject,
+        payload={
+            kind: value,
+            "incentive": {"type": "discount", "percent": percent, "code": promo_code(percent, value)},
+            "in_cart": in_cart,
+        },
+        reason=_remarketing_reason(event, kind, value, percent),
+        now=now,
+    )
+    if kind == "product" and value in state.purchased:
+        return [], [Held(command, "already_purchased")]
+    last = state.remarketed.get(subject)
+    if last is not None and now - last < policy.remarketing_cooldown_s:
+        return [], [Held(command, "cooldown")]
+    return [command], []
+
+
+def promo_code(percent: int, subject: str) -> str:
+    """A readable, deterministic code: RM10-TRAILSHOES."""
+    letters = "".join(ch for ch in subject.upper() if ch.isalnum())[:12]
+    return f"RM{percent}-{letters or 'OFFER'}"
+
+
+def _remarketing_reason(event: Event, kind: str, value: str, percent: int) -> str:
+    did = {"search": "searched for", "product_view": "viewed", "add_to_cart": "put in the cart"}[event.type]
+    what = f"'{value}'" if kind == "query" else f"product {value}"
+    return f"{did} {what} on {event.channel} and has not bought it: remarketing ad with {percent}% off"
+
+
+def post_purchase(state: CustomerState, event: Event, now: float) -> list[Command]:
+    """Stop the chase, then upsell a first-time buyer or retain a returning one."""
+    if event.type != "purchase":
+        return []
+    commands = []
+    stopped = sorted(s for s in state.remarketed if _answered_by_purchase(s, event))
+    if stopped:
+        commands.append(
+            make_command(
+                customer_id=who(state),
+                channel="ads",
+                action="remarketing_stop",
+                journey=REMARKETING,
+                trigger=event.event_id,
+                subject=",".join(stopped),
+                payload={"subjects": stopped},
+                reason=f"bought after remarketing for {', '.join(stopped)}: stop those ads",
+                now=now,
+                ttl_s=STOP_TTL_S,
+            )
+        )
+    commands.append(_follow_up(state, event, now))
+    return commands
+
+
+def _answered_by_purchase(subject: str, event: Event) -> bool:
+    """A purchase answers every query, and the products it contains."""
+    if subject.startswith("query:"):
+        return True
+    return subject.removeprefix("product:") in purchased_products(event)
+
+
+def _follow_up(state: CustomerState, event: Event, now: float) -> Command:
+    products = purchased_products(event)
+    value = event.properties.get("value")
+    if state.purchases <= 1:
+        action, payload = "upsell", {"purchased": products, "offer": "complementary_products"}
+        reason = f"first purchase ({_describe(products, value, state.currency)}): suggest what goes with it"
+    else:
+        action, payload = "retention", {"purchases": state.purchases, "content": "loyalty_benefits"}
+        reason = f"purchase number {state.purchases} ({_describe(products, value, state.currency)}): keep them close"
+    return make_command(
+        customer_id=who(state),
+        channel="email",
+        action=action,
+        journey=POST_PURCHASE,
+        trigger=event.event_id,
+        subject=",".join(products),
+        payload=payload | {"order_value": value if isinstance(value, (int, float)) else None},
+        reason=reason,
+        now=now,
+    )
+
+
+def _describe(products: list[str], value: object, currency: str | None) -> str:
+    items = ", ".join(products) if products else "no product list"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{items}; {value:.2f} {currency or ''}".strip()
+    return items

@@ -1,0 +1,85 @@
+"""Per-customer state: one view of the customer across all channels.
+
+Stored as msgpack in a changelog-backed RocksDB table and projected to Redis.
+Every list and map here is bounded, so a customer who never stops clicking
+cannot grow a record without limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import msgpack
+
+MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, remarketed)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    key: str
+    customer_id: str | None = None
+    identifiers: dict[str, str] = field(default_factory=dict)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    events: int = 0
+    channel_counts: dict[str, int] = field(default_factory=dict)
+    type_counts: dict[str, int] = field(default_factory=dict)
+    last_touch: dict[str, float] = field(default_factory=dict)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    seen_ids: list[str] = field(default_factory=list)
+    cart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    purchases: int = 0
+    revenue: float = 0.0
+    currency: str | None = None
+    purchased: dict[str, float] = field(default_factory=dict)
+    interests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    remarketed: dict[str, float] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    contacts: dict[str, list[float]] = field(default_factory=dict)
+
+    def thaw(self) -> CustomerState:
+        """A copy whose containers may be changed without touching ``self``.
+
+        Shallow per container: nested values are replaced, never mutated, by the
+        code that folds events in. Much cheaper than ``deepcopy`` on the hot path.
+        """
+        copy = CustomerState(key=self.key)
+        for f in _FIELDS:
+            value = getattr(self, f)
+            if isinstance(value, dict):
+                value = dict(value)
+            elif isinstance(value, list):
+                value = list(value)
+            setattr(copy, f, value)
+        copy.contacts = {ch: list(times) for ch, times in self.contacts.items()}
+        return copy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_bytes(self) -> bytes:
+        return msgpack.packb({f: getattr(self, f) for f in _FIELDS} | {"key": self.key}, use_bin_type=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CustomerState:
+        raw = msgpack.unpackb(data, raw=False)
+        return cls(**{k: v for k, v in raw.items() if k in _ALL_FIELDS})
+
+
+_ALL_FIELDS = frozenset(f.name for f in fields(CustomerState))
+_FIELDS = tuple(f.name for f in fields(CustomerState) if f.name != "key")
+
+
+def remember(mapping: dict[str, Any], key: str, value: Any, most: int = MAX_SUBJECTS) -> None:
+    """Insert or refresh ``key`` as the newest entry, dropping the oldest beyond ``most``."""
+    mapping.pop(key, None)
+    mapping[key] = value
+    while len(mapping) > most:
+        del mapping[next(iter(mapping))]
+
+
+def append_bounded(items: list[Any], item: Any, most: int) -> None:
+    items.append(item)
+    if len(items) > most:
+        del items[: len(items) - most]

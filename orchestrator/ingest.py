@@ -1,0 +1,113 @@
+"""Raw Kafka record -> validated :class:`Event`, or a :class:`Rejection` with a reason.
+
+Pure: the agent supplies the bytes, headers, topic and clock. Every failure is a
+value, never an exception, so one bad record can never stall a partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.core.event import Event, customer_key
+from orchestrator.topics import TopicNames
+from schemas.codec import DecodeError, content_type_of, decode_payload
+from schemas.events import ChannelEvent
+
+EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 64 * 1024
+    max_depth: int = 8
+    max_future_skew_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a record went to the dead-letter topic. ``reason`` is a bounded metric label."""
+
+    reason: str
+    detail: str
+
+
+def ingest(
+    payload: bytes | None,
+    *,
+    topic: str,
+    headers: Any,
+    received_at: float,
+    now: float,
+    topics: TopicNames,
+    limits: Limits,
+) -> Event | Rejection:
+    """Decode, bound, validate and normalise one inbound record."""
+    if not payload:
+        return Rejection("empty", "the message has no value")
+    if len(payload) > limits.max_message_bytes:
+        return Rejection("too_large", f"{len(payload)} bytes > limit {limits.max_message_bytes}")
+    try:
+        doc = decode_payload(payload, content_type_of(headers))
+    except DecodeError as exc:
+        reason = "too_deep" if "deep" in str(exc) else "undecodable"
+        return Rejection(reason, str(exc))
+    if not isinstance(doc, dict):
+        return Rejection("not_an_object", f"expected a map, got {type(doc).__name__}")
+    if depth_of(doc, limits.max_depth) > limits.max_depth:
+        return Rejection("too_deep", f"nested deeper than {limits.max_depth} levels")
+    try:
+        event = ChannelEvent.model_validate(doc)
+    except ValidationError as exc:
+        return Rejection("invalid", describe(exc))
+    return _normalise(event, topic, received_at, now, topics, limits)
+
+
+def _normalise(
+    event: ChannelEvent, topic: str, received_at: float, now: float, topics: TopicNames, limits: Limits
+) -> Event | Rejection:
+    if event.ts > now + limits.max_future_skew_s:
+        return Rejection("future_timestamp", f"ts {event.ts:.0f} is {event.ts - now:.0f}s in the future")
+    if event.ts < EARLIEST_TS:
+        return Rejection("invalid", f"ts {event.ts!r} is before 2000; epoch seconds expected")
+    channel = event.channel or topics.channel_of(topic)
+    if not channel:
+        return Rejection("invalid", f"no channel given and none in topic name {topic!r}")
+    return Event(
+        event_id=event.event_id,
+        type=event.type,
+        ts=event.ts,
+        customer_key=customer_key(event.customer_id, event.identifiers),
+        channel=channel,
+        received_at=received_at,
+        customer_id=event.customer_id,
+        identifiers=dict(event.identifiers or {}),
+        properties=dict(event.properties),
+        action_id=event.action_id,
+    )
+
+
+def depth_of(doc: Any, limit: int) -> int:
+    """Nesting depth of maps and lists, scanning no further than ``limit + 1`` levels."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+        if depth > limit:
+            return depth
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def describe(exc: ValidationError, most: int = 3) -> str:
+    """Pydantic's errors as one line a channel team can act on."""
+    parts = []
+    for err in exc.errors()[:most]:
+        where = ".".join(str(p) for p in err["loc"]) or "event"
+        parts.append(f"{where}: {err['msg']}")
+    more = len(exc.errors()) - most
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -1,0 +1,85 @@
+"""Create kafka-python clients that fail fast with a readable error."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaConnectionError, KafkaError, RetriableError, TopicAlreadyExistsError
+
+from orchestrator.errors import CliError, Unreachable
+
+TIMEOUT_MS = 8000
+
+# kafka-python logs every failed connection attempt; the CLI says it once itself.
+logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
+def _unreachable(bootstrap: str, exc: Exception) -> CliError:
+    """Connection trouble reads as 'cannot reach'; anything else says what Kafka said."""
+    if isinstance(exc, (RetriableError, KafkaConnectionError, OSError)):
+        return Unreachable(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}); is it running? try 'make up'")
+    return CliError(f"Kafka at {bootstrap}: {exc}")
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    try:
+        return KafkaProducer(
+            bootstrap_servers=bootstrap.split(","),
+            acks="all",
+            linger_ms=5,
+            max_block_ms=TIMEOUT_MS,
+            request_timeout_ms=TIMEOUT_MS,
+        )
+    except (KafkaError, OSError) as exc:
+        raise _unreachable(bootstrap, exc) from exc
+
+
+def consumer(bootstrap: str, **options: Any) -> KafkaConsumer:
+    """A group-less consumer: tools read, they never commit offsets."""
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=bootstrap.split(","),
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=max(TIMEOUT_MS, 30_000),
+            **options,
+        )
+    except (KafkaError, OSError) as exc:
+        raise _unreachable(bootstrap, exc) from exc
+
+
+def list_topics(bootstrap: str) -> list[str]:
+    """Every topic name the cluster has."""
+    client = consumer(bootstrap)
+    try:
+        return sorted(client.topics())
+    except (KafkaError, OSError) as exc:
+        raise _unreachable(bootstrap, exc) from exc
+    finally:
+        client.close()
+
+
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Create missing topics with ``partitions``; existing ones are left alone."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
+    except (KafkaError, OSError) as exc:
+        raise _unreachable(bootstrap, exc) from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def check_kafka(bootstrap: str) -> None:
+    """Raise :class:`Unreachable` unless a broker answers a metadata request."""
+    list_topics(bootstrap)

@@ -1,0 +1,90 @@
+"""Configuration, read once from ``ORCH_*`` environment variables.
+
+Every field is documented in the README's configuration table; the names there
+are these names upper-cased with the ``ORCH_`` prefix.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from orchestrator.core.policy import Policy
+from orchestrator.ingest import Limits
+
+
+class Settings(BaseSettings):
+    """All knobs of a worker and of the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    topic_prefix: str = Field(default="", description="Prepended to every topic and the app id.")
+    app_id: str = "orchestrator"
+    partitions: int = Field(default=4, ge=1, description="Partitions of the internal topics and tables.")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: Path = Path(".stack/worker")
+    log_level: str = "info"
+
+    max_message_bytes: int = 64 * 1024
+    max_depth: int = Field(default=8, ge=2, description="Deepest nesting of maps/lists in an event.")
+    max_future_skew_s: float = 300.0
+    dedupe_window: int = Field(default=128, ge=1, description="Recent event ids kept per customer.")
+    recent_events: int = Field(default=20, ge=1)
+
+    channels: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset({"web", "search", "ads", "email", "social", "store", "app", "support"}),
+        description="events.<channel> topics a worker creates at start; others are found as they appear.",
+    )
+    topic_discovery_interval_s: float = 5.0
+
+    output_encoding: str = Field(default="msgpack", pattern="^(msgpack|json)$")
+    consent_required_channels: Annotated[frozenset[str], NoDecode] = frozenset()
+    frequency_cap_per_day: int = Field(default=3, ge=0, description="Contacts per channel per 24 h.")
+    remarketing_cooldown_s: float = 24 * 3600.0
+    remarketing_discount_percent: int = 10
+    cart_discount_percent: int = 15
+
+    readmodel_flush_interval_s: float = 0.05
+    readmodel_batch_max: int = 500
+
+    @field_validator("consent_required_channels", "channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def full_app_id(self) -> str:
+        return f"{self.topic_prefix}{self.app_id}"
+
+    def policy(self) -> Policy:
+        return Policy(
+            consent_required_channels=self.consent_required_channels,
+            frequency_cap_per_day=self.frequency_cap_per_day,
+            remarketing_cooldown_s=self.remarketing_cooldown_s,
+            remarketing_discount_percent=self.remarketing_discount_percent,
+            cart_discount_percent=self.cart_discount_percent,
+            recent_events=self.recent_events,
+            dedupe_window=self.dedupe_window,
+        )
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_depth=self.max_depth,
+            max_future_skew_s=self.max_future_skew_s,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests build their own ``Settings`` instead."""
+    return Settings()

@@ -1,0 +1,51 @@
+"""Topic names, in one place, so the prefix is applied everywhere or nowhere."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+EVENTS = "events."
+ACTIONS = "actions."
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Every topic the product reads or writes, for one ``topic_prefix``."""
+
+    prefix: str = ""
+
+    @property
+    def events_pattern(self) -> str:
+        """Inbound topics, matched by pattern so a new channel needs no code change."""
+        return f"^{re.escape(self.prefix + EVENTS)}[a-z][a-z0-9_-]*$"
+
+    @property
+    def actions_pattern(self) -> str:
+        return f"^{re.escape(self.prefix + ACTIONS)}[a-z][a-z0-9_-]*$"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}orchestrator.dlq"
+
+    @property
+    def customer_events(self) -> str:
+        """Internal: validated events, repartitioned by customer key."""
+        return f"{self.prefix}orchestrator.customer-events"
+
+    def events(self, channel: str) -> str:
+        return f"{self.prefix}{EVENTS}{channel}"
+
+    def actions(self, channel: str) -> str:
+        return f"{self.prefix}{ACTIONS}{channel}"
+
+    def channel_of(self, topic: str) -> str | None:
+        """``events.web`` -> ``web``; None for a topic that is not an events topic."""
+        head = self.prefix + EVENTS
+        return topic[len(head):] if topic.startswith(head) and len(topic) > len(head) else None
+
+    def resolve(self, name: str, kind: str = EVENTS) -> str:
+        """Accept a bare channel (``ads``) or a full topic name (``actions.ads``)."""
+        if name.startswith(self.prefix + kind) or "." in name:
+            return name
+        return f"{self.prefix}{kind}{name}"

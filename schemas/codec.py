@@ -1,0 +1,83 @@
+"""Bytes <-> Python objects for the wire: msgpack by default, JSON accepted.
+
+A payload is JSON when its producer says so (``content-type: application/json``)
+or when it starts with ``{``: that byte is the positive fixint 123 in msgpack,
+which can never be a whole event, so the sniff is unambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import msgpack
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+
+
+class DecodeError(ValueError):
+    """The payload is not a msgpack or JSON document we can read."""
+
+
+def content_type_of(headers: Any) -> str | None:
+    """Find a ``content-type`` header in Kafka's list of (name, bytes) pairs."""
+    for name, value in _header_items(headers):
+        if name.lower() == "content-type" and value is not None:
+            raw = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            return raw.split(";")[0].strip().lower()
+    return None
+
+
+def _header_items(headers: Any) -> list[tuple[str, Any]]:
+    if not headers:
+        return []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return [(str(k), v) for k, v in headers]
+
+
+def is_json(payload: bytes, content_type: str | None) -> bool:
+    """Decide the encoding from the header first, then from the first byte."""
+    if content_type is not None:
+        return content_type in (JSON, "text/json")
+    return payload[:1] == b"{"
+
+
+def decode_payload(payload: bytes, content_type: str | None = None) -> Any:
+    """Decode one message value; raise :class:`DecodeError` with a readable reason."""
+    if not payload:
+        raise DecodeError("empty payload")
+    if is_json(payload, content_type):
+        return _decode_json(payload)
+    return _decode_msgpack(payload)
+
+
+def _decode_json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except RecursionError as exc:
+        raise DecodeError("JSON nested too deeply") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DecodeError(f"not valid JSON: {exc}") from exc
+
+
+def _decode_msgpack(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, strict_map_key=True, timestamp=0)
+    except msgpack.ExtraData as exc:
+        raise DecodeError("not valid msgpack: trailing bytes after the document") from exc
+    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
+        raise DecodeError(f"not valid msgpack: {exc}") from exc
+
+
+def encode_payload(obj: Any, encoding: str = "msgpack") -> bytes:
+    """Encode for the wire; ``encoding`` is ``msgpack`` or ``json``."""
+    if encoding == "json":
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def content_type_header(encoding: str) -> list[tuple[str, bytes]]:
+    """The header we attach to everything we produce, so consumers need not sniff."""
+    return [("content-type", (JSON if encoding == "json" else MSGPACK).encode())]

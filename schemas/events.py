@@ -1,0 +1,99 @@
+"""ChannelEvent: what channel systems publish to ``events.<channel>``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+Timestamp = Annotated[
+    float,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "description": "epoch seconds"},
+                {"type": "string", "format": "date-time", "description": "ISO-8601 with an offset"},
+            ]
+        }
+    ),
+]
+Text = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def parse_timestamp(value: Any) -> float:
+    """Epoch seconds, or ISO-8601 *with an offset*: a naive local time is ambiguous."""
+    if isinstance(value, bool):
+        raise ValueError("must be epoch seconds or ISO-8601 with an offset, not a boolean")
+    if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number of epoch seconds")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not ISO-8601") from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset")
+        return parsed.timestamp()
+    raise ValueError("must be epoch seconds or an ISO-8601 string with an offset")
+
+
+class ChannelEvent(BaseModel):
+    """One thing a customer did, seen by one channel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    event_id: Text = Field(description="Unique id; the deduplication key.")
+    type: str = Field(pattern=NAME_PATTERN, description="page_view, search, purchase, consent, ...")
+    ts: Timestamp = Field(description="When it happened: epoch seconds or ISO-8601 with offset.")
+    customer_id: Text | None = Field(default=None, description="The channel's customer id, if known.")
+    identifiers: dict[
+        Annotated[str, Field(pattern=IDENTIFIER_KIND_PATTERN)],
+        Annotated[str, Field(min_length=1, max_length=256)],
+    ] | None = Field(
+        default=None,
+        max_length=16,
+        description="Other ids for the same person: email, phone, cookie, device, loyalty_id.",
+    )
+    channel: str | None = Field(
+        default=None, pattern=CHANNEL_PATTERN, description="Defaults from the topic name."
+    )
+    properties: dict[str, Any] = Field(
+        default_factory=dict, description="product, value, currency, query, campaign, ..."
+    )
+    action_id: Text | None = Field(default=None, description="Set on responses to a command.")
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _parse_ts(cls, value: Any) -> float:
+        return parse_timestamp(value)
+
+    @model_validator(mode="after")
+    def _needs_identity(self) -> ChannelEvent:
+        if not self.customer_id and not self.identifiers:
+            raise ValueError("needs customer_id or at least one identifier")
+        return self
+
+
+ChannelEvent.model_config["json_schema_extra"] = {
+    "anyOf": [
+        {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+        {"required": ["identifiers"], "properties": {"identifiers": {"type": "object", "minProperties": 1}}},
+    ],
+    "examples": [
+        {
+            "event_id": "web-7f3a",
+            "type": "search",
+            "ts": "2026-11-22T10:02:03+00:00",
+            "customer_id": "c-42",
+            "properties": {"query": "trail running shoes"},
+        }
+    ],
+}
+ChannelEvent.model_rebuild(force=True)
