@@ -38,13 +38,25 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     @app.timer(interval=settings.topic_discovery_interval_s)
     async def discover_channels() -> None:
         found = matching(await asyncio.to_thread(list_topics, bootstrap), matcher)
-        new = sorted(set(found) - set(topic.topics))
+        new = set(found) - set(topic.topics)
         if new:
-            log.info("new channel topics %s: resubscribing", ", ".join(new))
-            topic.topics = sorted(set(topic.topics) | set(new))
-            app.topics._flag_changes()
+            log.info("new channel topics %s: resubscribing", ", ".join(sorted(new)))
+            extend_subscription(app, topic, new)
 
     return topic
+
+
+def extend_subscription(app: faust.App, topic: Any, new: set[str]) -> None:
+    """Add ``new`` names to the inbound topic *and* its clones, then resubscribe.
+
+    Faust registers a clone of a topic with the conductor when an agent starts
+    iterating it, so the clones are what the subscription is built from.
+    """
+    old = set(topic.topics)
+    for channel in [topic, *app.topics._topics]:
+        if set(getattr(channel, "topics", ())) == old:
+            channel.topics = sorted(old | new)
+    app.topics._flag_changes()
 
 
 def matching(topics: list[str], matcher: re.Pattern[str]) -> list[str]:

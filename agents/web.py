@@ -1,4 +1,4 @@
-"""The worker's web port: ``/metrics`` for Prometheus, plus a table-size gauge."""
+"""The worker's web port: ``/metrics`` for Prometheus, ``/ready`` for probes."""
 
 from __future__ import annotations
 
@@ -16,8 +16,15 @@ def attach_web(app: faust.App, table: Any) -> None:
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
-        mime, _, params = content_type.partition(";")
-        return web.bytes(body, content_type=mime.strip(), headers={"Content-Type": content_type})
+        # The full type (with version and charset) goes in the header: aiohttp
+        # refuses a content_type argument that carries parameters.
+        return web.bytes(body, headers={"Content-Type": content_type})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        """200 once tables are recovered and no rebalance is under way: safe to send traffic."""
+        ok = app.tables.recovery.completed.is_set() and not app.rebalancing
+        return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.timer(interval=10.0)
     async def count_customers() -> None:

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `make demo`: a worker, a traffic simulator and a live tail of the commands.
+# Ctrl-C stops all three; the Kafka + Redis stack stays up (`make down` stops it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+BIN=.venv/bin
+LOGS=${STACK_DIR:-.stack}/demo
+export ORCH_WEB_PORT=${ORCH_WEB_PORT:-6066}
+export ORCH_DATA_DIR=${ORCH_DATA_DIR:-${STACK_DIR:-.stack}/worker}
+mkdir -p "$LOGS"
+pids=()
+
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "==> stopping the simulator and the worker"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "==> stopped. Kafka and Redis are still up: 'make down' stops them."
+}
+trap stop INT TERM EXIT
+
+echo "==> starting a worker (log: $LOGS/worker.log, metrics: http://127.0.0.1:$ORCH_WEB_PORT/metrics)"
+$BIN/orchestrator worker >"$LOGS/worker.log" 2>&1 &
+pids+=($!)
+
+printf "==> waiting for the worker to be ready "
+for _ in $(seq 1 120); do
+  if curl -fs "http://127.0.0.1:$ORCH_WEB_PORT/ready" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "${pids[0]}" 2>/dev/null; then
+    echo; echo "error: the worker exited; last lines of $LOGS/worker.log:" >&2
+    tail -n 20 "$LOGS/worker.log" >&2; exit 1
+  fi
+  printf "."; sleep 1
+done
+echo " ready"
+
+echo "==> simulating customers on web, search, ads, email, store, app and social (log: $LOGS/simulator.log)"
+$BIN/orchestrator simulate --rate "${DEMO_RATE:-4}" >"$LOGS/simulator.log" 2>&1 &
+pids+=($!)
+
+cat <<TIPS
+==> commands as they are decided (Ctrl-C to stop). In another terminal try:
+      .venv/bin/orchestrator customer sim-7-0003      # one customer's state from Redis
+      curl -s localhost:$ORCH_WEB_PORT/metrics | grep ^orchestrator_
+      kcat -b 127.0.0.1:9092 -C -t orchestrator.dlq -e -J   # what was refused, and why
+
+TIPS
+$BIN/orchestrator tail

@@ -1,0 +1,56 @@
+"""Bad input goes to the dead-letter topic with a reason, and nothing around it is lost."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+
+from tests.integration.harness import WorkerProcess, event
+
+GARBAGE = b"\xc1\xff\x00 definitely not msgpack"
+WRONG_TYPES = msgpack.packb({"event_id": 42, "type": "search", "ts": "yesterday", "customer_id": ["x"]})
+OVERSIZE = msgpack.packb(event("big-1", "page_view", "gus", blob="x" * 70_000))
+MISSING = json.dumps({"type": "page_view", "customer_id": "gus"}).encode()
+DEEP = json.dumps(event("deep-1", "page_view", "gus", nest=[[[[[[[[[["too deep"]]]]]]]]]])).encode()
+NOT_A_MAP = msgpack.packb(["event_id", "type"])
+
+EXPECTED_REASONS = ["undecodable", "invalid", "too_large", "invalid", "too_deep", "not_an_object"]
+
+
+def test_each_bad_record_lands_in_the_dlq_with_its_reason_and_the_good_ones_are_processed(
+    worker: WorkerProcess,
+) -> None:
+    worker.publish("web", event("g-1", "search", "gus", query="before the garbage"))
+    for payload in (GARBAGE, WRONG_TYPES, OVERSIZE, MISSING, DEEP, NOT_A_MAP):
+        worker.publish("web", raw=payload, key="gus")  # same partition: order is kept
+    worker.publish("web", event("g-2", "search", "gus", query="after the garbage"))
+
+    dead = worker.read(f"^{worker.names.dlq}$", count=6)
+    commands = worker.commands(2, customer="gus")
+
+    assert [_header(r.headers, "dlq.reason") for r in dead] == EXPECTED_REASONS
+    assert [r.value for r in dead] == [GARBAGE, WRONG_TYPES, OVERSIZE, MISSING, DEEP, NOT_A_MAP]
+    assert {_header(r.headers, "dlq.topic") for r in dead} == {worker.names.events("web")}
+    assert all(_header(r.headers, "dlq.offset").isdigit() for r in dead)
+    assert all(_header(r.headers, "dlq.partition").isdigit() for r in dead)
+    assert "event_id" in _header(dead[3].headers, "dlq.detail")
+    assert [c["payload"]["query"] for c in commands] == ["before the garbage", "after the garbage"]
+    assert worker.metric("orchestrator_events_rejected_total", reason="invalid") == 2
+    assert worker.metric("orchestrator_events_rejected_total", reason="too_large") == 1
+
+
+def test_an_event_from_the_far_future_is_refused(worker: WorkerProcess) -> None:
+    future = event("f-1", "search", "fay", query="time travel")
+    future["ts"] += 10 * 365 * 86400
+    worker.publish("web", future)
+    worker.publish("web", event("f-2", "search", "fay", query="tents"))
+
+    [command] = worker.commands(1, customer="fay")
+
+    assert command["payload"]["query"] == "tents"
+    assert worker.metric("orchestrator_events_rejected_total", reason="future_timestamp") == 1
+
+
+def _header(headers: list[tuple[str, bytes]], name: str) -> str:
+    return next(v.decode() for k, v in headers if k == name)

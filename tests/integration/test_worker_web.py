@@ -1,0 +1,47 @@
+"""The worker's web port: Prometheus metrics that promtool accepts, and readiness."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.integration.harness import WorkerProcess, event
+
+
+def test_metrics_pass_promtool_and_count_what_happened(worker: WorkerProcess) -> None:
+    worker.publish("web", event("m-1", "purchase", "mia", product="sku-1", value=10))
+    worker.commands(1, customer="mia")
+
+    status, body = worker.http("/metrics")
+
+    assert status == 200
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
+    text = body.decode()
+    for name in (
+        "orchestrator_events_consumed_total",
+        "orchestrator_events_rejected_total",
+        "orchestrator_commands_emitted_total",
+        "orchestrator_event_to_command_seconds_bucket",
+        "orchestrator_customers",
+        "process_resident_memory_bytes",
+    ):
+        assert name in text, name
+    assert "mia" not in text, "customer ids never appear in metrics"
+    assert worker.metric("orchestrator_events_consumed_total", channel="web", type="purchase") == 1
+    assert worker.metric("orchestrator_commands_emitted_total", channel="email", action="upsell") == 1
+    assert worker.metric("orchestrator_event_to_command_seconds_count") >= 1
+
+
+def test_ready_answers_200_once_the_worker_can_process(worker: WorkerProcess) -> None:
+    status, body = worker.http("/ready")
+
+    assert (status, body) == (200, b'{"ready":true}')
+
+
+def test_a_new_channel_topic_is_picked_up_without_a_restart(worker: WorkerProcess) -> None:
+    worker.publish("kiosk", event("n-1", "product_view", "nina", product="sku-kiosk"))
+
+    [command] = worker.commands(1, customer="nina", timeout=60)
+
+    assert command["payload"]["product"] == "sku-kiosk"
+    assert "on kiosk" in command["reason"]
