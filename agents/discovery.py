@@ -33,7 +33,7 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     bootstrap = settings.kafka_bootstrap
     ensure_topics(bootstrap, [names.events(c) for c in sorted(settings.channels)], settings.partitions)
     topic = app.topic(*matching(list_topics(bootstrap), matcher), key_serializer="raw", value_serializer="raw")
-    app.topics._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
+    conductor(app)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
 
     @app.timer(interval=settings.topic_discovery_interval_s)
     async def discover_channels() -> None:
@@ -53,10 +53,15 @@ def extend_subscription(app: faust.App, topic: Any, new: set[str]) -> None:
     iterating it, so the clones are what the subscription is built from.
     """
     old = set(topic.topics)
-    for channel in [topic, *app.topics._topics]:
+    for channel in [topic, *conductor(app)._topics]:
         if set(getattr(channel, "topics", ())) == old:
             channel.topics = sorted(old | new)
-    app.topics._flag_changes()
+    conductor(app)._flag_changes()
+
+
+def conductor(app: faust.App) -> Any:
+    """Faust's Conductor: the internals used here are not on its interface type."""
+    return app.topics
 
 
 def matching(topics: list[str], matcher: re.Pattern[str]) -> list[str]:

@@ -23,7 +23,8 @@ def attach_web(app: faust.App, table: Any) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """200 once tables are recovered and no rebalance is under way: safe to send traffic."""
-        ok = app.tables.recovery.completed.is_set() and not app.rebalancing
+        tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
+        ok = tables.recovery.completed.is_set() and not app.rebalancing
         return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.timer(interval=10.0)

@@ -6,9 +6,22 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 KNOWN_TYPES = frozenset(
     {
-        "page_view", "search", "product_view", "add_to_cart", "remove_from_cart", "purchase",
-        "email_open", "email_click", "ad_click", "ad_impression", "store_visit", "app_open",
-        "support_contact", "consent", "identify", "signup",
+        "page_view",
+        "search",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "email_open",
+        "email_click",
+        "ad_click",
+        "ad_impression",
+        "store_visit",
+        "app_open",
+        "support_contact",
+        "consent",
+        "identify",
+        "signup",
     }
 )
 
@@ -45,15 +58,9 @@ CUSTOMERS = Gauge(
     "orchestrator_customers",
     "Customers in this worker's state table partitions (RocksDB estimate).",
 )
-READMODEL_WRITES = Counter(
-    "orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model."
-)
-READMODEL_ERRORS = Counter(
-    "orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried)."
-)
-READMODEL_PENDING = Gauge(
-    "orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis."
-)
+READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
+READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
+READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")
 
 
 def type_label(event_type: str) -> str:

@@ -9,6 +9,7 @@ ones win) and retries; the read model is eventually consistent by design.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -59,10 +60,8 @@ class ReadModelWriter:
         """Flush forever; on cancellation flush once more so a clean stop loses nothing."""
         try:
             while True:
-                try:
+                with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
                     await asyncio.wait_for(self._full.wait(), self._interval_s)
-                except asyncio.TimeoutError:
-                    pass
                 self._full.clear()
                 await self.flush()
         finally:

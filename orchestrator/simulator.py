@@ -64,8 +64,15 @@ class Simulator:
         elif roll < 0.67:
             value = PRODUCTS[product]
             products = [{"id": product, "price": value, "qty": 1}]
-            yield self._event(rng.choice(["web", "store", "app"]), person, now, "purchase",
-                              products=products, value=value, currency="EUR")
+            yield self._event(
+                rng.choice(["web", "store", "app"]),
+                person,
+                now,
+                "purchase",
+                products=products,
+                value=value,
+                currency="EUR",
+            )
         elif roll < 0.77:
             yield self._event("email", person, now, "email_open", campaign="autumn")
         elif roll < 0.85:
@@ -75,11 +82,11 @@ class Simulator:
         elif roll < 0.97:
             yield self._event("social", person, now, "page_view", page="/community")
         else:
-            yield self._event("email", person, now, "consent", channel=rng.choice(["email", "ads"]),
-                              granted=rng.random() < 0.3)
+            yield self._event(
+                "email", person, now, "consent", channel=rng.choice(["email", "ads"]), granted=rng.random() < 0.3
+            )
 
-    def _event(self, channel: str, person: str, now: float, kind: str, **properties: Any) -> Outgoing:
+    def _event(self, source: str, person: str, now: float, kind: str, **properties: Any) -> Outgoing:
         event_id = str(uuid.UUID(int=self._rng.getrandbits(128)))
-        doc = {"event_id": event_id, "type": kind, "ts": round(now, 3), "customer_id": person,
-               "properties": properties}
-        return Outgoing(channel, event=doc)
+        doc = {"event_id": event_id, "type": kind, "ts": round(now, 3), "customer_id": person, "properties": properties}
+        return Outgoing(source, event=doc)

@@ -42,7 +42,7 @@ class TopicNames:
     def channel_of(self, topic: str) -> str | None:
         """``events.web`` -> ``web``; None for a topic that is not an events topic."""
         head = self.prefix + EVENTS
-        return topic[len(head):] if topic.startswith(head) and len(topic) > len(head) else None
+        return topic[len(head) :] if topic.startswith(head) and len(topic) > len(head) else None
 
     def resolve(self, name: str, kind: str = EVENTS) -> str:
         """Accept a bare channel (``ads``) or a full topic name (``actions.ads``)."""

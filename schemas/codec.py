@@ -53,12 +53,25 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> Any:
     return _decode_msgpack(payload)
 
 
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _bounded_int(text: str) -> int:
+    """JSON integers must fit msgpack's 64 bits, or the event could not travel on."""
+    if len(text) > 21:
+        raise ValueError(f"integer {text[:20]}... out of 64-bit range")
+    value = int(text)
+    if not INT64_MIN <= value <= UINT64_MAX:
+        raise ValueError(f"integer {text} out of 64-bit range")
+    return value
+
+
 def _decode_json(payload: bytes) -> Any:
     try:
-        return json.loads(payload)
+        return json.loads(payload, parse_int=_bounded_int)
     except RecursionError as exc:
         raise DecodeError("JSON nested too deeply") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and our integer bound
         raise DecodeError(f"not valid JSON: {exc}") from exc
 
 
@@ -67,8 +80,10 @@ def _decode_msgpack(payload: bytes) -> Any:
         return msgpack.unpackb(payload, raw=False, strict_map_key=True, timestamp=0)
     except msgpack.ExtraData as exc:
         raise DecodeError("not valid msgpack: trailing bytes after the document") from exc
-    except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
-        raise DecodeError(f"not valid msgpack: {exc}") from exc
+    except (msgpack.StackError, RecursionError) as exc:
+        raise DecodeError("msgpack nested too deeply") from exc
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise DecodeError(f"not valid msgpack: {str(exc) or type(exc).__name__}") from exc
 
 
 def encode_payload(obj: Any, encoding: str = "msgpack") -> bytes:

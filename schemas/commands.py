@@ -20,7 +20,7 @@ class ActionCommand(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     action_id: str = Field(min_length=1, max_length=64)
-    customer_id: str = Field(min_length=1, max_length=256)
+    customer_id: str = Field(min_length=1, max_length=320, description="Customer id, or kind:value if anonymous.")
     channel: str = Field(pattern=CHANNEL_PATTERN)
     action: str = Field(pattern=NAME_PATTERN, description="remarketing_ad, upsell, ...")
     payload: dict[str, Any] = Field(description="What the channel needs to act.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,19 @@ Timestamp = Annotated[
     ),
 ]
 Text = Annotated[str, Field(min_length=1, max_length=128)]
+# Written out because pydantic renders a key pattern as patternProperties, which
+# lets other keys through; propertyNames says what the model enforces.
+IDENTIFIERS_SCHEMA = {
+    "anyOf": [
+        {
+            "type": "object",
+            "maxProperties": 16,
+            "propertyNames": {"pattern": IDENTIFIER_KIND_PATTERN},
+            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256},
+        },
+        {"type": "null"},
+    ]
+}
 
 
 def parse_timestamp(value: Any) -> float:
@@ -30,9 +44,13 @@ def parse_timestamp(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be epoch seconds or ISO-8601 with an offset, not a boolean")
     if isinstance(value, (int, float)):
-        if value != value or value in (float("inf"), float("-inf")):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
             raise ValueError("must be a finite number of epoch seconds")
-        return float(value)
+        return seconds
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -53,17 +71,19 @@ class ChannelEvent(BaseModel):
     type: str = Field(pattern=NAME_PATTERN, description="page_view, search, purchase, consent, ...")
     ts: Timestamp = Field(description="When it happened: epoch seconds or ISO-8601 with offset.")
     customer_id: Text | None = Field(default=None, description="The channel's customer id, if known.")
-    identifiers: dict[
-        Annotated[str, Field(pattern=IDENTIFIER_KIND_PATTERN)],
-        Annotated[str, Field(min_length=1, max_length=256)],
-    ] | None = Field(
+    identifiers: Annotated[
+        dict[
+            Annotated[str, Field(pattern=IDENTIFIER_KIND_PATTERN)],
+            Annotated[str, Field(min_length=1, max_length=256)],
+        ]
+        | None,
+        WithJsonSchema(IDENTIFIERS_SCHEMA),
+    ] = Field(
         default=None,
         max_length=16,
         description="Other ids for the same person: email, phone, cookie, device, loyalty_id.",
     )
-    channel: str | None = Field(
-        default=None, pattern=CHANNEL_PATTERN, description="Defaults from the topic name."
-    )
+    channel: str | None = Field(default=None, pattern=CHANNEL_PATTERN, description="Defaults from the topic name.")
     properties: dict[str, Any] = Field(
         default_factory=dict, description="product, value, currency, query, campaign, ..."
     )

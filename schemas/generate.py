@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from schemas.commands import ActionCommand
 from schemas.events import ChannelEvent
 
 SCHEMA_DIR = Path(__file__).parent / "json"
-MODELS = {"channel_event": ChannelEvent, "action_command": ActionCommand}
+MODELS: dict[str, type[BaseModel]] = {"channel_event": ChannelEvent, "action_command": ActionCommand}
 
 
 def render(name: str) -> str:

@@ -23,7 +23,7 @@ def customer(
     try:
         doc = read_profile(conf.redis_url, conf.topic_prefix, customer_id)
     except (redis.RedisError, OSError) as exc:
-        raise Unreachable(f"cannot reach Redis at {conf.redis_url} ({type(exc).__name__}); try 'make up'") from exc
+        raise Unreachable.service("Redis", conf.redis_url, exc) from exc
     if doc is None:
         raise CliError(f"no customer {customer_id!r} in the read model")
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))

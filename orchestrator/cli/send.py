@@ -50,7 +50,9 @@ def send(
                     bad += 1
                     typer.echo(f"orchestrator: line {number}: {exc}", err=True)
                     continue
-                client.send(target, key=key, value=value, headers=list(content_type_header("msgpack")) if not raw else [])
+                client.send(
+                    target, key=key, value=value, headers=list(content_type_header("msgpack")) if not raw else []
+                )
                 sent += 1
         client.flush(timeout=30)
         client.close()

@@ -41,7 +41,9 @@ def simulate(
                     client.send(names.events(out.channel), value=out.raw)
                 elif out.event is not None:
                     key = str(out.event["customer_id"]).encode()
-                    client.send(names.events(out.channel), key=key, value=encode_payload(out.event), headers=list(headers))
+                    client.send(
+                        names.events(out.channel), key=key, value=encode_payload(out.event), headers=list(headers)
+                    )
                 sent += 1
             time.sleep(1.0 / rate)
     except KeyboardInterrupt:

@@ -47,6 +47,6 @@ def check_redis(url: str) -> None:
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        raise Unreachable(f"cannot reach Redis at {url} ({type(exc).__name__}); is it running? try 'make up'") from exc
+        raise Unreachable.service("Redis", url, exc) from exc
     finally:
         client.close()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 TTL_S = {"ads": 24 * 3600.0, "email": 72 * 3600.0}
+MAX_REASON = 1024  # schemas.ActionCommand.reason
 DEFAULT_TTL_S = 24 * 3600.0
 
 
@@ -65,7 +66,7 @@ def make_command(
         action=action,
         payload=payload,
         journey=journey,
-        reason=reason,
+        reason=reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 1] + "…",
         issued_at=now,
         expires_at=now + ttl,
     )

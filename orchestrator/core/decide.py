@@ -13,8 +13,10 @@ from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import fold
 from orchestrator.core.policy import Policy, hold_back_reason, record_contact
-from orchestrator.core.rules import Held, post_purchase, remarketing
+from orchestrator.core.rules import Held, consent_withdrawn, post_purchase, remarketing
 from orchestrator.core.state import CustomerState, remember
+
+DEFAULT_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Decision:
     duplicate: bool = False
 
 
-def decide(state: CustomerState | None, event: Event, now: float, policy: Policy = Policy()) -> Decision:
+def decide(state: CustomerState | None, event: Event, now: float, policy: Policy = DEFAULT_POLICY) -> Decision:
     """Apply one event for one customer and choose what to do next."""
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
@@ -33,7 +35,7 @@ def decide(state: CustomerState | None, event: Event, now: float, policy: Policy
     rm_commands, held = remarketing(new, event, policy, now)
     fold(new, event, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
     sent: list[Command] = []
-    for command in post_purchase(new, event, now) + rm_commands:
+    for command in consent_withdrawn(new, event, policy, now) + post_purchase(new, event, now) + rm_commands:
         reason = hold_back_reason(new, command, policy, now)
         if reason is not None:
             held.append(Held(command, reason))

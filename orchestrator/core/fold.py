@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from orchestrator.core.event import Event
@@ -65,8 +66,16 @@ def purchased_products(event: Event) -> list[str]:
     return found
 
 
+MAX_QTY = 10_000
+MAX_ORDER_VALUE = 1e12  # keeps revenue finite whatever a channel sends
+
+
 def _number(value: Any, default: float = 0.0) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+    """A finite number from a property, or ``default``: NaN must never reach revenue."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    number = float(value)
+    return number if math.isfinite(number) else default
 
 
 def _note_interest(state: CustomerState, event: Event) -> None:
@@ -77,7 +86,8 @@ def _note_interest(state: CustomerState, event: Event) -> None:
 
 def _add_to_cart(state: CustomerState, event: Event) -> None:
     for pid in purchased_products(event):
-        line = {"qty": int(_number(event.properties.get("qty"), 1)), "price": _number(event.properties.get("price"))}
+        qty = max(1, min(MAX_QTY, int(_number(event.properties.get("qty"), 1))))
+        line = {"qty": qty, "price": _number(event.properties.get("price"))}
         remember(state.cart, pid, line)
 
 
@@ -89,7 +99,7 @@ def _remove_from_cart(state: CustomerState, event: Event) -> None:
 def _purchase(state: CustomerState, event: Event) -> None:
     products = purchased_products(event)
     state.purchases += 1
-    state.revenue = round(state.revenue + _number(event.properties.get("value")), 2)
+    state.revenue = round(state.revenue + min(_number(event.properties.get("value")), MAX_ORDER_VALUE), 2)
     if isinstance(event.properties.get("currency"), str):
         state.currency = event.properties["currency"]
     for pid in products:

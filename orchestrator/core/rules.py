@@ -11,11 +11,12 @@ cooldown); the contact policy in :mod:`policy` has the last word.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import purchased_products, subject_of
-from orchestrator.core.policy import Policy
+from orchestrator.core.policy import Policy, has_consent
 from orchestrator.core.state import CustomerState
 
 REMARKETING = "remarketing"
@@ -82,25 +83,32 @@ def post_purchase(state: CustomerState, event: Event, now: float) -> list[Comman
     """Stop the chase, then upsell a first-time buyer or retain a returning one."""
     if event.type != "purchase":
         return []
-    commands = []
     stopped = sorted(s for s in state.remarketed if _answered_by_purchase(s, event))
-    if stopped:
-        commands.append(
-            make_command(
-                customer_id=who(state),
-                channel="ads",
-                action="remarketing_stop",
-                journey=REMARKETING,
-                trigger=event.event_id,
-                subject=",".join(stopped),
-                payload={"subjects": stopped},
-                reason=f"bought after remarketing for {', '.join(stopped)}: stop those ads",
-                now=now,
-                ttl_s=STOP_TTL_S,
-            )
-        )
+    commands = [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
     commands.append(_follow_up(state, event, now))
     return commands
+
+
+def consent_withdrawn(state: CustomerState, event: Event, policy: Policy, now: float) -> list[Command]:
+    """Ads already running stop the moment a customer says no, not when they expire."""
+    if event.type != "consent" or not state.remarketed or has_consent(state, "ads", policy):
+        return []
+    return [stop_remarketing(state, event, sorted(state.remarketed), "withdrew consent for ads; was remarketing", now)]
+
+
+def stop_remarketing(state: CustomerState, event: Event, subjects: list[str], why: str, now: float) -> Command:
+    return make_command(
+        customer_id=who(state),
+        channel="ads",
+        action="remarketing_stop",
+        journey=REMARKETING,
+        trigger=event.event_id,
+        subject=",".join(subjects),
+        payload={"subjects": subjects},
+        reason=f"{why} {', '.join(subjects)}: stop those ads",
+        now=now,
+        ttl_s=STOP_TTL_S,
+    )
 
 
 def _answered_by_purchase(subject: str, event: Event) -> bool:
@@ -113,6 +121,7 @@ def _answered_by_purchase(subject: str, event: Event) -> bool:
 def _follow_up(state: CustomerState, event: Event, now: float) -> Command:
     products = purchased_products(event)
     value = event.properties.get("value")
+    payload: dict[str, Any]
     if state.purchases <= 1:
         action, payload = "upsell", {"purchased": products, "offer": "complementary_products"}
         reason = f"first purchase ({_describe(products, value, state.currency)}): suggest what goes with it"

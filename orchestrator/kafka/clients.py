@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ logging.getLogger("kafka").setLevel(logging.CRITICAL)
 def _unreachable(bootstrap: str, exc: Exception) -> CliError:
     """Connection trouble reads as 'cannot reach'; anything else says what Kafka said."""
     if isinstance(exc, (RetriableError, KafkaConnectionError, OSError)):
-        return Unreachable(f"cannot reach Kafka at {bootstrap} ({type(exc).__name__}); is it running? try 'make up'")
+        return Unreachable.service("Kafka", bootstrap, exc)
     return CliError(f"Kafka at {bootstrap}: {exc}")
 
 
@@ -72,10 +73,8 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
         existing = set(admin.list_topics())
         missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 

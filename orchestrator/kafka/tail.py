@@ -26,9 +26,7 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
-def follow(
-    bootstrap: str, pattern: str, *, from_beginning: bool, deadline: float | None = None
-) -> Iterator[Record]:
+def follow(bootstrap: str, pattern: str, *, from_beginning: bool, deadline: float | None = None) -> Iterator[Record]:
     """Yield records from every topic matching ``pattern`` until ``deadline`` (monotonic).
 
     Topics that appear after we start are read from their beginning, so a
@@ -50,7 +48,9 @@ def follow(
             batches = client.poll(timeout_ms=200)
             for records in batches.values():
                 for r in records:
-                    yield Record(r.topic, r.partition, r.offset, r.timestamp / 1000.0, r.key, r.value, list(r.headers or []))
+                    yield Record(
+                        r.topic, r.partition, r.offset, r.timestamp / 1000.0, r.key, r.value, list(r.headers or [])
+                    )
     finally:
         client.close()
 

@@ -29,10 +29,13 @@ def real_stack() -> None:
         list_topics(BOOTSTRAP)
     except CliError as exc:
         pytest.fail(f"Kafka is required for integration tests: {exc}", pytrace=False)
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+        client.ping()
     except redis.RedisError as exc:
         pytest.fail(f"Redis is required for integration tests at {REDIS_URL}: {exc}; run 'make up'", pytrace=False)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,9 @@ def prefix() -> str:
 @pytest.fixture(scope="module")
 def worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     data_dir: Path = tmp_path_factory.mktemp("worker")
-    proc = WorkerProcess(prefix=prefix, bootstrap=BOOTSTRAP, redis_url=REDIS_URL, web_port=free_port(), data_dir=data_dir)
+    proc = WorkerProcess(
+        prefix=prefix, bootstrap=BOOTSTRAP, redis_url=REDIS_URL, web_port=free_port(), data_dir=data_dir
+    )
     proc.start()
     try:
         yield proc

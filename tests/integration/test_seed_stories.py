@@ -73,9 +73,12 @@ def test_an_opt_out_of_ads_is_respected(worker: WorkerProcess) -> None:
     [command] = worker.commands(1, customer="olga")
 
     assert command["action"] == "upsell"
-    assert worker.metric(
-        "orchestrator_commands_suppressed_total", channel="ads", action="remarketing_ad", reason="no_consent"
-    ) >= 1
+    assert (
+        worker.metric(
+            "orchestrator_commands_suppressed_total", channel="ads", action="remarketing_ad", reason="no_consent"
+        )
+        >= 1
+    )
 
 
 def test_kcat_can_publish_a_json_event_whose_command_arrives(worker: WorkerProcess) -> None:
