@@ -1,0 +1,121 @@
+"""The command line: helpful on success, one clear line and a non-zero exit on failure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.harness import WorkerProcess, as_json, cli_env, event, free_port
+
+COMMANDS = ["worker", "send", "tail", "customer", "simulate"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["send", "-"], "Kafka"),
+        (["tail", "--timeout", "5"], "Kafka"),
+        (["worker"], "Kafka"),
+        (["customer", "anyone"], "Redis"),
+    ],
+)
+def test_an_unreachable_service_gives_one_line_and_exit_2(args: list[str], what: str) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    env = cli_env("cli.", dead, f"redis://{dead}/0")
+
+    result = run(*args, env=env, stdin=as_json(event("x-1", "search", "x", query="q")) + "\n")
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"orchestrator: error: cannot reach {what} at ")
+    assert dead in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_send_refuses_invalid_lines_with_their_number_and_sends_the_rest(worker: WorkerProcess) -> None:
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+    lines = [
+        as_json(event("s-1", "search", "sam", query="first")),
+        "{not json",
+        json.dumps({"event_id": "s-x", "type": "search", "ts": "noon", "customer_id": "sam"}),
+        as_json(event("s-2", "search", "sam", query="second")),
+    ]
+
+    result = run("send", "--topic", "search", env=env, stdin="\n".join(lines) + "\n")
+
+    assert result.returncode == 1
+    assert "line 2: not valid JSON" in result.stderr
+    assert "line 3: ts:" in result.stderr
+    assert "sent 2 event(s)" in result.stderr
+    assert [c["payload"]["query"] for c in worker.commands(2, customer="sam")] == ["first", "second"]
+
+
+def test_tail_filters_by_customer_and_action_and_prints_json(worker: WorkerProcess) -> None:
+    worker.publish("web", event("t-1", "product_view", "tom", product="sku-a"))
+    worker.publish("web", event("t-2", "purchase", "tom", product="sku-a", value=5))
+    worker.publish("web", event("t-3", "product_view", "tina", product="sku-b"))
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+
+    result = run(
+        "tail",
+        "--from-beginning",
+        "--json",
+        "--customer",
+        "tom",
+        "--action",
+        "upsell",
+        "--max",
+        "1",
+        "--timeout",
+        "45",
+        env=env,
+    )
+
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    command = json.loads(line)
+    assert (command["customer_id"], command["action"], command["channel"]) == ("tom", "upsell", "email")
+
+
+def test_tail_prints_one_readable_line_per_command(worker: WorkerProcess) -> None:
+    worker.publish("search", event("h-1", "search", "hal", query="stove"))
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+
+    result = run("tail", "ads", "--from-beginning", "--customer", "hal", "--max", "1", "--timeout", "45", env=env)
+
+    assert result.returncode == 0, result.stderr
+    [line] = result.stdout.splitlines()
+    assert "remarketing_ad" in line and "hal" in line and "searched for 'stove'" in line
+
+
+def test_tail_exits_3_when_too_few_commands_arrive_in_time(worker: WorkerProcess) -> None:
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+
+    result = run("tail", "--customer", "nobody", "--max", "1", "--timeout", "2", env=env)
+
+    assert result.returncode == 3
+    assert result.stderr.strip() == "orchestrator: timed out after 2s with 0 of 1 commands"

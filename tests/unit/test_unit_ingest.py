@@ -1,0 +1,242 @@
+"""ingest(): raw record -> normalised Event, or a Rejection with a reason; never an exception."""
+
+from __future__ import annotations
+
+import json
+
+import msgpack
+import pytest
+
+from orchestrator.core.event import Event, customer_key
+from orchestrator.ingest import EARLIEST_TS, Limits, Rejection, depth_of, ingest
+from orchestrator.topics import TopicNames
+from schemas.codec import encode_payload
+
+NOW = 1_800_000_000.0
+JSON_HEADERS = [("content-type", b"application/json")]
+
+
+def doc(**changes):
+    base = {"event_id": "web-1", "type": "search", "ts": NOW - 5, "customer_id": "c-42", "properties": {"query": "q"}}
+    merged = {**base, **changes}
+    return {k: v for k, v in merged.items() if v is not ...}
+
+
+DEFAULT_TOPICS = TopicNames()
+DEFAULT_LIMITS = Limits()
+
+
+def run(payload, *, topic="events.web", headers=None, topics=DEFAULT_TOPICS, limits=DEFAULT_LIMITS):
+    return ingest(payload, topic=topic, headers=headers, received_at=NOW + 1, now=NOW, topics=topics, limits=limits)
+
+
+def rejected(result, reason: str) -> Rejection:
+    assert isinstance(result, Rejection), result
+    assert result.reason == reason, result
+    return result
+
+
+def nested(levels: int) -> dict:
+    """A ``properties`` value that brings the whole event to ``levels`` levels of maps."""
+    inner: dict = {"leaf": 1}
+    for _ in range(levels - 2):  # the event is level 1, the innermost map is level ``levels``
+        inner = {"a": inner}
+    return inner
+
+
+def test_a_valid_msgpack_event_becomes_a_normalised_event():
+    result = run(encode_payload(doc(ts="2027-01-15T09:00:00+01:00")))
+    assert isinstance(result, Event)
+    assert result.event_id == "web-1"
+    assert result.type == "search"
+    assert result.channel == "web"
+    assert result.customer_key == "c-42"
+    assert result.customer_id == "c-42"
+    assert result.received_at == NOW + 1
+    assert result.properties == {"query": "q"}
+    assert isinstance(result.ts, float)
+
+
+def test_a_valid_json_event_is_accepted_with_or_without_the_header():
+    payload = json.dumps(doc()).encode()
+    assert isinstance(run(payload, headers=JSON_HEADERS), Event)
+    assert isinstance(run(payload), Event)
+
+
+def test_an_accepted_event_survives_the_wire_format_of_the_internal_topic():
+    result = run(encode_payload(doc(identifiers={"email": "a@example.com"})))
+    assert Event.from_wire(msgpack.unpackb(msgpack.packb(result.to_wire()))) == result
+
+
+@pytest.mark.parametrize("payload", [b"", None])
+def test_an_empty_record_is_rejected_as_empty(payload):
+    rejected(run(payload), "empty")
+
+
+def test_a_record_over_the_size_limit_is_rejected_as_too_large():
+    payload = encode_payload(doc(properties={"blob": "x" * 2000}))
+    result = rejected(run(payload, limits=Limits(max_message_bytes=1000)), "too_large")
+    assert str(len(payload)) in result.detail
+    assert "1000" in result.detail
+
+
+def test_a_record_exactly_at_the_size_limit_is_accepted():
+    payload = encode_payload(doc())
+    assert isinstance(run(payload, limits=Limits(max_message_bytes=len(payload))), Event)
+
+
+@pytest.mark.parametrize(
+    ("payload", "headers"),
+    [
+        pytest.param(b"\x00\x01garbage", None, id="garbage"),
+        pytest.param(b'{"event_id": "e1", ', None, id="truncated-json"),
+        pytest.param(encode_payload(doc()), JSON_HEADERS, id="msgpack-labelled-as-json"),
+        pytest.param(encode_payload(doc()) + b"\x00", None, id="trailing-bytes"),
+    ],
+)
+def test_bytes_that_are_neither_msgpack_nor_json_are_rejected_as_undecodable(payload, headers):
+    result = rejected(run(payload, headers=headers), "undecodable")
+    assert "not valid" in result.detail
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param([doc()], id="list"),
+        pytest.param("an event", id="string"),
+        pytest.param(42, id="int"),
+        pytest.param(None, id="nil"),
+    ],
+)
+def test_a_document_that_is_not_a_map_is_rejected_as_not_an_object(document):
+    result = rejected(run(msgpack.packb(document)), "not_an_object")
+    assert "expected a map" in result.detail
+
+
+def test_properties_nested_beyond_the_depth_limit_are_rejected_as_too_deep():
+    limits = Limits(max_depth=8)
+    assert depth_of(doc(properties=nested(9)), 100) == 9
+    result = rejected(run(encode_payload(doc(properties=nested(9))), limits=limits), "too_deep")
+    assert "8" in result.detail
+
+
+def test_properties_nested_exactly_to_the_depth_limit_are_accepted():
+    assert depth_of(doc(properties=nested(8)), 100) == 8
+    assert isinstance(run(encode_payload(doc(properties=nested(8))), limits=Limits(max_depth=8)), Event)
+
+
+def test_nesting_is_counted_through_lists_as_well_as_maps():
+    deep = doc(properties={"a": [[[[[[[{"x": 1}]]]]]]]})
+    rejected(run(encode_payload(deep)), "too_deep")
+
+
+def test_json_too_deep_for_the_parser_is_rejected_as_too_deep_not_as_a_crash():
+    payload = b'{"a":' * 20_000
+    rejected(run(payload, limits=Limits(max_message_bytes=10**6)), "too_deep")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        pytest.param({"event_id": ...}, "event_id", id="missing-event-id"),
+        pytest.param({"type": "Search"}, "type", id="bad-type"),
+        pytest.param({"ts": "2026-11-22T10:02:03"}, "ts", id="naive-ts"),
+        pytest.param({"event_id": 7}, "event_id", id="event-id-as-int"),
+        pytest.param({"colour": "red"}, "colour", id="unknown-field"),
+    ],
+)
+def test_a_schema_violation_is_rejected_as_invalid_naming_the_field(changes, field):
+    result = rejected(run(encode_payload(doc(**changes))), "invalid")
+    assert field in result.detail
+
+
+def test_a_missing_identity_is_rejected_as_invalid_with_a_readable_detail():
+    result = rejected(run(encode_payload(doc(customer_id=...))), "invalid")
+    assert "customer_id or at least one identifier" in result.detail
+
+
+def test_the_invalid_detail_lists_at_most_three_errors_and_counts_the_rest():
+    result = rejected(run(encode_payload({"properties": [], "channel": "X", "action_id": ""})), "invalid")
+    assert result.detail.count(";") == 2
+    assert "more)" in result.detail
+
+
+def test_a_timestamp_beyond_the_allowed_clock_skew_is_rejected_as_future_timestamp():
+    result = rejected(run(encode_payload(doc(ts=NOW + 301))), "future_timestamp")
+    assert "301s in the future" in result.detail
+
+
+def test_a_timestamp_within_the_allowed_clock_skew_is_accepted():
+    assert isinstance(run(encode_payload(doc(ts=NOW + 299))), Event)
+
+
+def test_milliseconds_by_mistake_are_rejected_as_future_timestamp():
+    rejected(run(encode_payload(doc(ts=NOW * 1000))), "future_timestamp")
+
+
+def test_a_timestamp_before_2000_is_rejected_as_invalid():
+    result = rejected(run(encode_payload(doc(ts=EARLIEST_TS - 1))), "invalid")
+    assert "before 2000" in result.detail
+
+
+def test_the_channel_defaults_from_the_topic_name():
+    assert run(encode_payload(doc()), topic="events.store").channel == "store"
+
+
+def test_the_channel_defaults_from_a_prefixed_topic_name():
+    result = run(encode_payload(doc()), topic="p.events.new-channel", topics=TopicNames("p."))
+    assert result.channel == "new-channel"
+
+
+def test_an_explicit_channel_wins_over_the_topic_name():
+    assert run(encode_payload(doc(channel="ads")), topic="events.web").channel == "ads"
+
+
+def test_an_event_without_channel_on_a_foreign_topic_is_rejected_as_invalid():
+    result = rejected(run(encode_payload(doc()), topic="events.web", topics=TopicNames("p.")), "invalid")
+    assert "events.web" in result.detail
+
+
+@pytest.mark.parametrize(
+    ("customer_id", "identifiers", "key"),
+    [
+        pytest.param("c-42", {"email": "a@example.com"}, "c-42", id="customer-id-wins"),
+        pytest.param(
+            None,
+            {"cookie": "k", "device": "d", "phone": "+49", "email": "a@example.com", "loyalty_id": "L1"},
+            "loyalty_id:L1",
+            id="loyalty-first",
+        ),
+        pytest.param(None, {"cookie": "k", "device": "d", "phone": "+49", "email": "a@x"}, "email:a@x", id="email"),
+        pytest.param(None, {"cookie": "k", "device": "d", "phone": "+49"}, "phone:+49", id="phone"),
+        pytest.param(None, {"cookie": "k", "device": "d"}, "device:d", id="device"),
+        pytest.param(None, {"cookie": "k", "zz_partner": "z"}, "cookie:k", id="cookie-over-unknown-kinds"),
+        pytest.param(None, {"zz_partner": "z", "crm": "9", "ab_test": "t"}, "ab_test:t", id="alphabetical-fallback"),
+    ],
+)
+def test_the_customer_key_prefers_the_most_stable_identifier(customer_id, identifiers, key):
+    assert customer_key(customer_id, identifiers) == key
+    result = run(encode_payload(doc(customer_id=customer_id or ..., identifiers=identifiers)))
+    assert result.customer_key == key
+    assert result.identifiers == identifiers
+
+
+def test_every_accepted_event_can_be_forwarded_as_msgpack():
+    payload = json.dumps(doc(properties={"value": 10**20})).encode()
+    result = run(payload)
+    if isinstance(result, Event):
+        msgpack.packb(result.to_wire(), use_bin_type=True)
+
+
+def test_a_timestamp_too_large_for_a_float_is_rejected_not_raised():
+    payload = b'{"event_id": "e", "type": "search", "customer_id": "c", "ts": 1' + b"0" * 400 + b"}"
+    rejected(run(payload), "undecodable")  # no JSON integer beyond 64 bits gets past decoding
+
+
+def test_a_json_integer_too_long_to_parse_is_rejected_not_raised():
+    payload = b'{"event_id": "e", "type": "search", "customer_id": "c", "ts": ' + b"1" * 5000 + b"}"
+    rejected(run(payload), "undecodable")
+
+
+def test_msgpack_too_deep_for_the_parser_is_rejected_as_too_deep_like_json():
+    rejected(run(b"\x81\xa1a" * 2_000 + b"\x01"), "too_deep")  # 6 kB, well under the size limit

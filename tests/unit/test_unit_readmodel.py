@@ -1,0 +1,62 @@
+"""readmodel.profile(): what other systems read about a customer from Redis."""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator.core.decide import decide
+from orchestrator.core.event import Event
+from orchestrator.readmodel import profile, profile_key
+
+T0 = 1_800_000_000.0
+
+
+def customer():
+    state = None
+    for i, (type, props) in enumerate([("search", {"query": "tent"}), ("add_to_cart", {"product": "sku-1"})]):
+        event = Event(
+            event_id=f"e-{i}",
+            type=type,
+            ts=T0 + i,
+            customer_key="c-42",
+            channel="web",
+            received_at=T0 + i,
+            customer_id="c-42",
+            properties=props,
+        )
+        state = decide(state, event, T0 + i).state
+    return state
+
+
+def test_a_profile_carries_the_lifecycle_stage_and_when_it_was_written():
+    doc = profile(customer(), T0 + 10)
+    assert doc["stage"] == "engaged"
+    assert doc["updated_at"] == T0 + 10
+
+
+def test_a_profile_omits_the_internal_deduplication_ids():
+    state = customer()
+    assert state.seen_ids
+    assert "seen_ids" not in profile(state, T0)
+
+
+def test_a_profile_keeps_what_other_systems_need():
+    doc = profile(customer(), T0)
+    assert doc["key"] == "c-42"
+    assert doc["customer_id"] == "c-42"
+    assert set(doc["cart"]) == {"sku-1"}
+    assert set(doc["interests"]) == {"query:tent", "product:sku-1"}
+    assert doc["events"] == 2
+
+
+def test_a_profile_is_plain_json_and_does_not_touch_the_state():
+    state = customer()
+    before = state.to_bytes()
+    doc = profile(state, T0)
+    assert json.loads(json.dumps(doc, allow_nan=False)) == doc
+    assert state.to_bytes() == before
+    assert state.seen_ids
+
+
+def test_profiles_are_stored_under_the_topic_prefix():
+    assert profile_key("p.", "email:a@example.com") == "p.customer:email:a@example.com"

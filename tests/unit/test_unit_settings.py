@@ -1,0 +1,68 @@
+"""Settings from ORCH_* environment variables, and the policy and limits they produce."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.core.policy import Policy
+from orchestrator.ingest import Limits
+from orchestrator.settings import Settings
+
+
+def test_consent_required_channels_are_read_as_a_comma_separated_list(monkeypatch):
+    monkeypatch.setenv("ORCH_CONSENT_REQUIRED_CHANNELS", "sms, email")
+    settings = Settings()
+    assert settings.consent_required_channels == frozenset({"sms", "email"})
+    assert settings.policy().consent_required_channels == frozenset({"sms", "email"})
+
+
+def test_an_empty_channel_list_means_no_channel(monkeypatch):
+    monkeypatch.setenv("ORCH_CONSENT_REQUIRED_CHANNELS", " , ")
+    assert Settings().consent_required_channels == frozenset()
+
+
+def test_the_channels_to_create_are_read_as_a_comma_separated_list(monkeypatch):
+    monkeypatch.setenv("ORCH_CHANNELS", "web,kiosk")
+    assert Settings().channels == frozenset({"web", "kiosk"})
+
+
+def test_numbers_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("ORCH_FREQUENCY_CAP_PER_DAY", "5")
+    monkeypatch.setenv("ORCH_MAX_DEPTH", "4")
+    settings = Settings()
+    assert settings.policy().frequency_cap_per_day == 5
+    assert settings.limits().max_depth == 4
+
+
+def test_the_defaults_give_the_default_policy_and_limits(monkeypatch):
+    for name in (
+        "ORCH_CONSENT_REQUIRED_CHANNELS",
+        "ORCH_FREQUENCY_CAP_PER_DAY",
+        "ORCH_REMARKETING_COOLDOWN_S",
+        "ORCH_REMARKETING_DISCOUNT_PERCENT",
+        "ORCH_CART_DISCOUNT_PERCENT",
+        "ORCH_RECENT_EVENTS",
+        "ORCH_DEDUPE_WINDOW",
+        "ORCH_MAX_MESSAGE_BYTES",
+        "ORCH_MAX_DEPTH",
+        "ORCH_MAX_FUTURE_SKEW_S",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.policy() == Policy()
+    assert settings.limits() == Limits()
+
+
+def test_the_app_id_carries_the_topic_prefix():
+    assert Settings(topic_prefix="p.", app_id="orch").full_app_id == "p.orch"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ORCH_OUTPUT_ENCODING", "xml"), ("ORCH_MAX_DEPTH", "1"), ("ORCH_PARTITIONS", "0")],
+)
+def test_nonsense_settings_are_refused_at_start(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
