@@ -11,10 +11,10 @@ from orchestrator.errors import CliError
 from orchestrator.settings import Settings
 
 Bootstrap = Annotated[
-    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers [env ORCH_KAFKA_BOOTSTRAP].")
+    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (env ORCH_KAFKA_BOOTSTRAP).")
 ]
-Prefix = Annotated[str | None, typer.Option("--prefix", help="Topic prefix [env ORCH_TOPIC_PREFIX].")]
-RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="Redis URL [env ORCH_REDIS_URL].")]
+Prefix = Annotated[str | None, typer.Option("--prefix", help="Topic prefix (env ORCH_TOPIC_PREFIX).")]
+RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (env ORCH_REDIS_URL).")]
 
 
 def settings(**overrides: Any) -> Settings:

@@ -16,9 +16,11 @@ def worker(
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
     redis_url: RedisUrl = None,
-    web_port: Annotated[int | None, typer.Option(help="Port for /metrics [env ORCH_WEB_PORT].")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="RocksDB folder [env ORCH_DATA_DIR].")] = None,
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning, error.")] = "info",
+    web_port: Annotated[int | None, typer.Option(help="Port for /metrics (env ORCH_WEB_PORT).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="RocksDB folder (env ORCH_DATA_DIR).")] = None,
+    loglevel: Annotated[
+        str | None, typer.Option("--loglevel", "-l", help="debug, info, warning, error (env ORCH_LOG_LEVEL).")
+    ] = None,
 ) -> None:
     """Run a worker: consume events.*, keep customer state, emit commands, serve /metrics.
 
@@ -26,7 +28,12 @@ def worker(
     --data-dir) to share the partitions between them.
     """
     conf = settings(
-        kafka_bootstrap=bootstrap, topic_prefix=prefix, redis_url=redis_url, web_port=web_port, data_dir=data_dir
+        kafka_bootstrap=bootstrap,
+        topic_prefix=prefix,
+        redis_url=redis_url,
+        web_port=web_port,
+        data_dir=data_dir,
+        log_level=loglevel,
     )
     check_kafka(conf.kafka_bootstrap)
     check_redis(conf.redis_url)
@@ -37,7 +44,7 @@ def worker(
     from orchestrator.app import create_app
 
     app = create_app(conf)
-    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    Worker(app, loglevel=conf.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 def check_redis(url: str) -> None:
