@@ -36,9 +36,13 @@ class Outgoing:
 
 
 class Simulator:
-    def __init__(self, customers: int = 40, seed: int = 7, broken_every: int = 0) -> None:
+    def __init__(self, customers: int = 40, seed: int = 7, broken_every: int = 0, run_id: str | None = None) -> None:
+        """``seed`` fixes who does what; ``run_id`` (random by default) names this run's
+        people and events, so a second run is new customers rather than redeliveries
+        to people who already hit their frequency cap."""
         self._rng = random.Random(seed)
-        self._people = [f"sim-{seed}-{i:04d}" for i in range(customers)]
+        self._run_id = run_id if run_id is not None else uuid.uuid4().hex[:6]
+        self._people = [f"sim-{self._run_id}-{i:04d}" for i in range(customers)]
         self._broken_every = broken_every
         self._count = 0
 
@@ -87,6 +91,6 @@ class Simulator:
             )
 
     def _event(self, source: str, person: str, now: float, kind: str, **properties: Any) -> Outgoing:
-        event_id = str(uuid.UUID(int=self._rng.getrandbits(128)))
+        event_id = f"{self._run_id}-{self._count}-{uuid.UUID(int=self._rng.getrandbits(128)).hex[:12]}"
         doc = {"event_id": event_id, "type": kind, "ts": round(now, 3), "customer_id": person, "properties": properties}
         return Outgoing(source, event=doc)

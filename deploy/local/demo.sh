@@ -42,7 +42,7 @@ pids+=($!)
 
 cat <<TIPS
 ==> commands as they are decided (Ctrl-C to stop). In another terminal try:
-      .venv/bin/orchestrator customer sim-7-0003      # one customer's state from Redis
+      .venv/bin/orchestrator customer <id from a line below>   # that customer's state from Redis
       curl -s localhost:$ORCH_WEB_PORT/metrics | grep ^orchestrator_
       kcat -b 127.0.0.1:9092 -C -t orchestrator.dlq -e -J   # what was refused, and why
 

@@ -18,7 +18,7 @@ CHANNELS = ("web", "search", "ads", "email", "store", "app", "social")
 
 def simulate(
     rate: Annotated[float, typer.Option(help="Journey steps per second.")] = 4.0,
-    customers: Annotated[int, typer.Option(help="How many simulated people.")] = 40,
+    customers: Annotated[int, typer.Option(help="How many simulated people.")] = 100,
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
     broken_every: Annotated[int, typer.Option(help="Every Nth record is malformed (0: never).")] = 25,
     seed: Annotated[int, typer.Option(help="Random seed, for repeatable traffic.")] = 7,

@@ -74,9 +74,9 @@ def promo_code(percent: int, subject: str) -> str:
 
 
 def _remarketing_reason(event: Event, kind: str, value: str, percent: int) -> str:
-    did = {"search": "searched for", "product_view": "viewed", "add_to_cart": "put in the cart"}[event.type]
     what = f"'{value}'" if kind == "query" else f"product {value}"
-    return f"{did} {what} on {event.channel} and has not bought it: remarketing ad with {percent}% off"
+    did = {"search": f"searched for {what}", "product_view": f"viewed {what}", "add_to_cart": f"put {what} in the cart"}
+    return f"{did[event.type]} on {event.channel} and has not bought it: remarketing ad with {percent}% off"
 
 
 def post_purchase(state: CustomerState, event: Event, now: float) -> list[Command]:

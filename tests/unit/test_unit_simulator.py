@@ -10,11 +10,11 @@ STEPS = 1000
 
 
 def broken_sim() -> Simulator:
-    return Simulator(customers=10, seed=34, broken_every=5)
+    return Simulator(customers=10, seed=34, broken_every=5, run_id="t")
 
 
 def clean_sim() -> Simulator:
-    return Simulator(customers=10, seed=15)
+    return Simulator(customers=10, seed=15, run_id="t")
 
 
 def run(sim: Simulator, steps: int) -> list[list]:
@@ -54,9 +54,16 @@ def test_every_event_the_simulator_makes_is_a_valid_channel_event():
     for record in events:
         parsed = ChannelEvent.model_validate(record.event)
         assert T0 <= parsed.ts < T0 + STEPS
-        assert parsed.customer_id.startswith("sim-34-")
+        assert parsed.customer_id.startswith("sim-t-")
         types.add(parsed.type)
     assert {"search", "product_view", "add_to_cart", "purchase"} <= types
+
+
+def test_two_runs_with_the_same_seed_never_reuse_an_event_id():
+    def ids(sim: Simulator) -> set[str]:
+        return {r.event["event_id"] for step in run(sim, 50) for r in step if r.event}
+
+    assert not ids(Simulator(seed=7)) & ids(Simulator(seed=7))
 
 
 def test_event_ids_are_unique():
