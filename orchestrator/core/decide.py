@@ -1,8 +1,9 @@
 """``decide(state, event, now) -> Decision``: the whole brain, as one pure function.
 
-Fold the event into a copy of the state, let the rules propose commands, let the
-contact policy hold back what must not go out, and remember what was sent.
-Same inputs, same outputs: the streaming agents and offline replay share it.
+Fold the event into a copy of the state, let the built-in rules and the journeys
+propose commands, let the contact policy hold back what must not go out, and
+remember what was sent. Same inputs, same outputs: the streaming agents and
+offline replay share it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from orchestrator.core.fold import fold
 from orchestrator.core.policy import Policy, hold_back_reason, record_contact
 from orchestrator.core.rules import Held, consent_withdrawn, post_purchase, remarketing
 from orchestrator.core.state import CustomerState, remember
+from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
 
+WAKE = "__wake__"  # internal event type: "a wait may be due"; channels cannot send it
 DEFAULT_POLICY = Policy()
 
 
@@ -24,30 +27,77 @@ class Decision:
     state: CustomerState
     commands: list[Command] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     duplicate: bool = False
 
 
-def decide(state: CustomerState | None, event: Event, now: float, policy: Policy = DEFAULT_POLICY) -> Decision:
-    """Apply one event for one customer and choose what to do next."""
+def decide(
+    state: CustomerState | None,
+    event: Event,
+    now: float,
+    policy: Policy = DEFAULT_POLICY,
+    engine: Engine | None = None,
+) -> Decision:
+    """Apply one event (or a timer's wake) for one customer and choose what to do next."""
+    if event.type == WAKE:
+        return _wake(state, now, policy, engine)
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
     new = state.thaw() if state is not None else CustomerState(key=event.customer_key)
-    rm_commands, held = remarketing(new, event, policy, now)
+    candidates, held = _rule_candidates(new, event, now, policy)
+    run = JourneyRun()
+    if engine is not None:
+        engine.on_event(new, event, now, run)
+    candidates += _by_priority(run)
+    held += run.held
+    sent = _apply_policy(new, candidates, held, policy, now)
+    return Decision(state=new, commands=sent, held=held, outcomes=run.outcomes)
+
+
+def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Policy) -> tuple[list[Command], list[Held]]:
+    """Fold the event in, with the built-in reflex rules around it."""
+    rm_commands, held = remarketing(new, event, policy, now) if "remarketing" in policy.rules else ([], [])
     fold(new, event, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
+    candidates: list[Command] = []
+    if "remarketing" in policy.rules:
+        candidates += consent_withdrawn(new, event, policy, now)
+    if "post_purchase" in policy.rules:
+        candidates += post_purchase(new, event, now)
+    return candidates + rm_commands, held
+
+
+def _wake(state: CustomerState | None, now: float, policy: Policy, engine: Engine | None) -> Decision:
+    if state is None or engine is None:
+        return Decision(state=state or CustomerState(key=""), duplicate=True)
+    new = state.thaw()
+    run = JourneyRun()
+    engine.fire_due(new, now, run)
+    sent = _apply_policy(new, _by_priority(run), run.held, policy, now)
+    return Decision(state=new, commands=sent, held=run.held, outcomes=run.outcomes)
+
+
+def _by_priority(run: JourneyRun) -> list[Command]:
+    """Higher priority first, so under a frequency cap the most important action wins."""
+    return [command for _, command in sorted(run.commands, key=lambda pc: -pc[0])]
+
+
+def _apply_policy(
+    state: CustomerState, candidates: list[Command], held: list[Held], policy: Policy, now: float
+) -> list[Command]:
     sent: list[Command] = []
-    for command in consent_withdrawn(new, event, policy, now) + post_purchase(new, event, now) + rm_commands:
-        reason = hold_back_reason(new, command, policy, now)
+    for command in candidates:
+        reason = hold_back_reason(state, command, policy, now)
         if reason is not None:
             held.append(Held(command, reason))
             continue
-        _remember_sent(new, command, now)
+        _remember_sent(state, command, now)
         sent.append(command)
-    return Decision(state=new, commands=sent, held=held)
+    return sent
 
 
 def _remember_sent(state: CustomerState, command: Command, now: float) -> None:
     record_contact(state, command, now)
-    if command.action == "remarketing_ad":
+    if command.action == "remarketing_ad" and command.journey == "remarketing":
         kind = "product" if "product" in command.payload else "query"
         remember(state.remarketed, f"{kind}:{command.payload[kind]}", now)
     elif command.action == "remarketing_stop":

@@ -27,6 +27,7 @@ class Policy:
     cart_discount_percent: int = 15
     recent_events: int = 20
     dedupe_window: int = 128
+    rules: frozenset[str] = frozenset({"remarketing", "post_purchase"})  # built-in reflexes that run
 
 
 def has_consent(state: CustomerState, channel: str, policy: Policy) -> bool:

@@ -37,6 +37,9 @@ class CustomerState:
     remarketed: dict[str, float] = field(default_factory=dict)
     consent: dict[str, bool] = field(default_factory=dict)
     contacts: dict[str, list[float]] = field(default_factory=dict)
+    timezone: str | None = None
+    journeys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    journey_log: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def thaw(self) -> CustomerState:
         """A copy whose containers may be changed without touching ``self``.
@@ -53,7 +56,14 @@ class CustomerState:
                 value = list(value)
             setattr(copy, f, value)
         copy.contacts = {ch: list(times) for ch, times in self.contacts.items()}
+        copy.journeys = {jid: dict(inst) for jid, inst in self.journeys.items()}
+        copy.journey_log = {jid: dict(log) for jid, log in self.journey_log.items()}
         return copy
+
+    def next_wake(self) -> float | None:
+        """When this customer next needs a timer: the earliest wait of any journey."""
+        wakes = [inst["wake"] for inst in self.journeys.values() if inst.get("wake") is not None]
+        return min(wakes) if wakes else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,1 @@
+"""Journeys: declarative customer journeys, compiled once and run by a pure engine."""

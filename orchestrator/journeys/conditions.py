@@ -1,0 +1,89 @@
+"""CEL conditions and payload templates: a small, safe, standard language, never ``eval``.
+
+Uses the Rust CEL implementation (package ``common-expression-language``): about
+12 microseconds an evaluation, where a pure-Python one takes 400.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import cel
+
+TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+
+
+class ConditionError(ValueError):
+    """An expression failed to compile; carries the expression for the message."""
+
+    def __init__(self, expression: str, detail: str) -> None:
+        super().__init__(f"{detail} in expression {expression!r}")
+        self.expression = expression
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A compiled CEL expression over ``event``, ``state``, ``trigger`` and ``now``."""
+
+    expression: str
+    program: Any
+
+    @classmethod
+    def compile(cls, expression: str) -> Condition:
+        try:
+            return cls(expression, cel.compile(expression))
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ConditionError(expression, first.split(": ERROR: ")[-1]) from None
+
+    def value(self, context: dict[str, Any]) -> Any:
+        """The expression's value; raises on a runtime error such as a missing field."""
+        return self.program.execute(context)
+
+    def holds(self, context: dict[str, Any]) -> bool:
+        """True only for a boolean true; a runtime error raises so the caller can count it."""
+        return self.value(context) is True
+
+
+@dataclass(frozen=True)
+class Template:
+    """A payload value: ``"{{ expr }}"`` is the expression's value, ``"a {{ x }} b"`` text."""
+
+    text: str
+    parts: tuple[Condition, ...]
+
+    @classmethod
+    def compile(cls, text: str) -> Template:
+        return cls(text, tuple(Condition.compile(expr) for expr in TEMPLATE.findall(text)))
+
+    def render(self, context: dict[str, Any]) -> Any:
+        if not self.parts:
+            return self.text
+        whole = TEMPLATE.fullmatch(self.text.strip())
+        if whole and len(self.parts) == 1:
+            return self.parts[0].value(context)
+        values = iter(self.parts)
+        return TEMPLATE.sub(lambda _m: str(next(values).value(context)), self.text)
+
+
+def compile_payload(payload: Any) -> Any:
+    """Compile every string in a payload tree into a :class:`Template`."""
+    if isinstance(payload, str):
+        return Template.compile(payload)
+    if isinstance(payload, dict):
+        return {k: compile_payload(v) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [compile_payload(v) for v in payload]
+    return payload
+
+
+def render_payload(payload: Any, context: dict[str, Any]) -> Any:
+    if isinstance(payload, Template):
+        return payload.render(context)
+    if isinstance(payload, dict):
+        return {k: render_payload(v, context) for k, v in payload.items()}
+    if isinstance(payload, list):
+        return [render_payload(v, context) for v in payload]
+    return payload

@@ -1,0 +1,346 @@
+"""Run customers through journeys: pure, deterministic, clock passed in.
+
+``on_event`` handles a customer's event: first it fires the waits that fell due
+before it, then goals and exits (which end a journey at once, also in the
+middle of a wait), then event waits, then entries. ``fire_due`` fires waits on
+their own, for the timer path. Both work on a thawed state in place and report
+commands, held-back commands and outcomes (entries, exits, conversions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from orchestrator.core.commands import Command, make_command
+from orchestrator.core.event import Event
+from orchestrator.core.lifecycle import stage
+from orchestrator.core.rules import Held, who
+from orchestrator.core.state import CustomerState
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.conditions import Condition, render_payload
+from orchestrator.journeys.loader import Compiled
+from orchestrator.journeys.model import Match, Step
+
+MAX_STEPS_PER_RUN = 64  # a journey that loops without waiting is stopped, not spun forever
+TRIGGER_PROPERTIES_MAX = 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # enter | exit | convert | condition_error
+    journey: str
+    version: int
+    reason: str = ""
+
+
+@dataclass
+class JourneyRun:
+    commands: list[tuple[int, Command]] = field(default_factory=list)  # (priority, command)
+    held: list[Held] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+@dataclass
+class Engine:
+    catalogue: Catalogue
+    max_active: int = 3
+    default_timezone: str = "UTC"
+
+    # -- entry points -------------------------------------------------------
+    def on_event(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
+        self.fire_due(state, now, run)
+        context = _Context(self, state, event, now)
+        for jid in list(state.journeys):
+            self._react(state, jid, event, context, run)
+        for journey in self.catalogue.active():
+            if journey.id not in state.journeys and self._may_enter(state, journey, event, context, run):
+                self._enter(state, journey, event, context, run)
+
+    def fire_due(self, state: CustomerState, until: float, run: JourneyRun) -> None:
+        """Fire every wait due at or before ``until``, earliest first, each at its own time."""
+        while True:
+            due = [(inst["wake"], jid) for jid, inst in state.journeys.items() if _due(inst, until)]
+            if not due:
+                return
+            wake, jid = min(due)
+            instance = state.journeys[jid]
+            journey = self._journey_of(state, jid, run)
+            if journey is None:
+                continue
+            step = journey.steps[instance["step"]]
+            instance["wake"] = None
+            wait = step.wait
+            timed_out = wait.on_timeout if wait is not None and wait.event else None
+            context = _Context(self, state, None, wake, trigger=instance["trigger"])
+            self._go(state, journey, jid, timed_out or journey.after(step), context, run)
+
+    # -- reacting to an event inside a journey -----------------------------------
+    def _react(self, state: CustomerState, jid: str, event: Event, context: _Context, run: JourneyRun) -> None:
+        journey = self._journey_of(state, jid, run)
+        if journey is None:
+            return
+        definition = journey.definition
+        if definition.goal and self._matches(journey, definition.goal, event, context, run):
+            self._end(state, journey, "goal", context.now, run, converted=True)
+            return
+        for match in definition.exit_on:
+            if self._matches(journey, match, event, context, run):
+                self._end(state, journey, f"exit_on:{event.type}", context.now, run)
+                return
+        instance = state.journeys[jid]
+        step = journey.steps[instance["step"]]
+        wait = step.wait
+        if wait is not None and wait.event and instance.get("wake") is not None:
+            if self._matches(journey, Match(event=wait.event, when=wait.when), event, context, run):
+                instance["wake"] = None
+                self._go(state, journey, jid, wait.on_event or journey.after(step), context, run)
+
+    # -- entering ---------------------------------------------------------------
+    def _may_enter(
+        self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun
+    ) -> bool:
+        definition = journey.definition
+        if not self._matches(journey, definition.trigger, event, context, run):
+            return False
+        log = state.journey_log.get(journey.id)
+        if log and log.get("entries"):
+            policy = definition.reentry
+            if policy.policy == "once":
+                return False
+            if policy.policy == "cooldown" and context.now - log.get("last_exit", 0.0) < (policy.cooldown or 0):
+                return False
+        if len(state.journeys) >= self.max_active:
+            run.outcomes.append(Outcome("blocked", journey.id, journey.version, "max_active"))
+            return False
+        if definition.audience:
+            return self._holds(journey, definition.audience, context, run)
+        return True
+
+    def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun) -> None:
+        state.journeys[journey.id] = {
+            "v": journey.version,
+            "step": journey.first,
+            "wake": None,
+            "entered": context.now,
+            "trigger": _summary(event),
+            "variant": None,
+            "holdout": False,
+        }
+        log = state.journey_log.setdefault(journey.id, {"entries": 0, "conversions": 0})
+        log["entries"] = log.get("entries", 0) + 1
+        log["last_entry"] = context.now
+        run.outcomes.append(Outcome("enter", journey.id, journey.version))
+        context.trigger = state.journeys[journey.id]["trigger"]
+        self._go(state, journey, journey.id, journey.first, context, run)
+
+    # -- walking the steps -----------------------------------------------------------
+    def _go(
+        self, state: CustomerState, journey: Compiled, jid: str, target: str | None, context: _Context, run: JourneyRun
+    ) -> None:
+        """Move to ``target`` and run steps until a wait is armed or the journey ends."""
+        instance = state.journeys[jid]
+        context.trigger = instance["trigger"]
+        for _ in range(MAX_STEPS_PER_RUN):
+            if target is None:
+                self._end(state, journey, "completed", context.now, run)
+                return
+            instance["step"] = target
+            step = journey.steps[target]
+            if step.wait is not None:
+                instance["wake"] = self._wake_time(state, step, context.now)
+                return
+            if step.exit is not None:
+                self._end(state, journey, step.exit, context.now, run)
+                return
+            target = self._run_step(state, journey, instance, step, context, run)
+        self._end(state, journey, "loop", context.now, run)
+
+    def _run_step(
+        self,
+        state: CustomerState,
+        journey: Compiled,
+        instance: dict[str, Any],
+        step: Step,
+        context: _Context,
+        run: JourneyRun,
+    ) -> str | None:
+        if step.action is not None:
+            self._act(state, journey, instance, step, context, run)
+        elif step.branch is not None:
+            for case in step.branch:
+                if case.else_ or (case.when and self._holds(journey, case.when, context, run)):
+                    return case.next
+        elif step.split is not None:
+            arm = _choose(step, state.key, journey.id)
+            instance["variant"] = arm.variant or "holdout"
+            instance["holdout"] = arm.holdout
+            return arm.next or journey.after(step)
+        return journey.after(step)
+
+    def _act(
+        self,
+        state: CustomerState,
+        journey: Compiled,
+        instance: dict[str, Any],
+        step: Step,
+        context: _Context,
+        run: JourneyRun,
+    ) -> None:
+        action = step.action
+        assert action is not None
+        try:
+            payload = render_payload(journey.payloads.get(step.id, {}), context.data())
+        except Exception as exc:  # a template over a missing field: skip the action, say why
+            run.outcomes.append(Outcome("condition_error", journey.id, journey.version, f"{step.id}: {exc!r}"))
+            return
+        variant = f", variant {instance['variant']}" if instance.get("variant") else ""
+        description = journey.definition.description or journey.id
+        command = make_command(
+            customer_id=who(state),
+            channel=action.channel,
+            action=action.action,
+            journey=journey.id,
+            trigger=instance["trigger"]["event_id"],
+            subject=f"v{journey.version}:{step.id}:{instance['entered']}",
+            payload=payload,
+            reason=f"{description} (journey {journey.id} v{journey.version}, step {step.id}{variant})",
+            now=context.now,
+            ttl_s=action.ttl,
+        )
+        if instance.get("holdout"):
+            run.held.append(Held(command, "holdout"))
+        else:
+            run.commands.append((action.priority, command))
+
+    def _end(
+        self, state: CustomerState, journey: Compiled, reason: str, now: float, run: JourneyRun, converted: bool = False
+    ) -> None:
+        state.journeys.pop(journey.id, None)
+        log = state.journey_log.setdefault(journey.id, {"entries": 0, "conversions": 0})
+        log["last_exit"] = now
+        if converted:
+            log["conversions"] = log.get("conversions", 0) + 1
+            run.outcomes.append(Outcome("convert", journey.id, journey.version))
+        run.outcomes.append(Outcome("exit", journey.id, journey.version, reason))
+
+    # -- time --------------------------------------------------------------------------
+    def _wake_time(self, state: CustomerState, step: Step, now: float) -> float:
+        wait = step.wait
+        assert wait is not None
+        if wait.until is not None:
+            return next_local_time(now, wait.until, state.timezone or self.default_timezone)
+        return now + float(wait.for_ if wait.for_ is not None else wait.timeout or 0.0)
+
+    # -- conditions ------------------------------------------------------------------------
+    def _matches(self, journey: Compiled, match: Match, event: Event, context: _Context, run: JourneyRun) -> bool:
+        if event.type not in match.event or (match.channel and event.channel not in match.channel):
+            return False
+        return match.when is None or self._holds(journey, match.when, context, run)
+
+    def _holds(self, journey: Compiled, expression: str, context: _Context, run: JourneyRun) -> bool:
+        condition = journey.conditions.get(expression)
+        if condition is None:
+            condition = Condition.compile(expression)
+        try:
+            return condition.holds(context.data())
+        except Exception as exc:  # missing field, wrong type: false, and counted
+            run.outcomes.append(Outcome("condition_error", journey.id, journey.version, f"{expression}: {exc!r}"))
+            return False
+
+    def _journey_of(self, state: CustomerState, jid: str, run: JourneyRun) -> Compiled | None:
+        """The version this customer entered; if it is gone, the journey ends for them."""
+        instance = state.journeys[jid]
+        journey = self.catalogue.get(jid, instance["v"])
+        if journey is None:
+            state.journeys.pop(jid, None)
+            run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
+        return journey
+
+
+class _Context:
+    """What conditions and templates see, built once per decision and only when needed."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        state: CustomerState,
+        event: Event | None,
+        now: float,
+        trigger: dict[str, Any] | None = None,
+    ) -> None:
+        self.state, self.event, self.now, self.trigger = state, event, now, trigger
+        self._cache: dict[str, Any] | None = None
+
+    def data(self) -> dict[str, Any]:
+        if self._cache is None:
+            self._cache = {"state": _state_view(self.state, self.now), "now": self.now}
+        event = _summary(self.event) if self.event is not None else self.trigger
+        return {**self._cache, "event": event or {}, "trigger": self.trigger or event or {}}
+
+
+def _state_view(state: CustomerState, now: float) -> dict[str, Any]:
+    return {
+        "customer_id": state.customer_id or state.key,
+        "stage": stage(state, now),
+        "events": state.events,
+        "purchases": state.purchases,
+        "revenue": state.revenue,
+        "first_seen": state.first_seen,
+        "last_seen": state.last_seen,
+        "channel_counts": state.channel_counts,
+        "type_counts": state.type_counts,
+        "cart": state.cart,
+        "cart_size": len(state.cart),
+        "purchased": list(state.purchased),
+        "consent": state.consent,
+        "identifiers": state.identifiers,
+    }
+
+
+def _summary(event: Event | None) -> dict[str, Any]:
+    if event is None:
+        return {}
+    props = dict(list(event.properties.items())[:TRIGGER_PROPERTIES_MAX])
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "channel": event.channel,
+        "ts": event.ts,
+        "properties": props,
+    }
+
+
+def _due(instance: dict[str, Any], until: float) -> bool:
+    wake = instance.get("wake")
+    return wake is not None and wake <= until
+
+
+def _choose(step: Step, customer: str, journey_id: str) -> Any:
+    """Deterministic by customer and journey: the same person always lands in the same arm."""
+    digest = hashlib.sha256(f"{journey_id}|{step.id}|{customer}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * 100
+    total = 0.0
+    arms = step.split or []
+    for arm in arms:
+        total += arm.percent
+        if point < total:
+            return arm
+    return arms[-1]
+
+
+def next_local_time(now: float, hhmm: str, timezone: str) -> float:
+    """The next moment after ``now`` when the clock in ``timezone`` shows ``hhmm``."""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    hour, minute = (int(p) for p in hhmm.split(":"))
+    local = datetime.fromtimestamp(now, zone)
+    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate.timestamp() <= now:
+        candidate = (local + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return candidate.timestamp()

@@ -1,0 +1,184 @@
+"""The journey file format, validated by pydantic. See ``journeys/*.yaml`` for examples."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from orchestrator.journeys.durations import parse_duration
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+ID = r"^[a-z][a-z0-9_]{0,63}$"
+CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Match(Strict):
+    """Which events count: by type, optionally channel, optionally a CEL condition."""
+
+    event: Names
+    channel: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    when: str | None = None
+
+
+class Reentry(Strict):
+    policy: Literal["once", "cooldown", "always"] = "once"
+    cooldown: Duration | None = None
+
+    @model_validator(mode="after")
+    def _cooldown_needs_duration(self) -> Reentry:
+        if self.policy == "cooldown" and not self.cooldown:
+            raise ValueError("reentry policy 'cooldown' needs a cooldown duration")
+        return self
+
+
+class Wait(Strict):
+    """Exactly one of: ``for`` a duration, an ``event`` (with timeout), or ``until`` a local time."""
+
+    for_: Duration | None = Field(default=None, alias="for")
+    event: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    when: str | None = None
+    timeout: Duration | None = None
+    on_event: str | None = None
+    on_timeout: str | None = None
+    until: str | None = Field(default=None, description="HH:MM in the customer's time zone")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Wait:
+        kinds = [k for k in ("for_", "event", "until") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a wait needs exactly one of 'for', 'event' or 'until'")
+        if self.event is not None and self.timeout is None:
+            raise ValueError("waiting for an event needs a timeout")
+        if self.until is not None and not CLOCK.match(self.until):
+            raise ValueError(f"until {self.until!r} is not HH:MM (24-hour clock)")
+        return self
+
+
+class Case(Strict):
+    when: str | None = None
+    else_: bool = Field(default=False, alias="else")
+    next: str
+
+    @model_validator(mode="after")
+    def _when_or_else(self) -> Case:
+        if (self.when is None) == (not self.else_):
+            raise ValueError("a branch case has either 'when' or 'else: true'")
+        return self
+
+
+class Arm(Strict):
+    """One share of a split: a named variant, or the holdout that gets no action."""
+
+    variant: str | None = None
+    holdout: bool = False
+    percent: float = Field(gt=0, le=100)
+    next: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> Arm:
+        if self.holdout == (self.variant is not None):
+            raise ValueError("a split arm is either 'variant: name' or 'holdout: true'")
+        return self
+
+
+class Action(Strict):
+    channel: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    action: str = Field(pattern=ID)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(default=50, ge=0, le=100)
+    ttl: Duration | None = None
+
+
+class Step(Strict):
+    id: str = Field(pattern=ID)
+    wait: Wait | None = None
+    branch: list[Case] | None = None
+    split: list[Arm] | None = None
+    action: Action | None = None
+    exit: str | None = None
+    next: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if data == "exit":
+            return {"exit": "completed"}
+        if isinstance(data, dict) and isinstance(data.get("wait"), (str, int, float)):
+            return {**data, "wait": {"for": data["wait"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [k for k in ("wait", "branch", "split", "action", "exit") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a step is exactly one of wait, branch, split, action or exit")
+        if self.split is not None and abs(sum(arm.percent for arm in self.split) - 100) > 1e-6:
+            raise ValueError("split percentages must add up to 100")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("wait", "branch", "split", "action", "exit") if getattr(self, k) is not None)
+
+
+class Journey(Strict):
+    id: str = Field(pattern=ID)
+    version: int = Field(ge=1)
+    description: str = ""
+    trigger: Match
+    audience: str | None = None
+    goal: Match | None = None
+    exit_on: list[Match] = Field(default_factory=list)
+    reentry: Reentry = Reentry()
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_steps(cls, data: Any) -> Any:
+        """Steps without an ``id`` are named by position, so short files stay short."""
+        if isinstance(data, dict) and isinstance(data.get("steps"), list):
+            steps = []
+            for i, step in enumerate(data["steps"]):
+                if step == "exit":
+                    step = {"exit": "completed"}
+                if isinstance(step, dict) and "id" not in step:
+                    step = {"id": f"step{i + 1}", **step}
+                steps.append(step)
+            data = {**data, "steps": steps}
+        if isinstance(data, dict) and isinstance(data.get("reentry"), str):
+            data = {**data, "reentry": {"policy": data["reentry"]}}
+        return data
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> Journey:
+        ids = [s.id for s in self.steps]
+        if len(ids) != len(set(ids)):
+            raise ValueError("step ids must be unique")
+        known = set(ids)
+        for step in self.steps:
+            for target in _targets(step):
+                if target not in known:
+                    raise ValueError(f"step {step.id!r} goes to unknown step {target!r}")
+        return self
+
+
+def _targets(step: Step) -> list[str]:
+    found = [step.next] if step.next else []
+    if step.wait:
+        found += [t for t in (step.wait.on_event, step.wait.on_timeout) if t]
+    found += [case.next for case in step.branch or ()]
+    found += [arm.next for arm in step.split or () if arm.next]
+    return found
