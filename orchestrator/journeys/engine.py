@@ -94,8 +94,9 @@ class Engine:
         instance = state.journeys[jid]
         step = journey.steps[instance["step"]]
         wait = step.wait
-        armed = wait is not None and wait.event and instance.get("wake") is not None
-        if armed and self._matches(journey, Match(event=wait.event, when=wait.when), event, context, run):
+        if wait is None or not wait.event or instance.get("wake") is None:
+            return
+        if self._matches(journey, Match(event=wait.event, when=wait.when), event, context, run):
             instance["wake"] = None
             self._go(state, journey, jid, wait.on_event or journey.after(step), context, run)
 
