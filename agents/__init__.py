@@ -9,6 +9,7 @@ import faust
 
 from agents.decide import attach_decide
 from agents.ingest import attach_ingest
+from agents.journeys import attach_journeys
 from agents.outbound import Outbound
 from agents.web import attach_web
 from orchestrator.settings import Settings
@@ -26,5 +27,6 @@ def attach(app: faust.App, settings: Settings) -> None:
     )
     outbound = Outbound(app, names, settings.output_encoding)
     attach_ingest(app, settings, names, customer_events, outbound)
-    table = attach_decide(app, settings, customer_events, outbound)
-    attach_web(app, table)
+    runtime, due = attach_journeys(app, settings, names, customer_events)
+    table = attach_decide(app, settings, customer_events, outbound, runtime, due)
+    attach_web(app, table, runtime)

@@ -12,7 +12,7 @@ from orchestrator import metrics
 log = logging.getLogger(__name__)
 
 
-def attach_web(app: faust.App, table: Any) -> None:
+def attach_web(app: faust.App, table: Any, runtime: Any) -> None:
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
@@ -22,9 +22,9 @@ def attach_web(app: faust.App, table: Any) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        """200 once tables are recovered and no rebalance is under way: safe to send traffic."""
+        """200 once tables are recovered, journeys loaded and no rebalance is under way."""
         tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
-        ok = tables.recovery.completed.is_set() and not app.rebalancing
+        ok = tables.recovery.completed.is_set() and not app.rebalancing and runtime.catalogue_ready.is_set()
         return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.timer(interval=10.0)

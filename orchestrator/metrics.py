@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 KNOWN_TYPES = frozenset(
@@ -58,6 +60,33 @@ CUSTOMERS = Gauge(
     "orchestrator_customers",
     "Customers in this worker's state table partitions (RocksDB estimate).",
 )
+JOURNEY_ENTRIES = Counter(
+    "orchestrator_journey_entries_total", "Customers who entered a journey.", ["journey", "version"]
+)
+JOURNEY_EXITS = Counter(
+    "orchestrator_journey_exits_total",
+    "Customers who left a journey, by reason (goal, completed, exit_on:<type>, loop, version_removed, ...).",
+    ["journey", "version", "reason"],
+)
+JOURNEY_CONVERSIONS = Counter(
+    "orchestrator_journey_conversions_total", "Goals reached inside a journey.", ["journey", "version"]
+)
+JOURNEY_CONDITION_ERRORS = Counter(
+    "orchestrator_journey_condition_errors_total",
+    "Conditions or templates that failed at run time (treated as false / action skipped).",
+    ["journey", "version"],
+)
+JOURNEY_BLOCKED = Counter(
+    "orchestrator_journey_blocked_total", "Entries refused because of the active-journey limit.", ["journey"]
+)
+TIMERS_PENDING = Gauge("orchestrator_timers_pending", "Customers with a pending wait in this worker's partitions.")
+TIMER_LATENESS = Histogram(
+    "orchestrator_timer_lateness_seconds",
+    "How late a wait fired, from its due time to the moment it was processed.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0),
+)
+JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
+
 READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
 READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
 READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")
@@ -66,6 +95,23 @@ READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles w
 def type_label(event_type: str) -> str:
     """Keep the label set bounded whatever types channels invent."""
     return event_type if event_type in KNOWN_TYPES else "other"
+
+
+def count_outcomes(outcomes: list[Any]) -> None:
+    """Journey outcomes from one decision into the journey counters."""
+    for o in outcomes:
+        version = str(o.version)
+        if o.kind == "enter":
+            JOURNEY_ENTRIES.labels(o.journey, version).inc()
+        elif o.kind == "exit":
+            reason = o.reason.split(":")[0] if o.reason.startswith("exit_on:") else o.reason
+            JOURNEY_EXITS.labels(o.journey, version, reason[:40]).inc()
+        elif o.kind == "convert":
+            JOURNEY_CONVERSIONS.labels(o.journey, version).inc()
+        elif o.kind == "condition_error":
+            JOURNEY_CONDITION_ERRORS.labels(o.journey, version).inc()
+        elif o.kind == "blocked":
+            JOURNEY_BLOCKED.labels(o.journey).inc()
 
 
 def exposition() -> tuple[bytes, str]:

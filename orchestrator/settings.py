@@ -51,10 +51,23 @@ class Settings(BaseSettings):
     remarketing_discount_percent: int = 10
     cart_discount_percent: int = 15
 
+    rules: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset({"remarketing", "post_purchase"}),
+        description="Built-in reflex rules that run besides journeys; empty for journeys only.",
+    )
+    journeys_dir: Path | None = Field(
+        default=None, description="Journey files loaded at start, besides published ones."
+    )
+    max_active_journeys: int = Field(default=3, ge=1)
+    default_timezone: str = "UTC"
+    clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall: live; event: time from events.")
+    allowed_lateness_s: float = Field(default=5.0, ge=0, description="Event-time mode: how far behind timers run.")
+    timer_interval_s: float = Field(default=0.25, gt=0)
+
     readmodel_flush_interval_s: float = 0.05
     readmodel_batch_max: int = 500
 
-    @field_validator("consent_required_channels", "channels", mode="before")
+    @field_validator("consent_required_channels", "channels", "rules", mode="before")
     @classmethod
     def _split_channels(cls, value: object) -> object:
         if isinstance(value, str):
@@ -74,6 +87,7 @@ class Settings(BaseSettings):
             cart_discount_percent=self.cart_discount_percent,
             recent_events=self.recent_events,
             dedupe_window=self.dedupe_window,
+            rules=self.rules,
         )
 
     def limits(self) -> Limits:

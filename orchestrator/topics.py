@@ -29,6 +29,11 @@ class TopicNames:
         return f"{self.prefix}orchestrator.dlq"
 
     @property
+    def journeys(self) -> str:
+        """Compacted: one record per journey version, the published catalogue."""
+        return f"{self.prefix}orchestrator.journeys"
+
+    @property
     def customer_events(self) -> str:
         """Internal: validated events, repartitioned by customer key."""
         return f"{self.prefix}orchestrator.customer-events"

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import customer, send, simulate, tail, worker
+from orchestrator.cli import customer, journeys, replay, send, simulate, tail, worker
 from orchestrator.errors import CliError
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app.command("send")(send.send)
 app.command("tail")(tail.tail)
 app.command("customer")(customer.customer)
 app.command("simulate")(simulate.simulate)
+app.command("replay")(replay.replay)
+app.add_typer(journeys.app, name="journeys")
 
 
 def main() -> None:

@@ -1,13 +1,17 @@
-"""``orchestrator simulate``: believable multi-channel traffic for the demo."""
+"""``orchestrator simulate``: believable multi-channel traffic, live or as a history file."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.progress import progress_bar
+from orchestrator.journeys.durations import parse_duration
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.simulator import Simulator
 from orchestrator.topics import TopicNames
@@ -22,10 +26,16 @@ def simulate(
     duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
     broken_every: Annotated[int, typer.Option(help="Every Nth record is malformed (0: never).")] = 25,
     seed: Annotated[int, typer.Option(help="Random seed, for repeatable traffic.")] = 7,
+    output: Annotated[Path | None, typer.Option(help="Write a history file (JSON lines) instead.")] = None,
+    count: Annotated[int, typer.Option(help="With --output: how many steps.")] = 10_000,
+    span: Annotated[str, typer.Option(help="With --output: the history ends now and spans this long.")] = "30d",
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:
-    """Publish simulated events from several channels until stopped."""
+    """Publish simulated events from several channels until stopped, or write them to a file."""
+    if output is not None:
+        _write_history(output, Simulator(customers=customers, seed=seed), count, parse_duration(span))
+        return
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     names = TopicNames(conf.topic_prefix)
     ensure_topics(conf.kafka_bootstrap, [names.events(c) for c in CHANNELS], conf.partitions)
@@ -41,9 +51,8 @@ def simulate(
                     client.send(names.events(out.channel), value=out.raw)
                 elif out.event is not None:
                     key = str(out.event["customer_id"]).encode()
-                    client.send(
-                        names.events(out.channel), key=key, value=encode_payload(out.event), headers=list(headers)
-                    )
+                    value = encode_payload(out.event)
+                    client.send(names.events(out.channel), key=key, value=value, headers=list(headers))
                 sent += 1
             time.sleep(1.0 / rate)
     except KeyboardInterrupt:
@@ -52,3 +61,17 @@ def simulate(
         client.flush(timeout=10)
         client.close()
         typer.echo(f"simulated {sent} record(s)", err=True)
+
+
+def _write_history(path: Path, sim: Simulator, count: int, span: float) -> None:
+    """``count`` steps spread evenly over ``span`` seconds ending now, in time order."""
+    start = time.time() - span
+    written = 0
+    with path.open("w", encoding="utf-8") as out, progress_bar(f"writing {path}", total=count) as advance:
+        for i in range(count):
+            for record in sim.records(start + span * i / max(1, count)):
+                if record.event is not None:
+                    out.write(json.dumps({**record.event, "channel": record.channel}) + "\n")
+                    written += 1
+            advance()
+    typer.echo(f"wrote {written} event(s) to {path}", err=True)

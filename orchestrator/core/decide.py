@@ -50,7 +50,7 @@ def decide(
         engine.on_event(new, event, now, run)
     candidates += _by_priority(run)
     held += run.held
-    sent = _apply_policy(new, candidates, held, policy, now)
+    sent = _apply_policy(new, candidates, held, policy)
     return Decision(state=new, commands=sent, held=held, outcomes=run.outcomes)
 
 
@@ -72,7 +72,7 @@ def _wake(state: CustomerState | None, now: float, policy: Policy, engine: Engin
     new = state.thaw()
     run = JourneyRun()
     engine.fire_due(new, now, run)
-    sent = _apply_policy(new, _by_priority(run), run.held, policy, now)
+    sent = _apply_policy(new, _by_priority(run), run.held, policy)
     return Decision(state=new, commands=sent, held=run.held, outcomes=run.outcomes)
 
 
@@ -81,16 +81,16 @@ def _by_priority(run: JourneyRun) -> list[Command]:
     return [command for _, command in sorted(run.commands, key=lambda pc: -pc[0])]
 
 
-def _apply_policy(
-    state: CustomerState, candidates: list[Command], held: list[Held], policy: Policy, now: float
-) -> list[Command]:
+def _apply_policy(state: CustomerState, candidates: list[Command], held: list[Held], policy: Policy) -> list[Command]:
+    """Judge each command at its own ``issued_at``: a wait that fired late is judged as
+    of when it was due, so live, event-time and replay runs agree."""
     sent: list[Command] = []
     for command in candidates:
-        reason = hold_back_reason(state, command, policy, now)
+        reason = hold_back_reason(state, command, policy, command.issued_at)
         if reason is not None:
             held.append(Held(command, reason))
             continue
-        _remember_sent(state, command, now)
+        _remember_sent(state, command, command.issued_at)
         sent.append(command)
     return sent
 

@@ -63,15 +63,15 @@ def list_topics(bootstrap: str) -> list[str]:
         client.close()
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int) -> None:
-    """Create missing topics with ``partitions``; existing ones are left alone."""
+def ensure_topics(bootstrap: str, topics: list[str], partitions: int, config: dict[str, str] | None = None) -> None:
+    """Create missing topics with ``partitions`` (and topic ``config``); existing ones are left alone."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
     except (KafkaError, OSError) as exc:
         raise _unreachable(bootstrap, exc) from exc
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        missing = [NewTopic(t, partitions, 1, topic_configs=config or {}) for t in topics if t not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(missing)

@@ -1,0 +1,121 @@
+"""``orchestrator journeys validate|publish|list``: the journey catalogue."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from kafka import TopicPartition
+
+from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.errors import CliError
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text, load_dir
+from orchestrator.kafka.clients import consumer, ensure_topics, producer
+from orchestrator.topics import TopicNames
+
+app = typer.Typer(help="Validate, publish and list journeys.", no_args_is_help=True)
+Folder = Annotated[Path, typer.Argument(help="Folder of journey YAML files.")]
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+@app.command()
+def validate(folder: Folder) -> None:
+    """Check every journey file; print each error as file:line: message (exit 1 on any)."""
+    journeys = _load_or_fail(folder)
+    for journey in journeys:
+        typer.echo(f"ok  {journey.id} v{journey.version}  {journey.definition.description}")
+    typer.echo(f"{len(journeys)} journey(s) valid", err=True)
+
+
+@app.command()
+def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
+    """Validate, then publish to the compacted catalogue topic; workers pick it up live.
+
+    A published version is immutable: to change a journey, raise its version.
+    Customers already inside a journey finish on the version they entered.
+    """
+    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    journeys = _load_or_fail(folder)
+    topic = TopicNames(conf.topic_prefix).journeys
+    ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED)
+    published = _read_published(conf.kafka_bootstrap, topic)
+    client = producer(conf.kafka_bootstrap)
+    fresh = 0
+    for journey in journeys:
+        key = f"{journey.id}:{journey.version}"
+        if key in published:
+            if published[key] != journey.source:
+                raise CliError(f"{key} is already published with other content; raise its version")
+            typer.echo(f"same  {journey.id} v{journey.version}")
+            continue
+        client.send(topic, key=key.encode(), value=journey.source.encode())
+        typer.echo(f"new   {journey.id} v{journey.version}")
+        fresh += 1
+    client.flush(timeout=30)
+    client.close()
+    typer.echo(f"published {fresh} new journey version(s) to {topic}", err=True)
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+) -> None:
+    """Published journeys: id, version, status (active, or superseded by a newer version)."""
+    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    topic = TopicNames(conf.topic_prefix).journeys
+    catalogue = Catalogue.of(_compile_published(_read_published(conf.kafka_bootstrap, topic)))
+    active = {(j.id, j.version) for j in catalogue.active()}
+    for jid, versions in sorted(catalogue.versions.items()):
+        for version, journey in sorted(versions.items(), reverse=True):
+            status = "active" if (jid, version) in active else "superseded"
+            row = {"id": jid, "version": version, "status": status, "description": journey.definition.description}
+            typer.echo(json.dumps(row) if as_json else f"{jid:<28} v{version:<4} {status:<11} {row['description']}")
+
+
+def _load_or_fail(folder: Path) -> list[Compiled]:
+    journeys, errors = load_dir(folder)
+    if errors:
+        for error in errors:
+            typer.echo(str(error), err=True)
+        raise CliError(f"{len(errors)} error(s) in {folder}")
+    if not journeys:
+        raise CliError(f"no journey files (*.yaml) in {folder}")
+    return journeys
+
+
+def _read_published(bootstrap: str, topic: str) -> dict[str, str]:
+    """The catalogue topic from start to end: ``{"id:version": yaml text}``."""
+    client = consumer(bootstrap, auto_offset_reset="earliest")
+    try:
+        tp = TopicPartition(topic, 0)
+        if client.partitions_for_topic(topic) is None:
+            return {}
+        client.assign([tp])
+        client.seek_to_beginning(tp)
+        end = client.end_offsets([tp])[tp]
+        found: dict[str, str] = {}
+        while client.position(tp) < end:
+            for records in client.poll(timeout_ms=1000).values():
+                for r in records:
+                    if r.value is None:
+                        found.pop(r.key.decode(), None)
+                    else:
+                        found[r.key.decode()] = r.value.decode()
+        return found
+    finally:
+        client.close()
+
+
+def _compile_published(published: dict[str, str]) -> list[Compiled]:
+    compiled = []
+    for key, text in published.items():
+        try:
+            compiled.append(compile_text(text, key))
+        except InvalidJourney as exc:
+            typer.echo(f"orchestrator: skipping unreadable published journey {key}: {exc}", err=True)
+    return compiled

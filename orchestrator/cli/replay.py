@@ -1,0 +1,106 @@
+"""``orchestrator replay``: what would these journeys have done with this history?"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from orchestrator.cli.journeys import _load_or_fail
+from orchestrator.cli.options import settings
+from orchestrator.cli.progress import progress_bar
+from orchestrator.core.event import Event, customer_key
+from orchestrator.errors import CliError
+from orchestrator.ingest import describe
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.durations import parse_duration
+from orchestrator.journeys.engine import Engine
+from orchestrator.replay import Replay
+from schemas.events import ChannelEvent
+
+
+def replay(
+    events: Annotated[Path, typer.Argument(help="JSON lines of ChannelEvents, any order.")],
+    journeys: Annotated[Path, typer.Option("--journeys", "-j", help="Folder of journey files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Commands and the summary as JSON lines.")] = False,
+    rules: Annotated[bool, typer.Option(help="Also run the built-in reflex rules.")] = False,
+    channel: Annotated[str, typer.Option(help="Channel for events that name none.")] = "replay",
+    after: Annotated[str, typer.Option(help="Keep the clock running this long after the last event.")] = "0s",
+) -> None:
+    """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
+    conf = settings()
+    policy = conf.policy()
+    if not rules:
+        policy = type(policy)(**{**policy.__dict__, "rules": frozenset()})
+    engine = Engine(Catalogue.of(_load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
+    history = _read(events, channel)
+    player = Replay(policy, engine)
+    last = max((e.ts for e in history), default=0.0)
+    started = time.perf_counter()
+    with progress_bar("replaying", total=len(history)) as advance:
+        for command in player.run(history, until=last + parse_duration(after), progress=advance):
+            wire = command.to_wire()
+            typer.echo(json.dumps(wire, sort_keys=True) if as_json else _line(wire))
+    elapsed = time.perf_counter() - started
+    summary = player.summary.as_dict() | {"seconds": round(elapsed, 3)}
+    if as_json:
+        typer.echo(json.dumps({"summary": summary}, sort_keys=True))
+    else:
+        _print_summary(summary, elapsed)
+
+
+def _read(path: Path, channel: str) -> list[Event]:
+    if not path.is_file():
+        raise CliError(f"no such file: {path}")
+    history = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                doc = ChannelEvent.model_validate_json(line)
+            except ValidationError as exc:
+                raise CliError(f"{path}:{number}: {describe(exc)}") from None
+            history.append(
+                Event(
+                    event_id=doc.event_id,
+                    type=doc.type,
+                    ts=doc.ts,
+                    customer_key=customer_key(doc.customer_id, doc.identifiers),
+                    channel=doc.channel or channel,
+                    received_at=doc.ts,
+                    customer_id=doc.customer_id,
+                    identifiers=dict(doc.identifiers or {}),
+                    properties=dict(doc.properties),
+                    action_id=doc.action_id,
+                )
+            )
+    return history
+
+
+def _line(command: dict) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(command["issued_at"]))
+    return f"{when}  {command['channel']:<7} {command['action']:<18} {command['customer_id']:<14} {command['reason']}"
+
+
+def _print_summary(summary: dict, elapsed: float) -> None:
+    rate = summary["events"] / elapsed if elapsed else 0.0
+    err = typer.echo
+    err(
+        f"\n{summary['events']} events ({summary['duplicates']} duplicates), {summary['customers']} customers, "
+        f"{elapsed:.2f}s ({rate:,.0f} events/s)",
+        err=True,
+    )
+    for title, key in (
+        ("entries", "entries"),
+        ("conversions", "conversions"),
+        ("commands", "commands"),
+        ("held back", "held"),
+        ("exits", "exits"),
+    ):
+        if summary[key]:
+            err(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items())), err=True)
