@@ -44,8 +44,10 @@ def decide(
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
     new = state.thaw() if state is not None else CustomerState(key=event.customer_key)
-    candidates, held = _rule_candidates(new, event, now, policy)
     run = JourneyRun()
+    if engine is not None:
+        engine.fire_due(new, now, run)  # overdue waits see the state as it was when they fell due
+    candidates, held = _rule_candidates(new, event, now, policy)
     if engine is not None:
         engine.on_event(new, event, now, run)
     candidates += _by_priority(run)

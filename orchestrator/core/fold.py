@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import zoneinfo
 from typing import Any
 
 from orchestrator.core.event import Event
@@ -123,9 +125,22 @@ def _consent(state: CustomerState, event: Event) -> None:
     state.consent = {**state.consent, **changes}
 
 
+def _preferences(state: CustomerState, event: Event) -> None:
+    """For now the time zone, which ``wait: {until: "10:00"}`` uses; unknown zones are ignored."""
+    zone = event.properties.get("timezone")
+    if isinstance(zone, str) and zone in _known_zones():
+        state.timezone = zone
+
+
+@functools.cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
 _HANDLERS = {
     "add_to_cart": _add_to_cart,
     "remove_from_cart": _remove_from_cart,
     "purchase": _purchase,
     "consent": _consent,
+    "preferences": _preferences,
 }

@@ -13,6 +13,26 @@ from typing import Any
 import cel
 
 TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
+STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
+GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
+# CEL's global functions and macros; methods such as .startsWith() or .exists() follow a dot.
+CEL_FUNCTIONS = frozenset(
+    {
+        "has",
+        "size",
+        "int",
+        "uint",
+        "double",
+        "string",
+        "bytes",
+        "bool",
+        "duration",
+        "timestamp",
+        "type",
+        "dyn",
+        "matches",
+    }
+)
 
 
 class ConditionError(ValueError):
@@ -33,10 +53,14 @@ class Condition:
     @classmethod
     def compile(cls, expression: str) -> Condition:
         try:
-            return cls(expression, cel.compile(expression))
+            program = cel.compile(expression)
         except (ValueError, RuntimeError) as exc:
             first = str(exc).splitlines()[0]
             raise ConditionError(expression, first.split(": ERROR: ")[-1]) from None
+        unknown = sorted(set(GLOBAL_CALL.findall(STRINGS.sub('""', expression))) - CEL_FUNCTIONS)
+        if unknown:
+            raise ConditionError(expression, f"unknown function {', '.join(unknown)}")
+        return cls(expression, program)
 
     def value(self, context: dict[str, Any]) -> Any:
         """The expression's value; raises on a runtime error such as a missing field."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -10,7 +11,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 def parse_duration(text: str | int | float) -> float:
     """Seconds in ``text``; a bare number is seconds. Raises ValueError with the text."""
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError("a duration is like 30s, 15m, 1h30m, 3d or 2w")
     if isinstance(text, (int, float)):
         seconds = float(text)
@@ -20,6 +21,6 @@ def parse_duration(text: str | int | float) -> float:
         if not parts or "".join(n + u for n, u in parts) != compact:
             raise ValueError(f"{text!r} is not a duration like 30s, 15m, 1h30m, 3d or 2w")
         seconds = sum(float(n) * UNITS[u] for n, u in parts)
-    if seconds < 0:
-        raise ValueError(f"{text!r} is negative")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{text!r} is not a finite, positive duration")
     return seconds

@@ -62,6 +62,7 @@ class Engine:
 
     def fire_due(self, state: CustomerState, until: float, run: JourneyRun) -> None:
         """Fire every wait due at or before ``until``, earliest first, each at its own time."""
+        fired: dict[str, int] = {}
         while True:
             due = [(inst["wake"], jid) for jid, inst in state.journeys.items() if _due(inst, until)]
             if not due:
@@ -70,6 +71,10 @@ class Engine:
             instance = state.journeys[jid]
             journey = self._journey_of(state, jid, run)
             if journey is None:
+                continue
+            fired[jid] = fired.get(jid, 0) + 1
+            if fired[jid] > MAX_STEPS_PER_RUN:  # a loop through waits that are already due
+                self._end(state, journey, "loop", wake, run)
                 continue
             step = journey.steps[instance["step"]]
             instance["wake"] = None
@@ -84,6 +89,7 @@ class Engine:
         if journey is None:
             return
         definition = journey.definition
+        context.trigger = state.journeys[jid]["trigger"]
         if definition.goal and self._matches(journey, definition.goal, event, context, run):
             self._end(state, journey, "goal", context.now, run, converted=True)
             return
@@ -105,6 +111,7 @@ class Engine:
         self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun
     ) -> bool:
         definition = journey.definition
+        context.trigger = None  # before entry, `trigger` is the event itself
         if not self._matches(journey, definition.trigger, event, context, run):
             return False
         log = state.journey_log.get(journey.id)
@@ -114,11 +121,11 @@ class Engine:
                 return False
             if policy.policy == "cooldown" and context.now - log.get("last_exit", 0.0) < (policy.cooldown or 0):
                 return False
+        if definition.audience and not self._holds(journey, definition.audience, context, run):
+            return False
         if len(state.journeys) >= self.max_active:
             run.outcomes.append(Outcome("blocked", journey.id, journey.version, "max_active"))
             return False
-        if definition.audience:
-            return self._holds(journey, definition.audience, context, run)
         return True
 
     def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun) -> None:
@@ -145,6 +152,7 @@ class Engine:
         """Move to ``target`` and run steps until a wait is armed or the journey ends."""
         instance = state.journeys[jid]
         context.trigger = instance["trigger"]
+        first_command = len(run.commands)
         for _ in range(MAX_STEPS_PER_RUN):
             if target is None:
                 self._end(state, journey, "completed", context.now, run)
@@ -158,6 +166,8 @@ class Engine:
                 self._end(state, journey, step.exit, context.now, run)
                 return
             target = self._run_step(state, journey, instance, step, context, run)
+        # A journey that loops without waiting is broken: end it, and send nothing it queued.
+        run.commands[first_command:] = [pc for pc in run.commands[first_command:] if pc[1].journey != jid]
         self._end(state, journey, "loop", context.now, run)
 
     def _run_step(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class Compiled:
 
     definition: Journey
     source: str
+    origin: str
     steps: dict[str, Step]
     successor: dict[str, str | None]
     conditions: dict[str, Condition] = field(default_factory=dict)
@@ -67,7 +69,7 @@ def compile_text(text: str, name: str) -> Compiled:
     try:
         journey = Journey.model_validate(doc)
     except ValidationError as exc:
-        raise InvalidJourney([_from_pydantic(name, lines, err) for err in exc.errors()]) from None
+        raise InvalidJourney([_from_pydantic(name, lines, err, doc) for err in exc.errors()]) from None
     conditions, payloads, errors = _compile_expressions(journey, name, lines)
     if errors:
         raise InvalidJourney(errors)
@@ -75,6 +77,7 @@ def compile_text(text: str, name: str) -> Compiled:
     return Compiled(
         definition=journey,
         source=text,
+        origin=name,
         steps={s.id: s for s in journey.steps},
         successor={sid: (order[i + 1] if i + 1 < len(order) else None) for i, sid in enumerate(order)},
         conditions=conditions,
@@ -106,16 +109,44 @@ def _duplicates(journeys: list[Compiled]) -> list[JourneyError]:
     for journey in journeys:
         key = (journey.id, journey.version)
         if key in seen:
-            errors.append(JourneyError("?", 1, f"journey {journey.id} version {journey.version} defined twice"))
-        seen[key] = journey.id
+            message = f"journey {journey.id} version {journey.version} is also defined in {seen[key]}"
+            errors.append(JourneyError(journey.origin, 1, message))
+        seen.setdefault(key, journey.origin)
     return errors
 
 
-def _from_pydantic(name: str, lines: dict[Any, int], err: Any) -> JourneyError:
+def _from_pydantic(name: str, lines: dict[Any, int], err: Any, doc: dict[str, Any]) -> JourneyError:
     loc = tuple(err["loc"])
+    named = re.search(r"step '([^']+)'(?: goes to unknown step '([^']+)'| is defined twice)?", err["msg"])
+    if not loc and named:  # a whole-journey check about one step: point at the exact place
+        loc = _step_path(doc, named.group(1), named.group(2), last="defined twice" in err["msg"])
     where = ".".join(str(p) for p in loc) or "journey"
     message = err["msg"].removeprefix("Value error, ")
     return JourneyError(name, line_of(lines, _yaml_path(loc)), f"{where}: {message}")
+
+
+def _step_path(doc: dict[str, Any], step_id: str, target: str | None, last: bool) -> tuple[Any, ...]:
+    """The step with ``step_id`` (its last definition if ``last``), or where it names ``target``."""
+    found: tuple[Any, ...] = ()
+    for i, step in enumerate(doc.get("steps") or []):
+        if isinstance(step, dict) and step.get("id") == step_id:
+            found = ("steps", i)
+            if target is not None:
+                return _path_to_value(step, target, found) or found
+            if not last:
+                return found
+    return found
+
+
+def _path_to_value(node: Any, value: str, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    if node == value:
+        return path
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        found = _path_to_value(child, value, (*path, key))
+        if found:
+            return found
+    return ()
 
 
 def _yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -146,6 +177,18 @@ def _expressions(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
     return found
 
 
+def _payload_path(payload: Any, expression: str, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The path of the payload value whose template holds ``expression``."""
+    if isinstance(payload, str):
+        return path if expression in payload else ()
+    items = payload.items() if isinstance(payload, dict) else enumerate(payload) if isinstance(payload, list) else ()
+    for key, value in items:
+        found = _payload_path(value, expression, (*path, key))
+        if found:
+            return found
+    return ()
+
+
 def _compile_expressions(
     journey: Journey, name: str, lines: dict[Any, int]
 ) -> tuple[dict[str, Condition], dict[str, Any], list[JourneyError]]:
@@ -162,5 +205,7 @@ def _compile_expressions(
             try:
                 payloads[step.id] = compile_payload(step.action.payload)
             except ConditionError as exc:
-                errors.append(JourneyError(name, line_of(lines, ("steps", i, "action", "payload")), str(exc)))
+                payload_path = ("steps", i, "action", "payload")
+                where = _payload_path(step.action.payload, exc.expression, payload_path) or payload_path
+                errors.append(JourneyError(name, line_of(lines, where), str(exc)))
     return conditions, payloads, errors

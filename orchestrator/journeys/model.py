@@ -55,6 +55,15 @@ class Wait(Strict):
     on_timeout: str | None = None
     until: str | None = Field(default=None, description="HH:MM in the customer's time zone")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unquoted_clock(cls, data: Any) -> Any:
+        """YAML 1.1 reads an unquoted 10:00 as the number 600 (base 60): take it back."""
+        if isinstance(data, dict) and isinstance(data.get("until"), int) and not isinstance(data["until"], bool):
+            minutes = data["until"]
+            return {**data, "until": f"{minutes // 60:02d}:{minutes % 60:02d}"}
+        return data
+
     @model_validator(mode="after")
     def _one_kind(self) -> Wait:
         kinds = [k for k in ("for_", "event", "until") if getattr(self, k) is not None]
@@ -62,6 +71,8 @@ class Wait(Strict):
             raise ValueError("a wait needs exactly one of 'for', 'event' or 'until'")
         if self.event is not None and self.timeout is None:
             raise ValueError("waiting for an event needs a timeout")
+        if (self.for_ is not None and self.for_ <= 0) or (self.timeout is not None and self.timeout <= 0):
+            raise ValueError("a wait must be longer than zero")
         if self.until is not None and not CLOCK.match(self.until):
             raise ValueError(f"until {self.until!r} is not HH:MM (24-hour clock)")
         return self
@@ -165,13 +176,14 @@ class Journey(Strict):
     @model_validator(mode="after")
     def _targets_exist(self) -> Journey:
         ids = [s.id for s in self.steps]
-        if len(ids) != len(set(ids)):
-            raise ValueError("step ids must be unique")
+        for step_id in ids:
+            if ids.count(step_id) > 1:
+                raise ValueError(f"step '{step_id}' is defined twice; step ids must be unique")
         known = set(ids)
         for step in self.steps:
             for target in _targets(step):
                 if target not in known:
-                    raise ValueError(f"step {step.id!r} goes to unknown step {target!r}")
+                    raise ValueError(f"step '{step.id}' goes to unknown step '{target}'")
         return self
 
 

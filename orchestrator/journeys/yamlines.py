@@ -15,32 +15,54 @@ class YamlError(ValueError):
         self.line = line
 
 
+MAX_BYTES = 256 * 1024
+MAX_DEPTH = 32
+
+
 def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
-    """The document as plain Python, and ``{path: line}`` for each value in it."""
+    """The document as plain Python, and ``{path: line}`` for each value in it.
+
+    Journey files are small and flat, so anything else is refused with a line
+    number instead of being allowed to eat the stack or the CPU: aliases
+    (``&``/``*``, the "billion laughs"), nesting deeper than 32, keys that are
+    not scalars, files over 256 KiB.
+    """
+    if len(text.encode()) > MAX_BYTES:
+        raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, {}
         lines: dict[Path, int] = {}
-        return _walk(loader, node, (), lines), lines
+        return _walk(loader, node, (), lines, set()), lines
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc}") from None
+    except RecursionError:
+        raise YamlError(1, "nested too deeply") from None
     finally:
         loader.dispose()
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int]) -> Any:
-    lines[path] = node.start_mark.line + 1
+def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
+    line = node.start_mark.line + 1
+    if id(node) in seen:
+        raise YamlError(line, "aliases (& and *) are not supported in journey files")
+    seen.add(id(node))
+    if len(path) > MAX_DEPTH:
+        raise YamlError(line, f"nested deeper than {MAX_DEPTH} levels")
+    lines[path] = line
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise YamlError(key_node.start_mark.line + 1, "keys must be plain names, not lists or maps")
             key = loader.construct_object(key_node, deep=True)
-            out[key] = _walk(loader, value_node, (*path, key), lines)
+            out[key] = _walk(loader, value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, child, (*path, i), lines) for i, child in enumerate(node.value)]
+        return [_walk(loader, child, (*path, i), lines, seen) for i, child in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 

@@ -1,0 +1,131 @@
+"""Journeys through the real broker: live publishing, short waits, goals, restarts, versions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import BOOTSTRAP, REDIS_URL
+from tests.integration.harness import WorkerProcess, cli_env, event, free_port
+
+WAIT_JOURNEY = """
+id: nudge
+version: {version}
+description: Browsed - a nudge a little later
+trigger:
+  event: product_view
+goal:
+  event: purchase
+reentry: always
+steps:
+  - wait: {wait}
+  - action:
+      channel: email
+      action: nudge
+      payload:
+        product: '{{{{ trigger.properties.product }}}}'
+        version: {version}
+"""
+
+
+@pytest.fixture(scope="module")
+def journey_worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """A worker that runs journeys only (no built-in rules), with a fast timer."""
+    data_dir: Path = tmp_path_factory.mktemp("jworker")
+    proc = WorkerProcess(
+        prefix=prefix,
+        bootstrap=BOOTSTRAP,
+        redis_url=REDIS_URL,
+        web_port=free_port(),
+        data_dir=data_dir,
+        ORCH_RULES="",
+        ORCH_TIMER_INTERVAL_S="0.1",
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def publish(worker: WorkerProcess, folder: Path, version: int, wait: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "nudge.yaml").write_text(WAIT_JOURNEY.format(version=version, wait=wait))
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "journeys", "publish", str(folder)],
+        env=cli_env(worker.prefix, worker.bootstrap, worker.redis_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    _wait_for_metric(worker, "orchestrator_journeys_loaded", version)
+
+
+def _wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while worker.metric(name) < at_least:
+        assert time.monotonic() < deadline, f"{name} never reached {at_least}"
+        time.sleep(0.2)
+
+
+def test_a_published_journey_waits_then_acts_without_a_worker_restart(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    publish(journey_worker, tmp_path / "v1", 1, "2s")
+    sent_at = time.time()
+    journey_worker.publish("web", event("j-1", "product_view", "jane", product="sku-lamp"))
+
+    [command] = journey_worker.commands(1, customer="jane")
+
+    assert command["action"] == "nudge" and command["journey"] == "nudge"
+    assert command["payload"] == {"product": "sku-lamp", "version": 1}
+    assert command["issued_at"] >= sent_at + 2.0, "not before the wait is over"
+    assert journey_worker.metric("orchestrator_journey_entries_total", journey="nudge", version="1") >= 1
+
+
+def test_a_goal_in_the_middle_of_a_wait_ends_the_journey_at_once(journey_worker: WorkerProcess) -> None:
+    journey_worker.publish("web", event("g-1", "product_view", "gil", product="sku-tent"))
+    journey_worker.publish("web", event("g-2", "purchase", "gil", product="sku-tent", value=10))
+    journey_worker.publish("web", event("g-3", "product_view", "gil", product="sku-sock"))
+
+    # Gil's only nudge is for the socks: the tent nudge was cancelled by the purchase.
+    [command] = journey_worker.commands(1, customer="gil")
+
+    assert command["payload"]["product"] == "sku-sock"
+    assert journey_worker.metric("orchestrator_journey_conversions_total", journey="nudge", version="1") >= 1
+
+
+def test_a_worker_restarted_in_the_middle_of_a_wait_still_fires_it_exactly_once(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    publish(journey_worker, tmp_path / "v2", 2, "6s")
+    journey_worker.publish("web", event("r-1", "product_view", "rex", product="sku-boot"))
+    time.sleep(1.5)  # decided and waiting
+
+    assert journey_worker.stop() == 0
+    journey_worker.start()
+    commands = journey_worker.commands(2, customer="rex", timeout=25)
+
+    assert [c["payload"] for c in commands] == [{"product": "sku-boot", "version": 2}]
+
+
+def test_customers_in_flight_finish_on_their_version_while_new_ones_get_the_new_one(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    publish(journey_worker, tmp_path / "v3", 3, "5s")
+    journey_worker.publish("web", event("v-1", "product_view", "vera", product="sku-old"))
+    time.sleep(1.0)
+    publish(journey_worker, tmp_path / "v4", 4, "1s")
+    journey_worker.publish("web", event("v-2", "product_view", "walt", product="sku-new"))
+
+    [walt] = journey_worker.commands(1, customer="walt")
+    [vera] = journey_worker.commands(1, customer="vera")
+
+    assert walt["payload"] == {"product": "sku-new", "version": 4}
+    assert vera["payload"] == {"product": "sku-old", "version": 3}
