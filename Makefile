@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv tools up down status demo test test-unit test-integration lint schemas clean
+.PHONY: help venv tools up down status demo test test-unit test-integration lint schemas bench clean
 
 help:
 	@echo "make demo    run Kafka, Redis, a worker and a traffic simulator; watch commands flow"
 	@echo "make test    set everything up, then run every test"
 	@echo "make up | down | status   the local Kafka + Redis stack"
 	@echo "make lint    ruff and mypy"
+	@echo "make bench   performance figures (decide, replay, timer index)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -53,6 +54,9 @@ lint: venv
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
+
+bench: venv
+	@$(BIN)/python bench/run.py
 
 schemas: venv
 	@$(BIN)/python -m schemas.generate

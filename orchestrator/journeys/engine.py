@@ -10,6 +10,7 @@ commands, held-back commands and outcomes (entries, exits, conversions).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -272,8 +273,16 @@ class Engine:
         return journey
 
 
-class _Context:
+class _Context(Mapping[str, Any]):
     """What conditions and templates see, built once per decision and only when needed."""
+
+    NAMES = ("event", "state", "trigger", "now")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.NAMES)
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
 
     def __init__(
         self,
@@ -284,13 +293,28 @@ class _Context:
         trigger: dict[str, Any] | None = None,
     ) -> None:
         self.state, self.event, self.now, self.trigger = state, event, now, trigger
-        self._cache: dict[str, Any] | None = None
+        self._state_view: dict[str, Any] | None = None
+        self._event_view: dict[str, Any] | None = None
 
-    def data(self) -> dict[str, Any]:
-        if self._cache is None:
-            self._cache = {"state": _state_view(self.state, self.now), "now": self.now}
-        event = _summary(self.event) if self.event is not None else self.trigger
-        return {**self._cache, "event": event or {}, "trigger": self.trigger or event or {}}
+    def data(self) -> _Context:
+        return self
+
+    def __getitem__(self, name: str) -> Any:
+        """Views are built only when an expression asks for them, and once."""
+        if name == "state":
+            if self._state_view is None:
+                self._state_view = _state_view(self.state, self.now)
+            return self._state_view
+        if name == "now":
+            return self.now
+        if self._event_view is None and self.event is not None:
+            self._event_view = _summary(self.event)
+        event = self._event_view if self.event is not None else self.trigger
+        if name == "event":
+            return event or {}
+        if name == "trigger":
+            return self.trigger or event or {}
+        raise KeyError(name)
 
 
 def _state_view(state: CustomerState, now: float) -> dict[str, Any]:

@@ -1,0 +1,133 @@
+"""``make bench``: figures measured side by side in one run, printed, never asserted.
+
+* decide(): microseconds per event, built-in rules only vs rules plus the six journeys.
+* replay: events per second through the offline engine (target: 100k/s).
+* timer index: resident memory and the cost of one tick with 1,000,000 pending waits in
+  a RocksDB index laid out like the worker's ``due`` table (target: < 2 GB; a tick reads
+  only what is due).
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rocksdict import Options, Rdict
+
+from orchestrator.core.decide import decide
+from orchestrator.core.event import Event
+from orchestrator.core.policy import Policy
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import load_dir
+from orchestrator.replay import Replay
+from orchestrator.simulator import Simulator
+
+ROOT = Path(__file__).parents[1]
+
+
+def history(steps: int, span_s: float = 30 * 86400) -> list[Event]:
+    sim = Simulator(customers=2000, seed=3, run_id="bench")
+    start = 1_790_000_000.0
+    events = []
+    for i in range(steps):
+        for out in sim.records(start + span_s * i / steps):
+            if out.event:
+                doc = out.event
+                events.append(
+                    Event(
+                        doc["event_id"],
+                        doc["type"],
+                        doc["ts"],
+                        doc["customer_id"],
+                        out.channel,
+                        doc["ts"],
+                        doc["customer_id"],
+                        {},
+                        doc["properties"],
+                    )
+                )
+    return events
+
+
+def engine() -> Engine:
+    journeys, errors = load_dir(ROOT / "journeys")
+    assert not errors, errors
+    return Engine(Catalogue.of(journeys))
+
+
+def bench_decide(events: list[Event]) -> None:
+    for label, policy, eng in (
+        ("rules only", Policy(), None),
+        ("rules + 6 journeys", Policy(), engine()),
+        ("6 journeys only", Policy(rules=frozenset()), engine()),
+    ):
+        states: dict = {}
+        started = time.perf_counter()
+        for e in events:
+            states[e.customer_key] = decide(states.get(e.customer_key), e, e.ts, policy, eng).state
+        per = (time.perf_counter() - started) / len(events) * 1e6
+        print(f"decide, {label:<20} {per:8.1f} us/event   {1e6 / per:10,.0f} events/s")
+
+
+def bench_replay(events: list[Event]) -> None:
+    player = Replay(Policy(rules=frozenset()), engine())
+    started = time.perf_counter()
+    commands = sum(1 for _ in player.run(events))
+    elapsed = time.perf_counter() - started
+    rate = len(events) / elapsed
+    print(
+        f"replay, 6 journeys          {rate:10,.0f} events/s  ({commands} commands; target 100,000/s: "
+        f"{rate / 100_000:.2f}x)"
+    )
+
+
+def bench_timer_index(pending: int = 1_000_000) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="due-bench-"))
+    before = rss_mb()
+    try:
+        options = Options(raw_mode=True)
+        db = Rdict(str(folder), options)
+        now = 1_800_000_000.0
+        started = time.perf_counter()
+        for i in range(pending):
+            wake = now + (i % 86400) + i / pending  # spread over a day
+            db.put(f"{wake:017.3f}|cust-{i:08d}".encode(), b"1")
+        fill = time.perf_counter() - started
+        due_until = f"{now + 1.0:017.3f}|".encode() + b"\xff"  # about 12 customers due
+        started = time.perf_counter()
+        due = 0
+        for key in db.keys():  # noqa: SIM118 - RocksDB iterator in key order
+            if key > due_until:
+                break
+            due += 1
+        tick = (time.perf_counter() - started) * 1000
+        print(
+            f"timer index, {pending:,} pending: filled in {fill:.1f}s, one tick found {due} due in "
+            f"{tick:.2f} ms, process RSS {rss_mb():,.0f} MB (+{rss_mb() - before:,.0f} MB; target < 2,048 MB)"
+        )
+        db.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
+    events = history(steps)
+    print(f"{len(events):,} simulated events, 2,000 customers, 30 days")
+    bench_decide(events)
+    bench_replay(events)
+    bench_timer_index()
+    print("Not measured here yet: timer lateness p99 on a live worker under load (issue 3).")
+
+
+if __name__ == "__main__":
+    main()
