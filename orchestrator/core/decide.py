@@ -40,20 +40,26 @@ def decide(
 ) -> Decision:
     """Apply one event (or a timer's wake) for one customer and choose what to do next."""
     if event.type == WAKE:
-        return _wake(state, now, policy, engine)
+        if state is None or engine is None:
+            return Decision(state=state or CustomerState(key=""), duplicate=True)
+        return _wake(state.thaw(), now, policy, engine)
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
     new = state.thaw() if state is not None else CustomerState(key=event.customer_key)
-    run = JourneyRun()
-    if engine is not None:
-        engine.fire_due(new, now, run)  # overdue waits see the state as it was when they fell due
+    overdue = _wake(new, now, policy, engine) if engine is not None else Decision(state=new)
     candidates, held = _rule_candidates(new, event, now, policy)
+    run = JourneyRun()
     if engine is not None:
         engine.on_event(new, event, now, run)
     candidates += _by_priority(run)
     held += run.held
     sent = _apply_policy(new, candidates, held, policy)
-    return Decision(state=new, commands=sent, held=held, outcomes=run.outcomes)
+    return Decision(
+        state=new,
+        commands=overdue.commands + sent,
+        held=overdue.held + held,
+        outcomes=overdue.outcomes + run.outcomes,
+    )
 
 
 def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Policy) -> tuple[list[Command], list[Held]]:
@@ -68,10 +74,9 @@ def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Polic
     return candidates + rm_commands, held
 
 
-def _wake(state: CustomerState | None, now: float, policy: Policy, engine: Engine | None) -> Decision:
-    if state is None or engine is None:
-        return Decision(state=state or CustomerState(key=""), duplicate=True)
-    new = state.thaw()
+def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Decision:
+    """Fire waits due by ``now`` on a thawed state, judged by the policy as the state was
+    then: an overdue command is not held back by an opt-out that came after it fell due."""
     run = JourneyRun()
     engine.fire_due(new, now, run)
     sent = _apply_policy(new, _by_priority(run), run.held, policy)
