@@ -267,6 +267,22 @@ def test_an_upsell_that_fell_due_before_an_opt_out_still_goes_out_when_the_opt_o
     assert outcomes(decision)[-1] == ("exit", "post_purchase", "exit_on:consent")
 
 
+def test_a_late_goal_still_ends_a_journey_that_is_running():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("product_view", 10 * 3600, product="sku-1")
+    decision = customer.buys("sku-1", at=2 * 3600)  # happened before the view, arrives after it
+    assert ("exit", "remarketing_after_browse", "goal") in outcomes(decision)
+    assert customer.timer_until(3 * DAY) == []
+
+
+def test_a_late_event_keeps_first_and_last_seen_in_order():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("page_view", 10 * 3600)
+    customer.does("page_view", 2 * 3600)
+    assert customer.state is not None
+    assert (customer.state.first_seen, customer.state.last_seen) == (T0 + 2 * 3600, T0 + 10 * 3600)
+
+
 def test_a_purchase_after_the_journey_starts_it_again():
     customer = Customer(shipped("post_purchase"))
     customer.buys("sku-1", at=0)
