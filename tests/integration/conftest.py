@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,14 +45,20 @@ def prefix() -> str:
     return f"it-{uuid.uuid4().hex[:8]}."
 
 
-@pytest.fixture(scope="module")
-def worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    data_dir: Path = tmp_path_factory.mktemp("worker")
+@contextmanager
+def running_worker(prefix: str, data_dir: Path, **env: str) -> Iterator[WorkerProcess]:
+    """A started worker with its own data folder and web port; ``env`` adds ORCH_* settings."""
     proc = WorkerProcess(
-        prefix=prefix, bootstrap=BOOTSTRAP, redis_url=REDIS_URL, web_port=free_port(), data_dir=data_dir
+        prefix=prefix, bootstrap=BOOTSTRAP, redis_url=REDIS_URL, web_port=free_port(), data_dir=data_dir, **env
     )
     proc.start()
     try:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    with running_worker(prefix, tmp_path_factory.mktemp("worker")) as proc:
+        yield proc

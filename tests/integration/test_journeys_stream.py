@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import BOOTSTRAP, REDIS_URL
-from tests.integration.harness import WorkerProcess, cli_env, event, free_port
+from tests.integration.conftest import running_worker
+from tests.integration.harness import WorkerProcess, cli_env, event
 
 WAIT_JOURNEY = """
 id: nudge
@@ -36,21 +36,8 @@ steps:
 @pytest.fixture(scope="module")
 def journey_worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """A worker that runs journeys only (no built-in rules), with a fast timer."""
-    data_dir: Path = tmp_path_factory.mktemp("jworker")
-    proc = WorkerProcess(
-        prefix=prefix,
-        bootstrap=BOOTSTRAP,
-        redis_url=REDIS_URL,
-        web_port=free_port(),
-        data_dir=data_dir,
-        ORCH_RULES="",
-        ORCH_TIMER_INTERVAL_S="0.1",
-    )
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    with running_worker(prefix, tmp_path_factory.mktemp("jworker"), ORCH_RULES="", ORCH_TIMER_INTERVAL_S="0.1") as w:
+        yield w
 
 
 def publish(worker: WorkerProcess, folder: Path, version: int, wait: str) -> None:

@@ -13,8 +13,8 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from orchestrator.kafka.clients import ensure_topics
-from tests.integration.conftest import BOOTSTRAP, REDIS_URL
-from tests.integration.harness import WorkerProcess, cli_env, free_port
+from tests.integration.conftest import running_worker
+from tests.integration.harness import WorkerProcess, cli_env
 
 PARTITIONS = 4
 JOURNEYS = Path(__file__).parents[2] / "journeys"
@@ -22,25 +22,16 @@ JOURNEYS = Path(__file__).parents[2] / "journeys"
 
 @pytest.fixture(scope="module")
 def event_time_worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    data_dir: Path = tmp_path_factory.mktemp("etworker")
-    proc = WorkerProcess(
-        prefix=prefix,
-        bootstrap=BOOTSTRAP,
-        redis_url=REDIS_URL,
-        web_port=free_port(),
-        data_dir=data_dir,
-        ORCH_RULES="",
-        ORCH_CLOCK="event",
-        ORCH_ALLOWED_LATENESS_S="0",
-        ORCH_TIMER_INTERVAL_S="0.1",
-        ORCH_JOURNEYS_DIR=str(JOURNEYS),
-        ORCH_PARTITIONS=str(PARTITIONS),
-    )
-    proc.start()
-    try:
+    settings = {
+        "ORCH_RULES": "",
+        "ORCH_CLOCK": "event",
+        "ORCH_ALLOWED_LATENESS_S": "0",
+        "ORCH_TIMER_INTERVAL_S": "0.1",
+        "ORCH_JOURNEYS_DIR": str(JOURNEYS),
+        "ORCH_PARTITIONS": str(PARTITIONS),
+    }
+    with running_worker(prefix, tmp_path_factory.mktemp("etworker"), **settings) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def test_replay_and_the_streaming_pipeline_emit_the_same_commands(

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import signal
-import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from textwrap import dedent
 from zoneinfo import ZoneInfo
@@ -113,25 +109,6 @@ def held(decision: Decision) -> list[tuple[str, str]]:
 
 def outcomes(decision: Decision) -> list[tuple[str, str, str]]:
     return [(o.kind, o.journey, o.reason) for o in decision.outcomes]
-
-
-@contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError if the block takes longer; restores any timer pytest-timeout armed."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"took longer than {seconds}s")
-
-    previous_handler = signal.signal(signal.SIGALRM, expired)
-    previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
-        if previous_delay:
-            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - (time.monotonic() - started), 0.001))
 
 
 # --- entering -------------------------------------------------------------------------------------

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from timing import within
 
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
@@ -59,25 +57,6 @@ def line_with(text: str, needle: str) -> int:
     found = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
     assert len(found) == 1, f"{needle!r} on lines {found}"
     return found[0]
-
-
-@contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Raise TimeoutError if the block takes longer; restores any timer pytest-timeout armed."""
-
-    def expired(signum: int, frame: object) -> None:
-        raise TimeoutError(f"took longer than {seconds}s")
-
-    previous_handler = signal.signal(signal.SIGALRM, expired)
-    previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous_handler)
-        if previous_delay:
-            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - (time.monotonic() - started), 0.001))
 
 
 # --- the shipped files ----------------------------------------------------------------------------
