@@ -37,13 +37,12 @@ from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import InvalidJourney, compile_text, load_dir
-from orchestrator.kafka.clients import ensure_topics
+from orchestrator.kafka.clients import COMPACTED, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 
 log = logging.getLogger(__name__)
 RESEND_AFTER_S = 10.0
-COMPACTED = {"cleanup.policy": "compact"}
 
 
 def due_key(wake: float, customer: bytes) -> bytes:

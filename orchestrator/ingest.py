@@ -75,12 +75,17 @@ def _normalise(
     channel = event.channel or topics.channel_of(topic)
     if not channel:
         return Rejection("invalid", f"no channel given and none in topic name {topic!r}")
+    return to_event(event, channel, received_at)
+
+
+def to_event(event: ChannelEvent, channel: str, received_at: float) -> Event:
+    """The contract's event as the core sees it; used by the stream and by replay."""
     return Event(
         event_id=event.event_id,
         type=event.type,
         ts=event.ts,
         customer_key=customer_key(event.customer_id, event.identifiers),
-        channel=channel,
+        channel=event.channel or channel,
         received_at=received_at,
         customer_id=event.customer_id,
         identifiers=dict(event.identifiers or {}),

@@ -13,18 +13,17 @@ from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text, load_dir
-from orchestrator.kafka.clients import consumer, ensure_topics, producer
+from orchestrator.kafka.clients import COMPACTED, consumer, ensure_topics, producer
 from orchestrator.topics import TopicNames
 
 app = typer.Typer(help="Validate, publish and list journeys.", no_args_is_help=True)
 Folder = Annotated[Path, typer.Argument(help="Folder of journey YAML files.")]
-COMPACTED = {"cleanup.policy": "compact"}
 
 
 @app.command()
 def validate(folder: Folder) -> None:
     """Check every journey file; print each error as file:line: message (exit 1 on any)."""
-    journeys = _load_or_fail(folder)
+    journeys = load_or_fail(folder)
     for journey in journeys:
         typer.echo(f"ok  {journey.id} v{journey.version}  {journey.definition.description}")
     typer.echo(f"{len(journeys)} journey(s) valid", err=True)
@@ -38,7 +37,7 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     Customers already inside a journey finish on the version they entered.
     """
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
-    journeys = _load_or_fail(folder)
+    journeys = load_or_fail(folder)
     topic = TopicNames(conf.topic_prefix).journeys
     ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED)
     published = _read_published(conf.kafka_bootstrap, topic)
@@ -77,7 +76,7 @@ def list_(
             typer.echo(json.dumps(row) if as_json else f"{jid:<28} v{version:<4} {status:<11} {row['description']}")
 
 
-def _load_or_fail(folder: Path) -> list[Compiled]:
+def load_or_fail(folder: Path) -> list[Compiled]:
     journeys, errors = load_dir(folder)
     if errors:
         for error in errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,12 +11,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from orchestrator.cli.journeys import _load_or_fail
+from orchestrator.cli.journeys import load_or_fail
 from orchestrator.cli.options import settings
 from orchestrator.cli.progress import progress_bar
-from orchestrator.core.event import Event, customer_key
+from orchestrator.core.event import Event
 from orchestrator.errors import CliError
-from orchestrator.ingest import describe
+from orchestrator.ingest import describe, to_event
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.durations import parse_duration
 from orchestrator.journeys.engine import Engine
@@ -33,10 +34,8 @@ def replay(
 ) -> None:
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
     conf = settings()
-    policy = conf.policy()
-    if not rules:
-        policy = type(policy)(**{**policy.__dict__, "rules": frozenset()})
-    engine = Engine(Catalogue.of(_load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
+    policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
+    engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     history = _read(events, channel)
     player = Replay(policy, engine)
     last = max((e.ts for e in history), default=0.0)
@@ -65,20 +64,7 @@ def _read(path: Path, channel: str) -> list[Event]:
                 doc = ChannelEvent.model_validate_json(line)
             except ValidationError as exc:
                 raise CliError(f"{path}:{number}: {describe(exc)}") from None
-            history.append(
-                Event(
-                    event_id=doc.event_id,
-                    type=doc.type,
-                    ts=doc.ts,
-                    customer_key=customer_key(doc.customer_id, doc.identifiers),
-                    channel=doc.channel or channel,
-                    received_at=doc.ts,
-                    customer_id=doc.customer_id,
-                    identifiers=dict(doc.identifiers or {}),
-                    properties=dict(doc.properties),
-                    action_id=doc.action_id,
-                )
-            )
+            history.append(to_event(doc, channel, received_at=doc.ts))
     return history
 
 

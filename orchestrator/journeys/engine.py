@@ -54,7 +54,7 @@ class Engine:
     # -- entry points -------------------------------------------------------
     def on_event(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
         self.fire_due(state, now, run)
-        context = _Context(self, state, event, now)
+        context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
         for journey in self.catalogue.active():
@@ -81,7 +81,7 @@ class Engine:
             instance["wake"] = None
             wait = step.wait
             timed_out = wait.on_timeout if wait is not None and wait.event else None
-            context = _Context(self, state, None, wake, trigger=instance["trigger"])
+            context = _Context(state, None, wake, trigger=instance["trigger"])
             self._go(state, journey, jid, timed_out or journey.after(step), context, run)
 
     # -- reacting to an event inside a journey -----------------------------------
@@ -205,7 +205,7 @@ class Engine:
         action = step.action
         assert action is not None
         try:
-            payload = render_payload(journey.payloads.get(step.id, {}), context.data())
+            payload = render_payload(journey.payloads.get(step.id, {}), context)
         except Exception as exc:  # a template over a missing field: skip the action, say why
             run.outcomes.append(Outcome("condition_error", journey.id, journey.version, f"{step.id}: {exc!r}"))
             return
@@ -258,7 +258,7 @@ class Engine:
         if condition is None:
             condition = Condition.compile(expression)
         try:
-            return condition.holds(context.data())
+            return condition.holds(context)
         except Exception as exc:  # missing field, wrong type: false, and counted
             run.outcomes.append(Outcome("condition_error", journey.id, journey.version, f"{expression}: {exc!r}"))
             return False
@@ -286,7 +286,6 @@ class _Context(Mapping[str, Any]):
 
     def __init__(
         self,
-        engine: Engine,
         state: CustomerState,
         event: Event | None,
         now: float,
@@ -295,9 +294,6 @@ class _Context(Mapping[str, Any]):
         self.state, self.event, self.now, self.trigger = state, event, now, trigger
         self._state_view: dict[str, Any] | None = None
         self._event_view: dict[str, Any] | None = None
-
-    def data(self) -> _Context:
-        return self
 
     def __getitem__(self, name: str) -> Any:
         """Views are built only when an expression asks for them, and once."""

@@ -13,6 +13,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, RetriableError, Topic
 from orchestrator.errors import CliError, Unreachable
 
 TIMEOUT_MS = 8000
+COMPACTED = {"cleanup.policy": "compact"}  # topics that keep the latest record per key
 
 # kafka-python logs every failed connection attempt; the CLI says it once itself.
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
