@@ -8,6 +8,8 @@ from textwrap import dedent
 from zoneinfo import ZoneInfo
 
 import pytest
+import stories
+from stories import JOURNEYS_ONLY, T0
 
 from orchestrator.core.decide import WAKE, Decision, decide
 from orchestrator.core.event import Event
@@ -17,11 +19,9 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine, Outcome, next_local_time
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
 
-T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 MINUTE = 60.0
 HOUR = 3600.0
 DAY = 86400.0
-JOURNEYS_ONLY = Policy(rules=frozenset())
 
 
 def define(steps: str, head: str = "trigger: {event: signup}", id: str = "j", version: int = 1) -> Compiled:
@@ -45,53 +45,7 @@ HELLO_IN_AN_HOUR = define(
 )
 
 
-class Customer:
-    """One customer: feeds events and timer wakes through decide() and keeps the new state."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        customer_id: str = "c-1",
-        policy: Policy = JOURNEYS_ONLY,
-        timezone: str | None = None,
-    ) -> None:
-        self.engine = engine
-        self.customer_id = customer_id
-        self.policy = policy
-        self.state: CustomerState | None = CustomerState(key=customer_id, timezone=timezone) if timezone else None
-        self.count = 0
-
-    def decide(self, event: Event, now: float) -> Decision:
-        decision = decide(self.state, event, now, self.policy, self.engine)
-        self.state = decision.state
-        return decision
-
-    def does(self, type: str, at: float = 0.0, via: str = "web", **props) -> Decision:
-        self.count += 1
-        event = Event(
-            event_id=f"{self.customer_id}-{type}-{self.count}",
-            type=type,
-            ts=T0 + at,
-            customer_key=self.customer_id,
-            channel=via,
-            received_at=T0 + at,
-            customer_id=self.customer_id,
-            properties=props,
-        )
-        return self.decide(event, T0 + at)
-
-    def wakes(self, at: float) -> Decision:
-        event = Event(
-            event_id="timer", type=WAKE, ts=T0 + at, customer_key=self.customer_id, channel="timer", received_at=T0 + at
-        )
-        return self.decide(event, T0 + at)
-
-    @property
-    def next_wake(self) -> float | None:
-        assert self.state is not None
-        wake = self.state.next_wake()
-        return None if wake is None else wake - T0
-
+class Customer(stories.Customer):
     @property
     def journeys(self) -> dict[str, str]:
         """Journey id -> current step."""

@@ -7,22 +7,19 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import stories
+from stories import T0
 
 from orchestrator.core.commands import Command
-from orchestrator.core.decide import WAKE, Decision, decide
-from orchestrator.core.event import Event
-from orchestrator.core.policy import Policy
-from orchestrator.core.state import CustomerState
+from orchestrator.core.decide import Decision
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "journeys"
-T0 = 1_800_000_000.0  # Friday 2027-01-15, 08:00 UTC
 MINUTE = 60.0
 HOUR = 3600.0
 DAY = 86400.0
-JOURNEYS_ONLY = Policy(rules=frozenset())
 ALL = load_dir(SHIPPED)[0]
 
 
@@ -33,54 +30,7 @@ def shipped(*ids: str, max_active: int = 3) -> Engine:
     return Engine(Catalogue.of(chosen), max_active=max_active)
 
 
-class Customer:
-    """One customer: events and timer wakes through decide(), as the streaming agents would."""
-
-    def __init__(self, engine: Engine, customer_id: str = "c-1", timezone: str | None = None) -> None:
-        self.engine = engine
-        self.customer_id = customer_id
-        self.state: CustomerState | None = CustomerState(key=customer_id, timezone=timezone) if timezone else None
-        self.count = 0
-
-    def _decide(self, event: Event, now: float) -> Decision:
-        decision = decide(self.state, event, now, JOURNEYS_ONLY, self.engine)
-        self.state = decision.state
-        return decision
-
-    def does(self, type: str, at: float, via: str = "web", **props) -> Decision:
-        self.count += 1
-        event = Event(
-            event_id=f"{self.customer_id}-{self.count}",
-            type=type,
-            ts=T0 + at,
-            customer_key=self.customer_id,
-            channel=via,
-            received_at=T0 + at,
-            customer_id=self.customer_id,
-            properties=props,
-        )
-        return self._decide(event, T0 + at)
-
-    def buys(self, *products: str, at: float, value: float = 59.0) -> Decision:
-        items = [{"id": p, "price": value, "qty": 1} for p in products]
-        return self.does("purchase", at, products=items, value=value, currency="EUR")
-
-    def wakes(self, at: float) -> Decision:
-        event = Event("timer", WAKE, T0 + at, self.customer_id, "timer", T0 + at)
-        return self._decide(event, T0 + at)
-
-    def timer_until(self, at: float) -> list[Command]:
-        """Let the timer service wake the customer whenever asked, up to ``at``; what went out."""
-        sent: list[Command] = []
-        while self.state is not None and (wake := self.state.next_wake()) is not None and wake <= T0 + at:
-            sent += self.wakes(wake - T0).commands
-        return sent
-
-    @property
-    def next_wake(self) -> float | None:
-        wake = self.state.next_wake() if self.state is not None else None
-        return None if wake is None else wake - T0
-
+class Customer(stories.Customer):
     @property
     def journeys(self) -> set[str]:
         return set(self.state.journeys) if self.state is not None else set()
