@@ -47,11 +47,14 @@ class ReadModelWriter:
         self._prefix = prefix
         self._interval_s = interval_s
         self._batch_max = batch_max
-        self._pending: dict[str, bytes] = {}
+        self._pending: dict[str, tuple[CustomerState, float]] = {}
         self._full = asyncio.Event()
 
     def stage(self, state: CustomerState, now: float) -> None:
-        self._pending[profile_key(self._prefix, state.key)] = json.dumps(profile(state, now)).encode()
+        """Remember the newest state; it is rendered once per flush, not once per event.
+
+        Safe because decide() never mutates a state it has returned."""
+        self._pending[profile_key(self._prefix, state.key)] = (state, now)
         metrics.READMODEL_PENDING.set(len(self._pending))
         if len(self._pending) >= self._batch_max:
             self._full.set()
@@ -73,7 +76,7 @@ class ReadModelWriter:
             return
         batch, self._pending = self._pending, {}
         try:
-            await self._redis.mset(batch)
+            await self._redis.mset({key: json.dumps(profile(s, t)).encode() for key, (s, t) in batch.items()})
         except (redis.RedisError, OSError) as exc:
             metrics.READMODEL_ERRORS.inc()
             log.warning("read model flush of %d profiles failed, will retry: %s", len(batch), exc)
