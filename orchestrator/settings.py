@@ -10,10 +10,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from orchestrator.core.policy import Policy
+from orchestrator.identity.tokens import Hasher
 from orchestrator.ingest import Limits
 
 
@@ -67,7 +68,30 @@ class Settings(BaseSettings):
     readmodel_flush_interval_s: float = 0.05
     readmodel_batch_max: int = 500
 
-    @field_validator("consent_required_channels", "channels", "rules", mode="before")
+    identity_hash_key: SecretStr | None = Field(
+        default=None, description="HMAC key for identifiers of the kinds below; unset keeps them readable."
+    )
+    identity_hash_kinds: Annotated[frozenset[str], NoDecode] = frozenset({"email", "phone"})
+    quiet_hours_exempt_channels: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset({"ads", "web"}),
+        description="Channels that wait for nobody's attention, so quiet hours do not hold them back.",
+    )
+    decisions_kept: int = Field(default=50, ge=1, description="Recent decisions kept per customer for explain.")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_tokens: Annotated[frozenset[str], NoDecode] = Field(
+        default=frozenset(), description="Bearer tokens the HTTP API accepts; the API refuses to start without one."
+    )
+
+    @field_validator(
+        "consent_required_channels",
+        "channels",
+        "rules",
+        "identity_hash_kinds",
+        "quiet_hours_exempt_channels",
+        "api_tokens",
+        mode="before",
+    )
     @classmethod
     def _split_channels(cls, value: object) -> object:
         if isinstance(value, str):
@@ -88,7 +112,12 @@ class Settings(BaseSettings):
             recent_events=self.recent_events,
             dedupe_window=self.dedupe_window,
             rules=self.rules,
+            quiet_hours_exempt_channels=self.quiet_hours_exempt_channels,
         )
+
+    def hasher(self) -> Hasher:
+        key = self.identity_hash_key.get_secret_value().encode() if self.identity_hash_key else None
+        return Hasher(key=key, kinds=self.identity_hash_kinds)
 
     def limits(self) -> Limits:
         return Limits(

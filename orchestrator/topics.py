@@ -38,6 +38,21 @@ class TopicNames:
         """Internal: validated events, repartitioned by customer key."""
         return f"{self.prefix}orchestrator.customer-events"
 
+    @property
+    def identity(self) -> str:
+        """Internal: validated events and identity links, keyed by identifier token."""
+        return f"{self.prefix}orchestrator.identity"
+
+    @property
+    def decisions(self) -> str:
+        """Out: every decision with what was sent, what was held back and why."""
+        return f"{self.prefix}orchestrator.decisions"
+
+    @property
+    def audit(self) -> str:
+        """Out: erasure records (who asked, when, what was removed); never customer data."""
+        return f"{self.prefix}orchestrator.audit"
+
     def events(self, channel: str) -> str:
         return f"{self.prefix}{EVENTS}{channel}"
 

@@ -28,6 +28,7 @@ class Policy:
     recent_events: int = 20
     dedupe_window: int = 128
     rules: frozenset[str] = frozenset({"remarketing", "post_purchase"})  # built-in reflexes that run
+    quiet_hours_exempt_channels: frozenset[str] = frozenset({"ads", "web"})
 
 
 def has_consent(state: CustomerState, channel: str, policy: Policy) -> bool:

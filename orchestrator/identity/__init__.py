@@ -1,0 +1,1 @@
+"""Identity resolution: many identifiers, one canonical customer."""
