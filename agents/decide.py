@@ -3,7 +3,11 @@
 One event at a time on purpose: Faust tables pick the changelog partition from
 the *current* event, so writing a batch of customers after ``stream.take``
 would file their changes under the wrong partition. Batching happens where it
-is safe, in the Redis read-model writer.
+is safe, in the Redis writers.
+
+Each key of the table is a profile, a pointer to the profile an identifier
+belongs to, or a suppression marker; :func:`orchestrator.identity.graph.handle`
+says what an event does there, and this agent carries it out.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ import msgpack
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from orchestrator import metrics
-from orchestrator.core.decide import WAKE, Decision, decide
+from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
-from orchestrator.core.policy import Policy
-from orchestrator.core.state import CustomerState
+from orchestrator.identity import records
+from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.ingest import Rejection
 from orchestrator.readmodel import ReadModelWriter
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
+QUIET_OUTCOMES = frozenset({"decided", "duplicate"})  # counted by their own metrics
 
 
 def attach_decide(
@@ -34,7 +39,7 @@ def attach_decide(
 ) -> Any:
     # key_type/value_type=bytes is what makes Faust use the raw codec for a table.
     table = app.Table("customers", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None)
-    policy = settings.policy()
+    ctx = Context(settings.policy(), runtime.engine)
     readmodel = ReadModelWriter(
         settings.redis_url,
         settings.topic_prefix,
@@ -53,18 +58,31 @@ def attach_decide(
             try:
                 event = Event.from_wire(msgpack.unpackb(record.value, raw=False))
                 now = _now(event, record.message.partition, runtime, event_time)
-                decision = apply(table, due, record.key, event, now, policy, runtime)
+                effects = apply(table, due, record.key, event, now, ctx)
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
                 continue
-            if decision is None:
-                continue
-            for command in decision.commands:
-                await outbound.command(command, event.received_at)
-            readmodel.stage(decision.state, time.time())
+            await _carry_out(effects, event, customer_events, outbound, readmodel)
 
     return table
+
+
+async def _carry_out(
+    effects: Effects, event: Event, customer_events: Any, outbound: Outbound, readmodel: ReadModelWriter
+) -> None:
+    """Everything after the table write: follow-up events, commands, audit, read model."""
+    for follow_up in effects.sends:
+        value = msgpack.packb(follow_up.to_wire(), use_bin_type=True)
+        await customer_events.send(key=follow_up.customer_key.encode(), value=value)
+    decision = effects.decision
+    if decision is not None and not decision.duplicate:
+        for command in decision.commands:
+            await outbound.command(command, event.received_at)
+    if effects.audit is not None:
+        await outbound.audit(effects.audit)
+    if isinstance(effects.record, records.Profile):
+        readmodel.stage(effects.record.state, time.time())
 
 
 def _now(event: Event, partition: int, runtime: JourneyRuntime, event_time: bool) -> float:
@@ -78,29 +96,45 @@ def _now(event: Event, partition: int, runtime: JourneyRuntime, event_time: bool
     return event.ts
 
 
-def apply(
-    table: Any, due: Any, key: bytes, event: Event, now: float, policy: Policy, runtime: JourneyRuntime
-) -> Decision | None:
-    """Read, decide, write state and the timer index. None when nothing changed."""
+def apply(table: Any, due: Any, key: bytes, event: Event, now: float, ctx: Context) -> Effects:
+    """Read the key's record, handle the event, write the record and the timer index."""
     raw = table.get(key)
-    state = CustomerState.from_bytes(raw) if raw else None
-    old_wake = state.next_wake() if state else None
+    record = records.decode(raw)
+    old_wake = record.state.next_wake() if isinstance(record, records.Profile) else None
+    new_wake = old_wake
     if event.type == WAKE:
         metrics.TIMER_LATENESS.observe(max(0.0, time.time() - event.ts))
-        old_wake = event.ts  # the key that sent this wake goes, even if it was stale
-    decision = decide(state, event, now, policy, runtime.engine)
-    if decision.duplicate:
-        if event.type == WAKE:
-            _move_due(due, key, old_wake, None)
-        else:
-            metrics.EVENTS_DUPLICATE.inc()
-        return None
-    table[key] = decision.state.to_bytes()
-    _move_due(due, key, old_wake, decision.state.next_wake())
+        old_wake, new_wake = event.ts, None  # the key that sent this wake goes, even if it was stale
+    effects = handle(key.decode(), record, event, now, ctx)
+    if effects.record is not None:
+        _write(table, key, raw, effects.record)
+        new_wake = effects.record.state.next_wake() if isinstance(effects.record, records.Profile) else None
+    _move_due(due, key, old_wake, new_wake)
+    _count(effects, event)
+    return effects
+
+
+def _write(table: Any, key: bytes, raw: bytes | None, record: records.Record) -> None:
+    value = records.encode(record)
+    if value is not None:
+        table[key] = value
+    elif raw is not None:
+        del table[key]  # a changelog tombstone, so compaction forgets the customer too
+
+
+def _count(effects: Effects, event: Event) -> None:
+    if effects.counted == "duplicate" and event.type != WAKE:
+        metrics.EVENTS_DUPLICATE.inc()
+    elif effects.counted and effects.counted not in QUIET_OUTCOMES:
+        metrics.IDENTITY_EVENTS.labels(effects.counted).inc()
+    if effects.audit is not None:
+        metrics.ERASURES.inc()
+    decision = effects.decision
+    if decision is None or decision.duplicate:
+        return
     for held in decision.held:
         metrics.COMMANDS_SUPPRESSED.labels(held.command.channel, held.command.action, held.reason).inc()
     metrics.count_outcomes(decision.outcomes)
-    return decision
 
 
 def _move_due(due: Any, key: bytes, old: float | None, new: float | None) -> None:

@@ -21,6 +21,7 @@ def attach_ingest(
 ) -> None:
     inbound = inbound_topic(app, settings, names)
     limits = settings.limits()
+    hasher = settings.hasher()
 
     @app.agent(inbound, name="ingest")
     async def ingest_events(stream: faust.StreamT) -> None:
@@ -34,6 +35,7 @@ def attach_ingest(
                 now=time.time(),
                 topics=names,
                 limits=limits,
+                hasher=hasher,
             )
             if isinstance(result, Rejection):
                 await outbound.dead_letter(message, result)

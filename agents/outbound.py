@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ class Outbound:
         self._headers = content_type_header(encoding)
         self._actions: dict[str, Any] = {}
         self.dlq = app.topic(names.dlq, key_serializer="raw", value_serializer="raw", partitions=1)
+        self.audit_log = app.topic(names.audit, key_serializer="raw", value_serializer="raw", partitions=1)
 
     async def command(self, command: Command, received_at: float) -> None:
         topic = await self._action_topic(command.channel)
@@ -44,6 +46,11 @@ class Outbound:
         ]
         await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
         metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
+
+    async def audit(self, record: dict[str, Any]) -> None:
+        """Erasure records, JSON so auditors can read them with any tool."""
+        value = json.dumps(record, sort_keys=True).encode()
+        await self.audit_log.send(key=str(record.get("customer", "")).encode(), value=value)
 
     async def _action_topic(self, channel: str) -> Any:
         topic = self._actions.get(channel)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.core.event import Event, customer_key
+from orchestrator.identity.tokens import PLAIN, Hasher
 from orchestrator.topics import TopicNames
 from schemas.codec import DecodeError, content_type_of, decode_payload
 from schemas.events import ChannelEvent
@@ -43,6 +44,7 @@ def ingest(
     now: float,
     topics: TopicNames,
     limits: Limits,
+    hasher: Hasher = PLAIN,
 ) -> Event | Rejection:
     """Decode, bound, validate and normalise one inbound record."""
     if not payload:
@@ -62,11 +64,11 @@ def ingest(
         event = ChannelEvent.model_validate(doc)
     except ValidationError as exc:
         return Rejection("invalid", describe(exc))
-    return _normalise(event, topic, received_at, now, topics, limits)
+    return _normalise(event, topic, received_at, now, topics, limits, hasher)
 
 
 def _normalise(
-    event: ChannelEvent, topic: str, received_at: float, now: float, topics: TopicNames, limits: Limits
+    event: ChannelEvent, topic: str, received_at: float, now: float, topics: TopicNames, limits: Limits, hasher: Hasher
 ) -> Event | Rejection:
     if event.ts > now + limits.max_future_skew_s:
         return Rejection("future_timestamp", f"ts {event.ts:.0f} is {event.ts - now:.0f}s in the future")
@@ -75,20 +77,24 @@ def _normalise(
     channel = event.channel or topics.channel_of(topic)
     if not channel:
         return Rejection("invalid", f"no channel given and none in topic name {topic!r}")
-    return to_event(event, channel, received_at)
+    return to_event(event, channel, received_at, hasher)
 
 
-def to_event(event: ChannelEvent, channel: str, received_at: float) -> Event:
-    """The contract's event as the core sees it; used by the stream and by replay."""
+def to_event(event: ChannelEvent, channel: str, received_at: float, hasher: Hasher = PLAIN) -> Event:
+    """The contract's event as the core sees it; used by the stream and by replay.
+
+    Identifiers are normalised and, for the configured kinds, hashed here, at
+    the edge, so nothing downstream ever sees a raw email or phone number."""
+    identifiers = hasher.identifiers(dict(event.identifiers or {}))
     return Event(
         event_id=event.event_id,
         type=event.type,
         ts=event.ts,
-        customer_key=customer_key(event.customer_id, event.identifiers),
+        customer_key=customer_key(event.customer_id, identifiers),
         channel=event.channel or channel,
         received_at=received_at,
         customer_id=event.customer_id,
-        identifiers=dict(event.identifiers or {}),
+        identifiers=identifiers,
         properties=dict(event.properties),
         action_id=event.action_id,
     )

@@ -87,6 +87,12 @@ TIMER_LATENESS = Histogram(
 )
 JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
 
+IDENTITY_EVENTS = Counter(
+    "orchestrator_identity_events_total",
+    "What identity resolution did: linked, forwarded, merged_in, merged_out, conflict, erased, dropped_suppressed, ...",
+    ["outcome"],
+)
+ERASURES = Counter("orchestrator_erasures_total", "Customers erased (profile and every pointer to it).")
 READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
 READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
 READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-# Highest first: the most stable identifier names an anonymous profile.
-IDENTIFIER_PRIORITY = ("loyalty_id", "email", "phone", "device", "cookie")
+from orchestrator.identity.tokens import profile_key_for, tokens_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +22,7 @@ class Event:
     identifiers: dict[str, str] = field(default_factory=dict)
     properties: dict[str, Any] = field(default_factory=dict)
     action_id: str | None = None
+    hops: int = 0  # times forwarded from an identifier's key to the profile it belongs to
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -33,16 +33,14 @@ class Event:
 
 
 def customer_key(customer_id: str | None, identifiers: dict[str, str] | None) -> str:
-    """The key events are partitioned and stored by.
+    """The key an event is first routed by.
 
     A known customer id wins; otherwise the most stable identifier present, as
-    ``kind:value``, names an anonymous profile until identity resolution links it.
+    ``kind:value``, names an anonymous profile. If that identifier has been
+    linked to another profile, its key holds a pointer and the event is
+    forwarded (see :mod:`orchestrator.identity.graph`).
     """
-    if customer_id:
-        return customer_id
-    ids = identifiers or {}
-    for kind in IDENTIFIER_PRIORITY:
-        if ids.get(kind):
-            return f"{kind}:{ids[kind]}"
-    kind = min(ids)
-    return f"{kind}:{ids[kind]}"
+    tokens = tokens_of(customer_id, identifiers or {})
+    if not tokens:
+        raise ValueError("an event needs a customer_id or at least one identifier")
+    return profile_key_for(tokens[0])

@@ -36,10 +36,15 @@ class CustomerState:
     interests: dict[str, dict[str, Any]] = field(default_factory=dict)
     remarketed: dict[str, float] = field(default_factory=dict)
     consent: dict[str, bool] = field(default_factory=dict)
+    do_not_contact: bool = False  # global: while true nothing goes out on any channel
     contacts: dict[str, list[float]] = field(default_factory=dict)
     timezone: str | None = None
+    preferred_channels: list[str] = field(default_factory=list)  # most preferred first, at most 10
+    quiet_hours: dict[str, str] = field(default_factory=dict)  # {"start": "21:00", "end": "08:00"}, local time
     journeys: dict[str, dict[str, Any]] = field(default_factory=dict)
     journey_log: dict[str, dict[str, Any]] = field(default_factory=dict)
+    created_at: float = 0.0  # set once; with the key's kind it decides which profile survives a merge
+    aliases: list[str] = field(default_factory=list)  # other keys that point here (merged or linked)
 
     def thaw(self) -> CustomerState:
         """A copy whose containers may be changed without touching ``self``.

@@ -1,0 +1,235 @@
+"""Route one event at one key of the customers table: pure, so replay and tests can run it.
+
+Every key holds a :mod:`record <orchestrator.identity.records>`. Ordinary
+events are decided where a profile lives and forwarded where a pointer
+points. Control events keep the graph right:
+
+* ``__link__`` tells an identifier's key which profile it belongs to. Sent when
+  an event shows an identifier the profile did not know. Only an ``identify``
+  event may merge two existing profiles; any other event just claims
+  identifiers nobody owns, because shared devices and typos must not fuse
+  strangers.
+* ``__merge_in__`` carries a losing profile's whole state to the survivor,
+  which folds it in by the rules of :mod:`orchestrator.identity.merge`.
+* ``erase`` (from a channel or ``orchestrator erase``) removes a profile and,
+  through ``__erase_key__``, every pointer to it; with ``suppress`` the keys
+  stay as suppression markers that drop later events.
+
+Events for an old identifier that are still in flight during a merge are not
+lost: they reach the loser's key after it has become a pointer and are
+forwarded, with their event id, to the survivor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from orchestrator.core.decide import WAKE, Decision, decide
+from orchestrator.core.event import Event
+from orchestrator.core.policy import Policy
+from orchestrator.core.state import CustomerState
+from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
+from orchestrator.identity.records import Forward, Missing, Profile, Record, Suppressed
+from orchestrator.identity.tokens import CUSTOMER_ID, profile_key_for, tokens_of
+from orchestrator.journeys.engine import Engine
+
+LINK = "__link__"
+MERGE_IN = "__merge_in__"
+ERASE = "erase"
+ERASE_KEY = "__erase_key__"
+IDENTIFY = "identify"
+MAX_HOPS = 8  # a pointer chain longer than this is a loop, not a history of merges
+
+
+@dataclass
+class Effects:
+    """What handling one event at one key asks the agent to do."""
+
+    record: Record | None = None  # the key's new record; None leaves it as it was
+    decision: Decision | None = None
+    sends: list[Event] = field(default_factory=list)  # each to customer-events, keyed by its customer_key
+    forget: list[str] = field(default_factory=list)  # profile keys to remove from the read model
+    forget_tokens: list[str] = field(default_factory=list)  # identifier tokens whose read-model aliases go
+    audit: dict[str, Any] | None = None
+    counted: str | None = None  # what happened, for metrics: forwarded, merged, linked, dropped_*, ...
+
+
+@dataclass(frozen=True)
+class Context:
+    policy: Policy
+    engine: Engine | None
+
+
+def handle(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    """The single entry point: what ``event`` does at ``key`` holding ``record``."""
+    handler = _CONTROL.get(event.type)
+    if handler is not None:
+        return handler(key, record, event, now, ctx)
+    if isinstance(record, Forward):
+        return _forward(event, record.target, "forwarded")
+    if isinstance(record, Suppressed):
+        return Effects(counted="dropped_suppressed")
+    if event.type == WAKE and not isinstance(record, Profile):
+        return Effects(counted="stale_wake")
+    state = record.state if isinstance(record, Profile) else None
+    return _decide(key, state, event, now, ctx)
+
+
+def control(kind: str, to: str, now: float, origin: str, **properties: Any) -> Event:
+    """An internal event for key ``to``; channels cannot send these types."""
+    return Event(
+        event_id=f"{kind}:{origin}:{to}:{now:.6f}",
+        type=kind,
+        ts=now,
+        customer_key=to,
+        channel="",
+        received_at=now,
+        properties=properties,
+    )
+
+
+def _decide(key: str, state: CustomerState | None, event: Event, now: float, ctx: Context) -> Effects:
+    decision = decide(state, event, now, ctx.policy, ctx.engine)
+    if decision.duplicate:
+        return Effects(decision=decision, counted="duplicate")
+    new = decision.state
+    if state is None:
+        new.created_at = event.ts
+    sends = _claim_identifiers(key, state, new, event, now)
+    return Effects(record=Profile(new), decision=decision, sends=sends, counted="decided")
+
+
+def _claim_identifiers(
+    key: str, old: CustomerState | None, new: CustomerState, event: Event, now: float
+) -> list[Event]:
+    """Tell the key of every identifier this profile did not know yet that it belongs here."""
+    known = _known_keys(key, old)
+    sends = []
+    for token in tokens_of(event.customer_id, event.identifiers):
+        target = profile_key_for(token)
+        if target in known:
+            continue
+        known.add(target)
+        new.aliases = [*new.aliases, target][-MAX_ALIASES:]
+        merge = event.type == IDENTIFY
+        sends.append(control(LINK, target, now, key, target=key, created_at=new.created_at, merge=merge))
+    return sends
+
+
+def _known_keys(key: str, state: CustomerState | None) -> set[str]:
+    known = {key}
+    if state is not None:
+        known.update(state.aliases)
+        known.update(profile_key_for(t) for t in tokens_of(state.customer_id, state.identifiers))
+    return known
+
+
+def _forward(event: Event, target: str, counted: str) -> Effects:
+    if event.hops >= MAX_HOPS:
+        return Effects(counted="dropped_loop")
+    return Effects(sends=[replace(event, customer_key=target, hops=event.hops + 1)], counted=counted)
+
+
+# -- control events ---------------------------------------------------------
+
+
+def _link(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    target = str(event.properties["target"])
+    merge = bool(event.properties.get("merge"))
+    repoint = bool(event.properties.get("repoint"))
+    if target == key:
+        return Effects()
+    if isinstance(record, Missing):
+        return Effects(record=Forward(target), counted="linked")
+    if isinstance(record, Forward):
+        if record.target == target:
+            return Effects()
+        if repoint:
+            return Effects(record=Forward(target), counted="repointed")
+        return _forward(event, record.target, "link_forwarded") if merge else Effects(counted="conflict")
+    if isinstance(record, Suppressed) or not merge:
+        return Effects(counted="conflict")
+    return _settle(key, record.state, target, float(event.properties.get("created_at", 0.0)), now)
+
+
+def _settle(key: str, state: CustomerState, other: str, other_created: float, now: float) -> Effects:
+    """Two profiles are one person: the one that sorts first survives, the other moves in."""
+    if survivor_order(key, state.created_at) < survivor_order(other, other_created):
+        ask = control(LINK, other, now, key, target=key, created_at=state.created_at, merge=True)
+        return Effects(sends=[ask], counted="merge_requested")
+    move = control(MERGE_IN, other, now, key, state=state.to_bytes(), loser=key)
+    return Effects(record=Forward(other), sends=[move], forget=[key], counted="merged_out")
+
+
+def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    if isinstance(record, Forward):
+        return _forward(event, record.target, "merge_forwarded")
+    if isinstance(record, Suppressed):
+        return Effects(counted="dropped_suppressed")
+    loser = CustomerState.from_bytes(event.properties["state"])
+    winner = record.state if isinstance(record, Profile) else CustomerState(key=key)
+    policy = ctx.policy
+    merged = merge_states(winner, loser, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
+    repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
+    merged.aliases = [a for a in merged.aliases if a != key]
+    return Effects(record=Profile(merged), sends=repoints, counted="merged_in")
+
+
+def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    suppress = bool(event.properties.get("suppress"))
+    if isinstance(record, Forward):
+        return _forward(event, record.target, "erase_forwarded")
+    if not isinstance(record, Profile):
+        audit = _audit(key, event, now, suppress, aliases=0, found=False)
+        return Effects(record=Suppressed() if suppress else None, audit=audit, counted="erased")
+    state = record.state
+    owners = sorted({key, *state.aliases})
+    keys = sorted(
+        ({profile_key_for(t) for t in tokens_of(state.customer_id, state.identifiers)} | set(state.aliases)) - {key}
+    )
+    sends = [control(ERASE_KEY, k, now, key, owners=owners, suppress=suppress) for k in keys]
+    return Effects(
+        record=Suppressed() if suppress else Missing(),
+        sends=sends,
+        forget=[key],
+        forget_tokens=_tokens(state),
+        audit=_audit(key, event, now, suppress, aliases=len(keys), found=True),
+        counted="erased",
+    )
+
+
+def _erase_key(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    """Remove a pointer to an erased profile; a separate profile sharing the key is left alone."""
+    suppress = bool(event.properties.get("suppress"))
+    owners = set(event.properties.get("owners") or ())
+    if isinstance(record, Forward) and record.target not in owners:
+        return Effects(counted="erase_skipped")
+    if isinstance(record, (Profile, Suppressed)):
+        return Effects(counted="erase_skipped")
+    return Effects(record=Suppressed() if suppress else Missing(), forget=[key], counted="erased_pointer")
+
+
+def _tokens(state: CustomerState) -> list[str]:
+    """Every identifier token the read model may hold an alias for."""
+    found = tokens_of(state.customer_id, state.identifiers)
+    found += [alias if ":" in alias else f"{CUSTOMER_ID}:{alias}" for alias in state.aliases]
+    return list(dict.fromkeys(found))
+
+
+def _audit(key: str, event: Event, now: float, suppress: bool, *, aliases: int, found: bool) -> dict[str, Any]:
+    """Proof that an erasure happened, holding no personal data beyond the key asked about."""
+    return {
+        "kind": "erasure",
+        "customer": key,
+        "request_id": event.event_id,
+        "requested_by": str(event.properties.get("requested_by") or event.channel or "unknown"),
+        "requested_at": event.ts,
+        "erased_at": now,
+        "found": found,
+        "pointers_removed": aliases,
+        "suppressed": suppress,
+    }
+
+
+_CONTROL = {LINK: _link, MERGE_IN: _merge_in, ERASE: _erase, ERASE_KEY: _erase_key}

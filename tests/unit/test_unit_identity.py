@@ -1,0 +1,206 @@
+"""Identity resolution as pure functions: links, merges, races, conflicts, erasure."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orchestrator.core.event import Event, customer_key
+from orchestrator.core.policy import Policy
+from orchestrator.core.state import CustomerState
+from orchestrator.identity import records
+from orchestrator.identity.graph import ERASE, MAX_HOPS, Context, handle
+from orchestrator.identity.local import LocalGraph
+from orchestrator.identity.merge import merge_consent, merge_states, survivor_order
+from orchestrator.identity.tokens import Hasher, tokens_of
+
+T0 = 1_800_000_000.0
+_ids = itertools.count()
+
+
+def ev(type: str, at: float = 0.0, customer_id: str | None = None, **ids: str) -> Event:
+    props = ids.pop("props", None) or {}
+    return Event(
+        event_id=f"e-{next(_ids)}",
+        type=type,
+        ts=T0 + at,
+        customer_key=customer_key(customer_id, ids),
+        channel="web",
+        received_at=T0 + at,
+        customer_id=customer_id,
+        identifiers=dict(ids),
+        properties=dict(props),
+    )
+
+
+@pytest.fixture
+def graph() -> LocalGraph:
+    return LocalGraph(Context(Policy(rules=frozenset()), engine=None))
+
+
+def browse(graph: LocalGraph, n: int, start: float = 0.0, **ids: str) -> None:
+    for i in range(n):
+        graph.submit(ev("page_view", start + i, **ids), T0 + start + i)
+
+
+def test_anonymous_browsing_then_login_merges_into_the_known_profile(graph: LocalGraph) -> None:
+    browse(graph, 3, cookie="ck-1")
+    graph.submit(ev("add_to_cart", 5, cookie="ck-1", props={"product": "p-1", "price": 10}), T0 + 5)
+    graph.submit(ev("identify", 10, customer_id="c-1", cookie="ck-1"), T0 + 10)
+    merged = graph.profile("c-1")
+    assert merged is not None
+    assert merged.events == 5
+    assert merged.type_counts == {"page_view": 3, "add_to_cart": 1, "identify": 1}
+    assert "p-1" in merged.cart
+    assert merged.identifiers == {"cookie": "ck-1"}
+    assert graph.record("cookie:ck-1") == records.Forward("c-1")
+    assert "cookie:ck-1" in merged.aliases
+
+
+def test_later_events_with_any_identifier_land_on_the_merged_profile(graph: LocalGraph) -> None:
+    browse(graph, 2, cookie="ck-1")
+    graph.submit(ev("identify", 3, customer_id="c-1", cookie="ck-1", email="a@x"), T0 + 3)
+    browse(graph, 2, start=10, cookie="ck-1")
+    browse(graph, 1, start=20, email="a@x")
+    merged = graph.profile("c-1")
+    assert merged is not None and merged.events == 6
+    assert graph.record("email:a@x") == records.Forward("c-1")
+    assert graph.profile("cookie:ck-1") is merged or graph.profile("cookie:ck-1") == merged
+
+
+def test_an_identifier_seen_first_in_the_login_routes_later_events(graph: LocalGraph) -> None:
+    graph.submit(ev("identify", 0, customer_id="c-1", device="d-9"), T0)
+    browse(graph, 2, start=5, device="d-9")
+    merged = graph.profile("c-1")
+    assert merged is not None and merged.events == 3
+    assert graph.table.get("device:d-9", b"").startswith(records.FORWARD)
+
+
+def test_two_known_profiles_merge_into_the_older_and_keep_everything(graph: LocalGraph) -> None:
+    graph.submit(ev("purchase", 0, customer_id="c-old", email="a@x", props={"value": 10.0}), T0)
+    graph.submit(ev("purchase", 50, customer_id="c-new", props={"value": 5.0}), T0 + 50)
+    graph.submit(ev("identify", 60, customer_id="c-new", email="a@x"), T0 + 60)
+    survivor = graph.profile("c-new")
+    assert survivor is not None and survivor.key == "c-old"
+    assert survivor.purchases == 2 and survivor.revenue == 15.0
+    assert survivor.events == 3
+    assert graph.record("c-new") == records.Forward("c-old")
+
+
+def test_events_racing_the_merge_are_forwarded_not_lost(graph: LocalGraph) -> None:
+    browse(graph, 2, cookie="ck-1")
+    graph.queue.append(ev("identify", 3, customer_id="c-1", cookie="ck-1"))
+    graph.step(T0 + 3)  # identify decided at c-1; a link to cookie:ck-1 is queued
+    graph.queue.append(ev("page_view", 4, cookie="ck-1"))  # in flight before the link arrives
+    graph.step(T0 + 4)  # the link: cookie profile moves out and becomes a pointer
+    graph.queue.append(ev("page_view", 5, cookie="ck-1"))  # arrives after the move, before merge-in
+    graph.drain(T0 + 6)
+    merged = graph.profile("c-1")
+    assert merged is not None
+    assert merged.events == 5  # 2 before, identify, 2 racing: none lost, none twice
+    assert len(set(merged.seen_ids)) == 5
+
+
+def test_a_redelivered_event_after_a_merge_is_still_a_duplicate(graph: LocalGraph) -> None:
+    first = ev("page_view", 0, cookie="ck-1")
+    graph.submit(first, T0)
+    graph.submit(ev("identify", 1, customer_id="c-1", cookie="ck-1"), T0 + 1)
+    graph.submit(first, T0 + 2)  # at-least-once delivery sends it again to the old key
+    merged = graph.profile("c-1")
+    assert merged is not None and merged.events == 2
+
+
+def test_only_identify_merges_existing_profiles(graph: LocalGraph) -> None:
+    browse(graph, 2, cookie="shared")
+    graph.submit(ev("page_view", 5, customer_id="c-1", cookie="shared"), T0 + 5)
+    assert isinstance(graph.record("cookie:shared"), records.Profile)
+    assert graph.profile("c-1").events == 1  # type: ignore[union-attr]
+    counted = [effects.counted for _, effects in graph.seen]
+    assert "conflict" in counted
+
+
+def test_opt_out_wins_over_opt_in_in_a_merge(graph: LocalGraph) -> None:
+    graph.submit(ev("consent", 0, cookie="ck-1", props={"channel": "email", "granted": False}), T0)
+    graph.submit(ev("consent", 1, customer_id="c-1", props={"channel": "email", "granted": True}), T0 + 1)
+    graph.submit(ev("identify", 2, customer_id="c-1", cookie="ck-1"), T0 + 2)
+    assert graph.profile("c-1").consent["email"] is False  # type: ignore[union-attr]
+
+
+def test_merge_consent_rules() -> None:
+    assert merge_consent({"email": True}, {"email": False}) == {"email": False}
+    assert merge_consent({"email": True}, {}) == {"email": True}
+    assert merge_consent({"*": False}, {"sms": True}) == {"*": False, "sms": True}
+
+
+def test_survivor_order_prefers_stable_kinds_then_age() -> None:
+    assert survivor_order("c-1", 100.0) < survivor_order("cookie:x", 1.0)
+    assert survivor_order("email:a", 5.0) < survivor_order("email:b", 6.0)
+    assert survivor_order("c-2", 1.0) < survivor_order("c-1", 2.0)
+
+
+def test_merge_keeps_counts_and_bounds() -> None:
+    a = CustomerState(key="c-1", events=2, type_counts={"x": 2}, seen_ids=["1", "2"], created_at=T0)
+    b = CustomerState(key="cookie:z", events=3, type_counts={"x": 1, "y": 2}, seen_ids=["2", "3"], created_at=T0 - 5)
+    merged = merge_states(a, b, recent_most=20, dedupe_most=3)
+    assert merged.key == "c-1" and merged.events == 5
+    assert merged.type_counts == {"x": 3, "y": 2}
+    assert sorted(merged.seen_ids) == ["1", "2", "3"]
+    assert merged.created_at == T0 - 5
+    assert "cookie:z" in merged.aliases
+
+
+def test_erasure_removes_profile_and_pointers(graph: LocalGraph) -> None:
+    browse(graph, 2, cookie="ck-1")
+    graph.submit(ev("identify", 3, customer_id="c-1", cookie="ck-1", email="a@x"), T0 + 3)
+    graph.submit(ev(ERASE, 4, email="a@x"), T0 + 4)
+    assert graph.table == {}
+    assert graph.audits and graph.audits[0]["customer"] == "c-1" and graph.audits[0]["found"]
+    browse(graph, 1, start=10, cookie="ck-1")  # a later event starts afresh
+    fresh = graph.profile("cookie:ck-1")
+    assert fresh is not None and fresh.events == 1
+
+
+def test_erasure_with_suppression_drops_later_events(graph: LocalGraph) -> None:
+    graph.submit(ev("identify", 0, customer_id="c-1", email="a@x"), T0)
+    graph.submit(ev(ERASE, 1, customer_id="c-1", props={"suppress": True}), T0 + 1)
+    browse(graph, 2, start=5, email="a@x")
+    browse(graph, 1, start=9, customer_id="c-1")
+    assert all(isinstance(graph.record(k), records.Suppressed) for k in graph.table)
+    assert set(graph.table) == {"c-1", "email:a@x"}
+    assert [e.counted for _, e in graph.seen].count("dropped_suppressed") == 3
+
+
+def test_erasing_an_unknown_customer_is_recorded_as_not_found(graph: LocalGraph) -> None:
+    graph.submit(ev(ERASE, 0, customer_id="nobody"), T0)
+    assert graph.audits[0]["found"] is False and graph.table == {}
+
+
+def test_a_pointer_loop_is_dropped_not_spun() -> None:
+    ctx = Context(Policy(), None)
+    event = ev("page_view", 0, cookie="ck")
+    looped = Event(**{**event.to_wire(), "hops": MAX_HOPS})
+    effects = handle("cookie:ck", records.Forward("c-1"), looped, T0, ctx)
+    assert effects.counted == "dropped_loop" and not effects.sends
+
+
+def test_record_bytes_round_trip() -> None:
+    for record in (records.Forward("c-1"), records.Suppressed(), records.Profile(CustomerState(key="k"))):
+        assert records.decode(records.encode(record)) == record
+    assert records.decode(None) == records.Missing()
+    assert records.encode(records.Missing()) is None
+
+
+def test_hashed_identifiers_never_keep_the_raw_value() -> None:
+    hasher = Hasher(key=b"secret")
+    ids = hasher.identifiers({"email": " Alice@Example.COM ", "cookie": "ck-1"})
+    assert "alice" not in ids["email"].lower() and ids["cookie"] == "ck-1"
+    assert hasher.lookup_token("email:alice@example.com") == f"email:{ids['email']}"
+    assert Hasher(key=b"other").identifiers({"email": "alice@example.com"})["email"] != ids["email"]
+
+
+def test_tokens_put_the_most_stable_identifier_first() -> None:
+    assert tokens_of(None, {"cookie": "c", "email": "e"}) == ["email:e", "cookie:c"]
+    assert customer_key(None, {"zz": "1", "cookie": "c"}) == "cookie:c"
+    with pytest.raises(ValueError):
+        customer_key(None, {})
