@@ -113,6 +113,7 @@ class Settings(BaseSettings):
             dedupe_window=self.dedupe_window,
             rules=self.rules,
             quiet_hours_exempt_channels=self.quiet_hours_exempt_channels,
+            default_timezone=self.default_timezone,
         )
 
     def hasher(self) -> Hasher:

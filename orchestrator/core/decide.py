@@ -2,8 +2,10 @@
 
 Fold the event into a copy of the state, let the built-in rules and the journeys
 propose commands, let the contact policy hold back what must not go out, and
-remember what was sent. Same inputs, same outputs: the streaming agents and
-offline replay share it.
+remember what was sent. Last of all, every command about to leave is checked
+against consent in the final state, so an opt-out folded in this very call
+stops even a wait that fell due before it. Same inputs, same outputs: the
+streaming agents and offline replay share it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import fold
-from orchestrator.core.policy import Policy, hold_back_reason, record_contact
+from orchestrator.core.policy import NOT_CONTACTS, Policy, contactable, forget_contact, hold_back_reason, record_contact
 from orchestrator.core.rules import Held, consent_withdrawn, post_purchase, remarketing
 from orchestrator.core.state import CustomerState, remember
 from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
@@ -53,11 +55,12 @@ def decide(
         engine.on_event(new, event, now, run)
     candidates += _by_priority(run)
     held += run.held
-    sent = _apply_policy(new, candidates, held, policy)
+    sent = _apply_policy(new, candidates, held, policy, now)
+    held = overdue.held + held
     return Decision(
         state=new,
-        commands=overdue.commands + sent,
-        held=overdue.held + held,
+        commands=_final_check(new, overdue.commands + sent, held, policy),
+        held=held,
         outcomes=overdue.outcomes + run.outcomes,
     )
 
@@ -76,11 +79,12 @@ def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Polic
 
 def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Decision:
     """Fire waits due by ``now`` on a thawed state, judged by the policy as the state was
-    then: an overdue command is not held back by an opt-out that came after it fell due."""
+    then (quiet hours and fatigue at their due time, expiry at ``now``). Consent alone is
+    judged again at the end of decide(): an opt-out folded in the same call still wins."""
     run = JourneyRun()
     engine.fire_due(new, now, run)
-    sent = _apply_policy(new, _by_priority(run), run.held, policy)
-    return Decision(state=new, commands=sent, held=run.held, outcomes=run.outcomes)
+    sent = _apply_policy(new, _by_priority(run), run.held, policy, now)
+    return Decision(state=new, commands=_final_check(new, sent, run.held, policy), held=run.held, outcomes=run.outcomes)
 
 
 def _by_priority(run: JourneyRun) -> list[Command]:
@@ -88,12 +92,15 @@ def _by_priority(run: JourneyRun) -> list[Command]:
     return [command for _, command in sorted(run.commands, key=lambda pc: -pc[0])]
 
 
-def _apply_policy(state: CustomerState, candidates: list[Command], held: list[Held], policy: Policy) -> list[Command]:
+def _apply_policy(
+    state: CustomerState, candidates: list[Command], held: list[Held], policy: Policy, now: float
+) -> list[Command]:
     """Judge each command at its own ``issued_at``: a wait that fired late is judged as
-    of when it was due, so live, event-time and replay runs agree."""
+    of when it was due, so live, event-time and replay runs agree. Its expiry, though,
+    is measured at ``now``: a command that can no longer be acted on is not sent."""
     sent: list[Command] = []
     for command in candidates:
-        reason = hold_back_reason(state, command, policy, command.issued_at)
+        reason = hold_back_reason(state, command, policy, command.issued_at, now)
         if reason is not None:
             held.append(Held(command, reason))
             continue
@@ -102,10 +109,37 @@ def _apply_policy(state: CustomerState, candidates: list[Command], held: list[He
     return sent
 
 
+def _final_check(state: CustomerState, commands: list[Command], held: list[Held], policy: Policy) -> list[Command]:
+    """The hard rule, last before anything leaves: no contact on a channel the final state
+    has no consent for. What fails is moved to ``held`` and its contact is forgotten."""
+    allowed: list[Command] = []
+    for command in commands:
+        reason = None if command.action in NOT_CONTACTS else contactable(state, command.channel, policy)
+        if reason is None:
+            allowed.append(command)
+            continue
+        held.append(Held(command, reason))
+        _forget_sent(state, command)
+    return allowed
+
+
+def _forget_sent(state: CustomerState, command: Command) -> None:
+    """Undo :func:`_remember_sent` for a command that did not go out after all."""
+    forget_contact(state, command, command.issued_at)
+    if command.action == "remarketing_ad" and command.journey == "remarketing":
+        subject = _remarketed_subject(command)
+        if state.remarketed.get(subject) == command.issued_at:
+            del state.remarketed[subject]
+
+
+def _remarketed_subject(command: Command) -> str:
+    kind = "product" if "product" in command.payload else "query"
+    return f"{kind}:{command.payload[kind]}"
+
+
 def _remember_sent(state: CustomerState, command: Command, now: float) -> None:
     record_contact(state, command, now)
     if command.action == "remarketing_ad" and command.journey == "remarketing":
-        kind = "product" if "product" in command.payload else "query"
-        remember(state.remarketed, f"{kind}:{command.payload[kind]}", now)
+        remember(state.remarketed, _remarketed_subject(command), now)
     elif command.action == "remarketing_stop":
         state.remarketed = {s: t for s, t in state.remarketed.items() if s not in command.payload["subjects"]}

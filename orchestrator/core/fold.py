@@ -1,17 +1,22 @@
-"""Fold one event into a customer's state: counts, cart, purchases, consent, interests."""
+"""Fold one event into a customer's state: counts, cart, purchases, consent, preferences, interests."""
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 import zoneinfo
 from typing import Any
 
 from orchestrator.core.event import Event
 from orchestrator.core.state import CustomerState, append_bounded, remember
+from schemas.events import CHANNEL_PATTERN
 
 INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
 ALL_CHANNELS = "*"
+MAX_PREFERRED = 10  # preferred channels kept
+_CHANNEL = re.compile(CHANNEL_PATTERN)
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
@@ -115,7 +120,12 @@ def _purchase(state: CustomerState, event: Event) -> None:
 
 
 def _consent(state: CustomerState, event: Event) -> None:
+    """Per-channel opt-in/out (``channel`` + ``granted``, or ``channels``), and the global
+    ``do_not_contact`` switch, which is kept apart so opting back in to one channel never
+    lifts it: only ``do_not_contact: false`` does."""
     props = event.properties
+    if isinstance(props.get("do_not_contact"), bool):
+        state.do_not_contact = props["do_not_contact"]
     granted = props.get("granted")
     changes: dict[str, bool] = {}
     if isinstance(props.get("channels"), dict):
@@ -126,10 +136,50 @@ def _consent(state: CustomerState, event: Event) -> None:
 
 
 def _preferences(state: CustomerState, event: Event) -> None:
-    """For now the time zone, which ``wait: {until: "10:00"}`` uses; unknown zones are ignored."""
-    zone = event.properties.get("timezone")
+    """Time zone, preferred channels and quiet hours; a value that is not valid is ignored,
+    so one bad field from a channel never wipes a preference the customer gave earlier."""
+    props = event.properties
+    zone = props.get("timezone")
     if isinstance(zone, str) and zone in _known_zones():
         state.timezone = zone
+    if isinstance(props.get("preferred_channels"), list):
+        state.preferred_channels = _channel_list(props["preferred_channels"])
+    if "quiet_hours" in props:
+        window = quiet_hours_of(props["quiet_hours"])
+        if window is not None:
+            state.quiet_hours = window
+
+
+def _channel_list(values: list[Any]) -> list[str]:
+    """Valid channel names, most preferred first, without repeats, at most ``MAX_PREFERRED``."""
+    found: list[str] = []
+    for value in values:
+        name = value.strip().lower() if isinstance(value, str) else ""
+        if _CHANNEL.match(name) and name not in found:
+            found.append(name)
+            if len(found) == MAX_PREFERRED:
+                break
+    return found
+
+
+def quiet_hours_of(value: Any) -> dict[str, str] | None:
+    """``{"start": "21:00", "end": "08:00"}`` normalised to HH:MM; ``{}`` for null (no quiet
+    hours any more); None when invalid. A window may wrap midnight; start == end is refused
+    because it could mean never or always."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return None
+    start, end = clock_minutes(value.get("start")), clock_minutes(value.get("end"))
+    if start is None or end is None or start == end:
+        return None
+    return {"start": f"{start // 60:02d}:{start % 60:02d}", "end": f"{end // 60:02d}:{end % 60:02d}"}
+
+
+def clock_minutes(text: Any) -> int | None:
+    """Minutes after midnight of an ``H:MM``/``HH:MM`` clock time, or None."""
+    match = _CLOCK.fullmatch(text) if isinstance(text, str) else None
+    return None if match is None else int(match[1]) * 60 + int(match[2])
 
 
 @functools.cache

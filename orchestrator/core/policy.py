@@ -1,19 +1,38 @@
 """Contact policy: the last word before anything reaches a customer.
 
-Consent first (a hard rule), then fatigue. Stopping an action already under
-way is never a contact, so it is never held back.
+Consent first, a hard rule: a global do-not-contact, then per-channel consent.
+Then whether the command is still worth sending (its expiry), the customer's
+quiet hours, and fatigue. Stopping an action already under way is never a
+contact, so only expiry ever holds a stop back.
+
+Reasons are a small fixed set of codes (they label a metric and are explained
+in plain words by :mod:`orchestrator.audit`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core.commands import Command
-from orchestrator.core.fold import ALL_CHANNELS
+from orchestrator.core.fold import ALL_CHANNELS, clock_minutes
 from orchestrator.core.state import CustomerState
 
 DAY_S = 86400.0
 NOT_CONTACTS = frozenset({"remarketing_stop"})
+
+# Every reason a candidate can be held back for, policy and rules and journeys alike.
+DO_NOT_CONTACT = "do_not_contact"
+NO_CONSENT = "no_consent"
+EXPIRED = "expired"
+QUIET_HOURS = "quiet_hours"
+FREQUENCY_CAP = "frequency_cap"
+COOLDOWN = "cooldown"  # rules: the same subject was remarketed recently
+ALREADY_CONVERTED = "already_converted"  # rules: the customer already bought it
+HOLDOUT = "holdout"  # journeys: the split's control group
+REASONS = (DO_NOT_CONTACT, NO_CONSENT, EXPIRED, QUIET_HOURS, FREQUENCY_CAP, COOLDOWN, ALREADY_CONVERTED, HOLDOUT)
 
 
 @dataclass(frozen=True)
@@ -29,29 +48,80 @@ class Policy:
     dedupe_window: int = 128
     rules: frozenset[str] = frozenset({"remarketing", "post_purchase"})  # built-in reflexes that run
     quiet_hours_exempt_channels: frozenset[str] = frozenset({"ads", "web"})
+    default_timezone: str = "UTC"  # quiet hours of a customer who gave no time zone
+
+
+def contactable(state: CustomerState, channel: str, policy: Policy) -> str | None:
+    """None when consent allows contacting the customer on ``channel``, else the reason.
+
+    Only consent: no clock, no fatigue. The final check of every decision and the
+    next-best-action ranking both ask this, so they can never disagree about consent.
+    """
+    if state.do_not_contact:
+        return DO_NOT_CONTACT
+    if state.consent.get(ALL_CHANNELS) is False or state.consent.get(channel) is False:
+        return NO_CONSENT  # an explicit opt-out always wins
+    if channel in policy.consent_required_channels and state.consent.get(channel) is not True:
+        return NO_CONSENT  # opt-in channels need an explicit yes
+    return None
 
 
 def has_consent(state: CustomerState, channel: str, policy: Policy) -> bool:
-    """Explicit opt-out always wins; opt-in channels need an explicit yes."""
-    if state.consent.get(ALL_CHANNELS) is False or state.consent.get(channel) is False:
-        return False
-    if channel in policy.consent_required_channels:
-        return state.consent.get(channel) is True
-    return True
+    return contactable(state, channel, policy) is None
 
 
 def contacts_today(state: CustomerState, channel: str, now: float) -> int:
     return sum(1 for t in state.contacts.get(channel, ()) if now - t < DAY_S)
 
 
-def hold_back_reason(state: CustomerState, command: Command, policy: Policy, now: float) -> str | None:
-    """None when the command may go out; otherwise the reason it may not."""
+def in_quiet_hours(state: CustomerState, channel: str, at: float, policy: Policy) -> bool:
+    """Whether ``at`` falls in the customer's quiet hours, on their own clock.
+
+    The window is local time in the customer's time zone (else the policy's default);
+    it may wrap midnight (21:00-08:00). Channels that wait for the customer to look,
+    such as ads and the web site, are exempt.
+    """
+    if not state.quiet_hours or channel in policy.quiet_hours_exempt_channels:
+        return False
+    start, end = clock_minutes(state.quiet_hours.get("start")), clock_minutes(state.quiet_hours.get("end"))
+    if start is None or end is None or start == end:
+        return False
+    local = datetime.fromtimestamp(at, _zone(state.timezone or policy.default_timezone))
+    minute = local.hour * 60 + local.minute
+    if start < end:
+        return start <= minute < end
+    return minute >= start or minute < end
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    """A time zone by name; an unknown name means UTC rather than a failed decision."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def hold_back_reason(
+    state: CustomerState, command: Command, policy: Policy, at: float, decided_at: float | None = None
+) -> str | None:
+    """None when the command may go out; otherwise the reason it may not.
+
+    ``at`` is the moment the command is judged as of (its ``issued_at``: a wait that
+    fired late is judged as the customer was when it fell due); ``decided_at`` is when
+    it would actually leave, which is what its expiry is measured against.
+    """
+    expired = command.expires_at <= (at if decided_at is None else decided_at)
     if command.action in NOT_CONTACTS:
-        return None
-    if not has_consent(state, command.channel, policy):
-        return "no_consent"
-    if contacts_today(state, command.channel, now) >= policy.frequency_cap_per_day:
-        return "frequency_cap"
+        return EXPIRED if expired else None
+    if reason := contactable(state, command.channel, policy):
+        return reason
+    if expired:
+        return EXPIRED
+    if in_quiet_hours(state, command.channel, at, policy):
+        return QUIET_HOURS
+    if contacts_today(state, command.channel, at) >= policy.frequency_cap_per_day:
+        return FREQUENCY_CAP
     return None
 
 
@@ -62,3 +132,13 @@ def record_contact(state: CustomerState, command: Command, now: float) -> None:
     times = [t for t in state.contacts.get(command.channel, ()) if now - t < DAY_S]
     times.append(now)
     state.contacts[command.channel] = times
+
+
+def forget_contact(state: CustomerState, command: Command, now: float) -> None:
+    """Undo :func:`record_contact` for a command withdrawn before it left, so a contact
+    that never happened does not count against the frequency cap."""
+    times = state.contacts.get(command.channel)
+    if command.action in NOT_CONTACTS or not times or now not in times:
+        return
+    last = len(times) - 1 - times[::-1].index(now)  # the newest matching entry: the one this command added
+    state.contacts[command.channel] = times[:last] + times[last + 1 :]

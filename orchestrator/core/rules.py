@@ -16,7 +16,7 @@ from typing import Any
 from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import purchased_products, subject_of
-from orchestrator.core.policy import Policy, has_consent
+from orchestrator.core.policy import ALREADY_CONVERTED, COOLDOWN, Policy, has_consent
 from orchestrator.core.state import CustomerState
 
 REMARKETING = "remarketing"
@@ -60,10 +60,10 @@ def remarketing(state: CustomerState, event: Event, policy: Policy, now: float) 
         now=now,
     )
     if kind == "product" and value in state.purchased:
-        return [], [Held(command, "already_purchased")]
+        return [], [Held(command, ALREADY_CONVERTED)]
     last = state.remarketed.get(subject)
     if last is not None and now - last < policy.remarketing_cooldown_s:
-        return [], [Held(command, "cooldown")]
+        return [], [Held(command, COOLDOWN)]
     return [command], []
 
 

@@ -162,12 +162,12 @@ def test_a_second_purchase_is_followed_by_a_retention_email():
     assert "purchase number 2" in retention.reason
 
 
-def test_after_a_purchase_viewing_the_bought_product_is_held_back_as_already_purchased():
+def test_after_a_purchase_viewing_the_bought_product_is_held_back_as_already_converted():
     customer = Customer()
     customer.buys("sku-1")
     decision = customer.does("product_view", at=HOUR, product="sku-1")
     assert decision.commands == []
-    assert held(decision) == [("remarketing_ad", "already_purchased")]
+    assert held(decision) == [("remarketing_ad", "already_converted")]
 
 
 def test_after_a_purchase_other_products_are_still_remarketed():

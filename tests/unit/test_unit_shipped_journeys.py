@@ -205,15 +205,15 @@ def test_opting_out_of_email_ends_the_post_purchase_journey():
     assert customer.timer_until(40 * DAY) == []
 
 
-def test_an_upsell_that_fell_due_before_an_opt_out_still_goes_out_when_the_opt_out_reveals_it():
-    """The timer was late (or the stream replayed history): the upsell was due at day 3,
-    the customer opted out of email at day 4. As of day 3 they had consent, so the upsell
-    is sent, dated day 3, and only then does the opt-out end the journey. Replay and the
-    live stream must agree on this, whichever of timer and event comes first."""
+def test_an_upsell_that_fell_due_before_an_opt_out_is_held_when_the_opt_out_reveals_it():
+    """The timer was late: the upsell was due at day 3, the customer opted out of email at
+    day 4, and both reach decide() together. Nothing leaves for a channel without consent
+    in the final state (the hard rule), so the overdue upsell is held back, not sent."""
     customer = Customer(shipped("post_purchase"))
     customer.buys("sku-1", at=0)
     decision = customer.does("consent", 4 * DAY, via="email", channel="email", granted=False)
-    assert sent(decision.commands) == [("post_purchase", "upsell", 3 * DAY)]
+    assert decision.commands == []
+    assert [(h.command.action, h.reason) for h in decision.held] == [("upsell", "no_consent")]
     assert outcomes(decision)[-1] == ("exit", "post_purchase", "exit_on:consent")
 
 

@@ -1,0 +1,184 @@
+"""``orchestrator explain``: decisions written to the real Redis by the writer, read back by the CLI.
+
+Needs Redis only: this module replaces the package's Kafka-and-Redis check with a
+Redis one, which still fails (never skips) when Redis is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator.audit import decision_record
+from orchestrator.core.decide import decide
+from orchestrator.core.event import Event
+from orchestrator.core.state import CustomerState
+from orchestrator.decisionlog import DecisionLogWriter, decisions_key, read_decisions
+from orchestrator.identity.tokens import Hasher
+from tests.integration.conftest import REDIS_URL
+from tests.integration.harness import free_port
+
+T0 = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
+HASH_KEY = "explain-test-key"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_stack() -> None:
+    """Redis only (overrides the package fixture that also wants Kafka); fail, never skip."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is required for this test at {REDIS_URL}: {exc}; run 'make up'", pytrace=False)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def client(prefix: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(REDIS_URL)
+    yield connection
+    for key in connection.scan_iter(match=f"{prefix}*"):
+        connection.delete(key)
+    connection.close()
+
+
+def story() -> list[dict[str, Any]]:
+    """Three decisions for c-exp: an ad sent, an email opt-out, a purchase that stops the ad
+    and whose upsell is held back for the opt-out."""
+    steps = [
+        ("w-1", "search", {"query": "tent"}),
+        ("e-2", "consent", {"channel": "email", "granted": False}),
+        ("s-3", "purchase", {"products": [{"id": "sku-1"}], "value": 89.0, "currency": "EUR"}),
+    ]
+    state: CustomerState | None = None
+    records = []
+    for i, (event_id, type, props) in enumerate(steps):
+        event = Event(event_id, type, T0 + i, "c-exp", "web", T0 + i, "c-exp", properties=props)
+        decision = decide(state, event, T0 + i)
+        state = decision.state
+        records.append(decision_record(event, decision, T0 + i))
+    return records
+
+
+def write(prefix: str, records: list[tuple[str, dict[str, Any]]], kept: int = 50) -> None:
+    """Through the writer's own loop: stage, let it flush, stop it cleanly."""
+
+    async def scenario() -> None:
+        writer = DecisionLogWriter(REDIS_URL, prefix, kept=kept, interval_s=0.01)
+        task = asyncio.create_task(writer.run())
+        for customer_key, record in records:
+            writer.stage(customer_key, record)
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if writer.pending == 0:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+def explain(prefix: str, *args: str, redis_url: str = REDIS_URL, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+    environment |= {"ORCH_REDIS_URL": redis_url, "ORCH_TOPIC_PREFIX": prefix, **env}
+    return subprocess.run([ORCHESTRATOR, "explain", *args], capture_output=True, text=True, env=environment, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def written(prefix: str, client: redis.Redis) -> list[dict[str, Any]]:
+    records = story()
+    write(prefix, [("c-exp", r) for r in records])
+    return records
+
+
+def test_the_writer_keeps_each_customer_s_newest_decisions_in_order(prefix: str, client: redis.Redis) -> None:
+    write(prefix, [("c-trim", {"n": i}) for i in range(7)], kept=5)
+    write(prefix, [("c-trim", {"n": 7})], kept=5)
+    assert [r["n"] for r in read_decisions(REDIS_URL, prefix, "c-trim", limit=100)] == [3, 4, 5, 6, 7]
+    assert [r["n"] for r in read_decisions(REDIS_URL, prefix, "c-trim", limit=2)] == [6, 7]
+    assert client.llen(decisions_key(prefix, "c-trim")) == 5
+    assert read_decisions(REDIS_URL, prefix, "nobody", limit=10) == []
+
+
+def test_explain_prints_the_decisions_in_plain_language(prefix: str, written: list[dict[str, Any]]) -> None:
+    result = explain(prefix, "c-exp")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "2027-01-15 08:00:00 UTC  search on web (event w-1)",
+        f"  sent remarketing_ad on ads: {written[0]['sent'][0]['reason']}",
+        "2027-01-15 08:00:01 UTC  consent on web (event e-2)",
+        "  nothing to send",
+        "2027-01-15 08:00:02 UTC  purchase on web (event s-3)",
+        "  sent remarketing_stop on ads: bought after remarketing for query:tent: stop those ads",
+        "  held back upsell on email: the customer opted out of email",
+    ]
+
+
+def test_explain_json_gives_the_records_and_limit_keeps_the_newest(prefix: str, written: list[dict[str, Any]]) -> None:
+    result = explain(prefix, "c-exp", "--json", "--limit", "2")
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == written[1:]
+
+
+def test_explain_finds_a_customer_by_an_identifier_through_its_alias(
+    prefix: str, client: redis.Redis, written: list[dict[str, Any]]
+) -> None:
+    client.set(f"{prefix}alias:email:ann@example.com", "c-exp")
+
+    result = explain(prefix, "email:Ann@Example.COM", "--limit", "1")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2027-01-15 08:00:02 UTC  purchase on web (event s-3)")
+
+
+def test_explain_hashes_an_identifier_when_the_deployment_does(
+    prefix: str, client: redis.Redis, written: list[dict[str, Any]]
+) -> None:
+    token = Hasher(key=HASH_KEY.encode()).token("phone", "+44 20 7946 0000")
+    client.set(f"{prefix}alias:{token}", "c-exp")
+
+    result = explain(prefix, "phone:+442079460000", "--json", ORCH_IDENTITY_HASH_KEY=HASH_KEY)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == written
+
+
+def test_explain_takes_an_anonymous_profile_key_as_given(prefix: str) -> None:
+    write(prefix, [("cookie:k-77", {"event_ts": T0, "event_type": "page_view", "channel": "web", "event_id": "p"})])
+
+    result = explain(prefix, "cookie:k-77")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["2027-01-15 08:00:00 UTC  page_view on web (event p)", "  nothing to send"]
+
+
+def test_explain_for_an_unknown_customer_is_one_line_and_exit_1(prefix: str) -> None:
+    result = explain(prefix, "nobody")
+
+    assert result.returncode == 1
+    assert result.stderr == "orchestrator: error: no decisions recorded for 'nobody'\n"
+    assert result.stdout == ""
+
+
+def test_explain_without_redis_is_one_line_and_exit_2(prefix: str) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+
+    result = explain(prefix, "c-exp", redis_url=dead)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("orchestrator: error: cannot reach Redis at ")
+    assert result.stderr.count("\n") == 1
