@@ -55,8 +55,9 @@ lint: venv
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 
-bench: venv
+bench: venv up
 	@$(BIN)/python bench/run.py
+	@$(BIN)/python bench/api.py
 
 schemas: venv
 	@$(BIN)/python -m schemas.generate

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -22,8 +23,10 @@ import msgpack
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from orchestrator import metrics
-from orchestrator.core.decide import WAKE
+from orchestrator.audit import decision_record
+from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
+from orchestrator.decisionlog import DecisionLogWriter
 from orchestrator.identity import records
 from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.ingest import Rejection
@@ -45,12 +48,19 @@ def attach_decide(
         settings.topic_prefix,
         settings.readmodel_flush_interval_s,
         settings.readmodel_batch_max,
+        policy=settings.policy(),
     )
+    decisions = DecisionLogWriter(settings.redis_url, settings.topic_prefix, settings.decisions_kept)
+    writers = Writers(readmodel, decisions)
     event_time = settings.clock == "event"
 
     @app.task
     async def write_read_model() -> None:
         await readmodel.run()
+
+    @app.task
+    async def write_decision_log() -> None:
+        await decisions.run()
 
     @app.agent(customer_events, name="decide")
     async def decide_events(stream: faust.StreamT) -> None:
@@ -63,15 +73,23 @@ def attach_decide(
                 log.exception("cannot process %s", record.message.tp)
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
                 continue
-            await _carry_out(effects, event, customer_events, outbound, readmodel)
+            await _carry_out(effects, event, now, customer_events, outbound, writers)
 
     return table
 
 
+@dataclass(frozen=True)
+class Writers:
+    """The batched Redis writers: profiles (with next best actions) and recent decisions."""
+
+    readmodel: ReadModelWriter
+    decisions: DecisionLogWriter
+
+
 async def _carry_out(
-    effects: Effects, event: Event, customer_events: Any, outbound: Outbound, readmodel: ReadModelWriter
+    effects: Effects, event: Event, now: float, customer_events: Any, outbound: Outbound, writers: Writers
 ) -> None:
-    """Everything after the table write: follow-up events, commands, audit, read model."""
+    """Everything after the table write: follow-up events, commands, audit records, read model."""
     for follow_up in effects.sends:
         value = msgpack.packb(follow_up.to_wire(), use_bin_type=True)
         await customer_events.send(key=follow_up.customer_key.encode(), value=value)
@@ -79,10 +97,25 @@ async def _carry_out(
     if decision is not None and not decision.duplicate:
         for command in decision.commands:
             await outbound.command(command, event.received_at)
+        if _worth_recording(event, decision):
+            record = decision_record(event, decision, now)
+            await outbound.decision(record)
+            writers.decisions.stage(decision.state.key, record)
     if effects.audit is not None:
         await outbound.audit(effects.audit)
+    if effects.forget:
+        writers.readmodel.forget(effects.forget, effects.forget_tokens)
+        if isinstance(effects.record, records.Forward):  # merged away: the history moves along
+            writers.decisions.move(effects.forget[0], effects.record.target)
+        else:
+            writers.decisions.forget(effects.forget)
     if isinstance(effects.record, records.Profile):
-        readmodel.stage(effects.record.state, time.time())
+        writers.readmodel.stage(effects.record.state, time.time())
+
+
+def _worth_recording(event: Event, decision: Decision) -> bool:
+    """Every event's decision is recorded; a timer's wake only when it did something."""
+    return event.type != WAKE or bool(decision.commands or decision.held or decision.outcomes)
 
 
 def _now(event: Event, partition: int, runtime: JourneyRuntime, event_time: bool) -> float:

@@ -31,7 +31,12 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     """The inbound topic over every existing channel, kept current by a timer."""
     matcher = re.compile(names.events_pattern)
     bootstrap = settings.kafka_bootstrap
-    ensure_topics(bootstrap, [names.events(c) for c in sorted(settings.channels)], settings.partitions)
+    ensure_topics(
+        bootstrap,
+        [names.events(c) for c in sorted(settings.channels)],
+        settings.partitions,
+        replication=settings.replication_factor,
+    )
     topic = app.topic(*matching(list_topics(bootstrap), matcher), key_serializer="raw", value_serializer="raw")
     conductor(app)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
 

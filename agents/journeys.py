@@ -67,7 +67,7 @@ def attach_journeys(app: faust.App, settings: Settings, names: TopicNames, custo
     for journey in _files(settings):
         engine.catalogue.add(journey)
     runtime = JourneyRuntime(engine)
-    ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED)
+    ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED, settings.replication_factor)
     due = app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None)
 
     @app.task

@@ -25,6 +25,7 @@ class Outbound:
         self._headers = content_type_header(encoding)
         self._actions: dict[str, Any] = {}
         self.dlq = app.topic(names.dlq, key_serializer="raw", value_serializer="raw", partitions=1)
+        self.decisions = app.topic(names.decisions, key_serializer="raw", value_serializer="raw")
         self.audit_log = app.topic(names.audit, key_serializer="raw", value_serializer="raw", partitions=1)
 
     async def command(self, command: Command, received_at: float) -> None:
@@ -46,6 +47,13 @@ class Outbound:
         ]
         await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
         metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
+
+    async def decision(self, record: dict[str, Any]) -> None:
+        """The decision audit stream, in the output encoding, keyed by customer."""
+        value = encode_payload(record, self._encoding)
+        await self.decisions.send(
+            key=str(record.get("customer_key", "")).encode(), value=value, headers=list(self._headers)
+        )
 
     async def audit(self, record: dict[str, Any]) -> None:
         """Erasure records, JSON so auditors can read them with any tool."""

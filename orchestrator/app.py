@@ -25,7 +25,7 @@ def create_app(settings: Settings) -> faust.App:
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.replication_factor,
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         # New events.<channel> topics are found by pattern; refresh metadata often

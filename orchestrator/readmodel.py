@@ -4,94 +4,207 @@ Writes are batched: the decision agent stages profiles here and a background
 loop flushes them with one ``MSET`` per batch, so a burst of events costs a
 round trip per batch, not per event. A failed flush keeps its profiles (newer
 ones win) and retries; the read model is eventually consistent by design.
+
+Key layout (``prefix`` is the topic prefix):
+
+* ``{prefix}customer:{key}``: the profile JSON, with the ranked next best actions
+  per channel, so a channel asking "what now?" costs one GET and no computing;
+* ``{prefix}alias:{kind}:{value}``: the customer key, one per identifier token
+  (``customer_id:...`` included), so a customer can be found by any identifier.
+  Values are the tokens stored in state: keyed hashes when a hash key is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 
 from orchestrator import metrics
+from orchestrator.batching import flush_forever
 from orchestrator.core.lifecycle import stage
+from orchestrator.core.nba import next_best_actions
+from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
+from orchestrator.identity.tokens import CUSTOMER_ID, Hasher, tokens_of
+from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 INTERNAL_FIELDS = ("seen_ids",)
+DEFAULT_POLICY = Policy()
 
 
 def profile_key(prefix: str, customer_key: str) -> str:
     return f"{prefix}customer:{customer_key}"
 
 
-def profile(state: CustomerState, now: float) -> dict[str, Any]:
+def alias_key(prefix: str, token: str) -> str:
+    """Where the customer key for an identifier token (``kind:value``) is kept."""
+    return f"{prefix}alias:{token}"
+
+
+def profile(state: CustomerState, now: float, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
     """What the outside world sees of a customer: the state plus derived facts."""
     doc = state.to_dict()
     for name in INTERNAL_FIELDS:
         doc.pop(name, None)
     doc["stage"] = stage(state, now)
+    doc["next_best_actions"] = next_best_actions(state, now, policy)
     doc["updated_at"] = now
     return doc
+
+
+def records(prefix: str, state: CustomerState, now: float, policy: Policy = DEFAULT_POLICY) -> dict[str, bytes]:
+    """Every key one customer owns in the read model: the profile and an alias per identifier."""
+    key = state.key.encode()
+    found = {alias_key(prefix, token): key for token in alias_tokens(state)}
+    found[profile_key(prefix, state.key)] = json.dumps(profile(state, now, policy)).encode()
+    return found
+
+
+def alias_tokens(state: CustomerState) -> list[str]:
+    """Every token that names this customer: identifiers, customer id, and keys merged into it.
+
+    A merged-away key keeps working as a lookup: ``cookie:ck-1`` is its own token,
+    a bare customer id becomes ``customer_id:<id>``. The identity graph forgets the
+    same tokens on erasure."""
+    found = tokens_of(state.customer_id, state.identifiers)
+    found += [alias if ":" in alias else f"{CUSTOMER_ID}:{alias}" for alias in getattr(state, "aliases", ())]
+    return list(dict.fromkeys(found))
 
 
 class ReadModelWriter:
     """Collects profiles and writes them to Redis in batches."""
 
-    def __init__(self, url: str, prefix: str, interval_s: float = 0.05, batch_max: int = 500) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        interval_s: float = 0.05,
+        batch_max: int = 500,
+        policy: Policy = DEFAULT_POLICY,
+    ) -> None:
         self._redis = aioredis.Redis.from_url(url)
         self._prefix = prefix
+        self._policy = policy
         self._interval_s = interval_s
         self._batch_max = batch_max
         self._pending: dict[str, tuple[CustomerState, float]] = {}
+        self._deletes: set[str] = set()
         self._full = asyncio.Event()
 
     def stage(self, state: CustomerState, now: float) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.
 
         Safe because decide() never mutates a state it has returned."""
-        self._pending[profile_key(self._prefix, state.key)] = (state, now)
-        metrics.READMODEL_PENDING.set(len(self._pending))
-        if len(self._pending) >= self._batch_max:
+        key = profile_key(self._prefix, state.key)
+        self._pending[key] = (state, now)
+        self._deletes.discard(key)  # staged after a forget: the customer is back
+        self._staged()
+
+    def forget(self, customer_keys: Iterable[str] = (), tokens: Iterable[str] = ()) -> None:
+        """Remove profiles (erased, or merged into another) and identifier aliases at the next flush.
+
+        Anything staged for those keys is dropped; a profile staged later wins,
+        and so does an alias that a profile in the same flush still claims."""
+        for customer_key in customer_keys:
+            key = profile_key(self._prefix, customer_key)
+            self._pending.pop(key, None)
+            self._deletes.add(key)
+        self._deletes.update(alias_key(self._prefix, token) for token in tokens)
+        self._staged()
+
+    def _staged(self) -> None:
+        metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+        if len(self._pending) + len(self._deletes) >= self._batch_max:
             self._full.set()
 
     async def run(self) -> None:
         """Flush forever; on cancellation flush once more so a clean stop loses nothing."""
+        await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
+
+    async def aclose(self) -> None:
+        """Flush what is staged and close the connection, for tools and tests that do not ``run()``."""
         try:
-            while True:
-                with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
-                    await asyncio.wait_for(self._full.wait(), self._interval_s)
-                self._full.clear()
-                await self.flush()
+            await self.flush()
         finally:
-            await asyncio.shield(self.flush())
             await self._redis.aclose()
 
+    def _render(self, batch: dict[str, tuple[CustomerState, float]]) -> dict[str, bytes]:
+        """One MSET's worth: profiles and aliases of the whole batch.
+
+        A profile that cannot be rendered is logged and skipped: one bad state
+        must not stop every other customer's read model from being written."""
+        found: dict[str, bytes] = {}
+        for state, now in batch.values():
+            try:
+                found |= records(self._prefix, state, now, self._policy)
+            except Exception:
+                metrics.READMODEL_ERRORS.inc()
+                log.exception("cannot render the read model of %s; skipped", state.key)
+        return found
+
     async def flush(self) -> None:
-        if not self._pending:
+        """One round trip: an MSET, or MSET and DEL in one transaction when something goes."""
+        if not self._pending and not self._deletes:
             return
         batch, self._pending = self._pending, {}
+        deletes, self._deletes = self._deletes, set()
+        rendered = self._render(batch)
+        deletes -= rendered.keys()
         try:
-            await self._redis.mset({key: json.dumps(profile(s, t)).encode() for key, (s, t) in batch.items()})
+            await self._write(rendered, deletes)
         except (redis.RedisError, OSError) as exc:
             metrics.READMODEL_ERRORS.inc()
             log.warning("read model flush of %d profiles failed, will retry: %s", len(batch), exc)
             self._pending = batch | self._pending
+            self._deletes = (deletes - self._pending.keys()) | self._deletes
             await asyncio.sleep(min(1.0, self._interval_s * 10))
         else:
             metrics.READMODEL_WRITES.inc(len(batch))
-        metrics.READMODEL_PENDING.set(len(self._pending))
+        metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+
+    async def _write(self, rendered: dict[str, bytes], deletes: set[str]) -> None:
+        if not deletes:
+            if rendered:
+                await self._redis.mset(rendered)
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if rendered:
+                pipe.mset(rendered)
+            pipe.delete(*sorted(deletes))
+            await pipe.execute()
 
 
-def read_profile(url: str, prefix: str, customer_key: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
-    """Synchronous lookup for the CLI and other tools."""
+def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:
+    """Where to look for ``ident`` in one MGET: the profile, if it is a customer key, and
+    the alias, if it is an identifier typed as a user would (``email:Alice@Example.com``).
+
+    A bare id is also tried as ``customer_id:<id>``, which finds a profile merged into
+    another one."""
+    token = hasher.lookup_token(ident) if ":" in ident else f"{CUSTOMER_ID}:{ident}"
+    return profile_key(prefix, ident), alias_key(prefix, token)
+
+
+def read_profile(
+    url: str, prefix: str, ident: str, timeout_s: float = 3.0, hasher: Hasher | None = None
+) -> dict[str, Any] | None:
+    """Synchronous lookup by customer key or identifier, for the CLI and other tools.
+
+    Without ``hasher`` the deployment's own is used (``ORCH_IDENTITY_HASH_KEY``), so a
+    raw e-mail address finds the alias stored under its keyed hash."""
+    hasher = hasher if hasher is not None else Settings().hasher()
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
-        raw = client.get(profile_key(prefix, customer_key))
+        raw, alias = client.mget(*lookup_keys(prefix, ident, hasher))
+        if raw is None and alias is not None:
+            key = alias.decode() if isinstance(alias, bytes) else alias
+            raw = client.get(profile_key(prefix, key))
     finally:
         client.close()
     return None if raw is None else json.loads(raw)

@@ -1,6 +1,7 @@
 """Offline replay: run history through the same ``decide`` in event time, without Kafka.
 
-Events are taken in timestamp order (ties keep file order). Before each event,
+Events are taken in timestamp order (ties keep file order), and go through the
+same identity graph as in the stream, so logins merge profiles here too. Before each event,
 every wait that fell due is fired at its own time, exactly as the stream does
 when a customer's next event arrives or a timer wakes them, so the commands
 are the ones the pipeline would have sent.
@@ -9,16 +10,18 @@ are the ones the pipeline would have sent.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.core.commands import Command
-from orchestrator.core.decide import WAKE, Decision, decide
+from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
+from orchestrator.identity.graph import Context, Effects, handle
+from orchestrator.identity.records import Missing, Profile, Record
 from orchestrator.journeys.engine import Engine
 
 
@@ -61,11 +64,16 @@ class Summary:
 
 @dataclass
 class Replay:
+    """Event-time replay; identity links, merges and erasures run as they do in the stream."""
+
     policy: Policy
     engine: Engine | None
     summary: Summary = field(default_factory=Summary)
-    states: dict[str, CustomerState] = field(default_factory=dict)
+    records: dict[str, Record] = field(default_factory=dict)
     _timers: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._ctx = Context(self.policy, self.engine)
 
     def run(
         self, events: Iterable[Event], until: float | None = None, progress: Callable[[], None] | None = None
@@ -80,33 +88,55 @@ class Replay:
                 progress()
         if until is not None or last is not None:
             yield from self._fire(until if until is not None else last or 0.0)
-        self.summary.customers = len(self.states)
+        self.summary.customers = sum(isinstance(r, Profile) for r in self.records.values())
+
+    def state(self, key: str) -> CustomerState | None:
+        record = self.records.get(key)
+        return record.state if isinstance(record, Profile) else None
 
     def _apply(self, event: Event, now: float) -> Iterator[Command]:
-        key = event.customer_key
-        state = self.states.get(key)
-        before = state.next_wake() if state else None
-        decision = decide(state, event, now, self.policy, self.engine)
+        """The event, then what it sets off (links, merges, forwards), like one partition would."""
         if event.type != WAKE:
             self.summary.events += 1
-            self.summary.duplicates += decision.duplicate
-        if decision.duplicate:
-            return
-        self.states[key] = decision.state
-        self.summary.count(decision)
-        after = decision.state.next_wake()
-        if after is not None and after != before:
-            heapq.heappush(self._timers, (after, key))
-        yield from decision.commands
+        queue = deque([event])
+        while queue:
+            current = queue.popleft()
+            effects = self._handle(current, now)
+            queue.extend(effects.sends)
+            decision = effects.decision
+            if decision is None:
+                continue
+            if decision.duplicate:
+                self.summary.duplicates += current.type != WAKE
+                continue
+            self.summary.count(decision)
+            yield from decision.commands
+
+    def _handle(self, event: Event, now: float) -> Effects:
+        key = event.customer_key
+        record = self.records.get(key, MISSING)
+        before = record.state.next_wake() if isinstance(record, Profile) else None
+        effects = handle(key, record, event, now, self._ctx)
+        if isinstance(effects.record, Missing):
+            self.records.pop(key, None)
+        elif effects.record is not None:
+            self.records[key] = effects.record
+            after = effects.record.state.next_wake() if isinstance(effects.record, Profile) else None
+            if after is not None and after != before:
+                heapq.heappush(self._timers, (after, key))
+        return effects
 
     def _fire(self, until: float) -> Iterator[Command]:
         """Fire waits due at or before ``until``; stale heap entries are skipped."""
         while self._timers and self._timers[0][0] <= until:
             wake, key = heapq.heappop(self._timers)
-            state = self.states.get(key)
+            state = self.state(key)
             if state is None or state.next_wake() != wake:
                 continue
             yield from self._apply(_wake(key, wake), wake)
+
+
+MISSING = Missing()
 
 
 def _wake(key: str, wake: float) -> Event:

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="", description="Prepended to every topic and the app id.")
     app_id: str = "orchestrator"
     partitions: int = Field(default=4, ge=1, description="Partitions of the internal topics and tables.")
+    replication_factor: int = Field(default=1, ge=1, description="Replicas of every topic the product creates.")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".stack/worker")

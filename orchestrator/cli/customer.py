@@ -21,7 +21,7 @@ def customer(
     """Print one customer's state as JSON (exit 1 when unknown)."""
     conf = settings(topic_prefix=prefix, redis_url=redis_url)
     try:
-        doc = read_profile(conf.redis_url, conf.topic_prefix, customer_id)
+        doc = read_profile(conf.redis_url, conf.topic_prefix, customer_id, hasher=conf.hasher())
     except (redis.RedisError, OSError) as exc:
         raise Unreachable.service("Redis", conf.redis_url, exc) from exc
     if doc is None:

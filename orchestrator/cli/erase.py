@@ -31,9 +31,7 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,31}:.+$")
 
 def erase(
     customer: Annotated[str, typer.Argument(help="Customer id, or an identifier as kind:value (email:a@b.com).")],
-    suppress: Annotated[
-        bool, typer.Option(help="Drop later events with these identifiers.")
-    ] = False,
+    suppress: Annotated[bool, typer.Option(help="Drop later events with these identifiers.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker's confirmation; 0 to not wait.")] = 30.0,
     requested_by: Annotated[str | None, typer.Option(help="Who asked, for the audit record.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
@@ -45,7 +43,9 @@ def erase(
     names = TopicNames(conf.topic_prefix)
     key = resolve_key(customer, conf.hasher())
     request = erase_request(key, suppress, requested_by or _user())
-    ensure_topics(conf.kafka_bootstrap, [names.customer_events, names.audit], conf.partitions)
+    replicas = conf.replication_factor
+    ensure_topics(conf.kafka_bootstrap, [names.customer_events], conf.partitions, replication=replicas)
+    ensure_topics(conf.kafka_bootstrap, [names.audit], 1, replication=replicas)
     client = producer(conf.kafka_bootstrap)
     client.send(names.customer_events, key=key.encode(), value=msgpack.packb(request.to_wire(), use_bin_type=True))
     client.flush(timeout=30)

@@ -39,7 +39,7 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     journeys = load_or_fail(folder)
     topic = TopicNames(conf.topic_prefix).journeys
-    ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED)
+    ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED, conf.replication_factor)
     published = _read_published(conf.kafka_bootstrap, topic)
     client = producer(conf.kafka_bootstrap)
     fresh = 0

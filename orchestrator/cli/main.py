@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import customer, journeys, replay, send, simulate, tail, worker
+from orchestrator.cli import customer, erase, explain, journeys, replay, send, serve, simulate, tail, worker
 from orchestrator.errors import CliError
 
 app = typer.Typer(
@@ -20,8 +20,11 @@ app.command("worker")(worker.worker)
 app.command("send")(send.send)
 app.command("tail")(tail.tail)
 app.command("customer")(customer.customer)
+app.command("explain")(explain.explain)
 app.command("simulate")(simulate.simulate)
 app.command("replay")(replay.replay)
+app.command("serve")(serve.serve)
+app.command("erase")(erase.erase)
 app.add_typer(journeys.app, name="journeys")
 
 

@@ -36,7 +36,7 @@ def send(
     with _open(source) as stream:
         lines = stream.readlines() if source != "-" else None
         client = producer(conf.kafka_bootstrap)
-        ensure_topics(conf.kafka_bootstrap, [target], conf.partitions)
+        ensure_topics(conf.kafka_bootstrap, [target], conf.partitions, replication=conf.replication_factor)
         sent, bad = 0, 0
         items = lines if lines is not None else _stdin_lines(stream)
         with progress_bar(f"sending to {target}", total=len(lines) if lines is not None else None) as advance:

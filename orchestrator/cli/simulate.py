@@ -38,7 +38,9 @@ def simulate(
         return
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     names = TopicNames(conf.topic_prefix)
-    ensure_topics(conf.kafka_bootstrap, [names.events(c) for c in CHANNELS], conf.partitions)
+    ensure_topics(
+        conf.kafka_bootstrap, [names.events(c) for c in CHANNELS], conf.partitions, replication=conf.replication_factor
+    )
     client = producer(conf.kafka_bootstrap)
     sim = Simulator(customers=customers, seed=seed, broken_every=broken_every)
     headers = content_type_header("msgpack")

@@ -64,7 +64,9 @@ def list_topics(bootstrap: str) -> list[str]:
         client.close()
 
 
-def ensure_topics(bootstrap: str, topics: list[str], partitions: int, config: dict[str, str] | None = None) -> None:
+def ensure_topics(
+    bootstrap: str, topics: list[str], partitions: int, config: dict[str, str] | None = None, replication: int = 1
+) -> None:
     """Create missing topics with ``partitions`` (and topic ``config``); existing ones are left alone."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
@@ -72,7 +74,9 @@ def ensure_topics(bootstrap: str, topics: list[str], partitions: int, config: di
         raise _unreachable(bootstrap, exc) from exc
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, partitions, 1, topic_configs=config or {}) for t in topics if t not in existing]
+        missing = [
+            NewTopic(t, partitions, replication, topic_configs=config or {}) for t in topics if t not in existing
+        ]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(missing)

@@ -6,7 +6,8 @@ import json
 
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
-from orchestrator.readmodel import profile, profile_key
+from orchestrator.core.policy import Policy
+from orchestrator.readmodel import alias_key, profile, profile_key, records
 
 T0 = 1_800_000_000.0
 
@@ -22,6 +23,7 @@ def customer():
             channel="web",
             received_at=T0 + i,
             customer_id="c-42",
+            identifiers={"email": "a@example.com", "cookie": "ck-1"} if i else {},
             properties=props,
         )
         state = decide(state, event, T0 + i).state
@@ -60,3 +62,35 @@ def test_a_profile_is_plain_json_and_does_not_touch_the_state():
 
 def test_profiles_are_stored_under_the_topic_prefix():
     assert profile_key("p.", "email:a@example.com") == "p.customer:email:a@example.com"
+
+
+def test_a_profile_carries_ranked_next_best_actions_per_channel():
+    doc = profile(customer(), T0 + 10)
+    assert doc["next_best_actions"]["web"][0]["action"] == "cart_reminder"
+    assert set(doc["next_best_actions"]) >= {"web", "email", "app", "store", "support"}
+
+
+def test_the_next_best_actions_follow_the_policy():
+    doc = profile(customer(), T0 + 10, Policy(consent_required_channels=frozenset({"email"})))
+    assert "email" not in doc["next_best_actions"]
+
+
+def test_a_customer_can_be_found_by_every_identifier():
+    state = customer()
+    written = records("p.", state, T0)
+    assert set(written) == {
+        "p.customer:c-42",
+        "p.alias:customer_id:c-42",
+        "p.alias:email:a@example.com",
+        "p.alias:cookie:ck-1",
+    }
+    assert written[alias_key("p.", "email:a@example.com")] == b"c-42"
+    assert json.loads(written["p.customer:c-42"]) == profile(state, T0)
+
+
+def test_keys_merged_into_a_customer_keep_finding_it():
+    state = customer()
+    state.aliases = ["cookie:ck-0", "c-old"]
+    written = records("p.", state, T0)
+    assert written["p.alias:cookie:ck-0"] == b"c-42"
+    assert written["p.alias:customer_id:c-old"] == b"c-42"

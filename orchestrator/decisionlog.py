@@ -1,0 +1,152 @@
+"""Each customer's recent decisions in Redis, for ``orchestrator explain``.
+
+One list per customer, ``<prefix>decisions:<customer key>``, oldest first,
+holding the newest ``kept`` audit records as JSON. Writes are batched like the
+read model's: the decision agent stages records and a background loop writes
+each batch in one pipeline (RPUSH the records, then LTRIM to the newest
+``kept``), so a burst of decisions costs a round trip per batch, not per event.
+A failed flush keeps its records and retries; while Redis is away at most
+``kept`` records per customer wait, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from orchestrator.batching import flush_forever
+
+log = logging.getLogger(__name__)
+
+
+def decisions_key(prefix: str, customer_key: str) -> str:
+    return f"{prefix}decisions:{customer_key}"
+
+
+class DecisionLogWriter:
+    """Collects audit records per customer and appends them to Redis in batches."""
+
+    def __init__(self, url: str, prefix: str, kept: int = 50, interval_s: float = 0.05, batch_max: int = 500) -> None:
+        self._redis = aioredis.Redis.from_url(url)
+        self._prefix = prefix
+        self._kept = kept
+        self._interval_s = interval_s
+        self._batch_max = batch_max
+        self._pending: dict[str, list[str]] = {}  # Redis key -> JSON records, oldest first
+        self._deletes: set[str] = set()  # erased customers' lists
+        self._moves: dict[str, str] = {}  # merged-away customer's list -> the survivor's
+        self._count = 0
+        self._full = asyncio.Event()
+
+    @property
+    def pending(self) -> int:
+        """Records staged and not yet written."""
+        return self._count
+
+    def stage(self, customer_key: str, record: dict[str, Any]) -> None:
+        """Queue one record; it is serialised now, so the caller may reuse the dict.
+
+        A record that is not plain JSON is logged and dropped: the audit trail must
+        never stop the decisions it describes."""
+        try:
+            text = json.dumps(record, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            log.warning("a decision record is not plain JSON, dropped: %s", exc)
+            return
+        key = decisions_key(self._prefix, customer_key)
+        self._count -= len(self._pending.get(key, ()))
+        records = self._pending.setdefault(key, [])
+        records.append(text)
+        del records[: -self._kept]  # older ones would be trimmed away in Redis anyway
+        self._count += len(records)
+        if self._count >= self._batch_max:
+            self._full.set()
+
+    def forget(self, customer_keys: list[str]) -> None:
+        """An erased customer's decisions go, staged ones included; later records start afresh."""
+        for customer_key in customer_keys:
+            key = decisions_key(self._prefix, customer_key)
+            self._count -= len(self._pending.pop(key, ()))
+            self._deletes.add(key)
+        self._full.set()
+
+    def move(self, loser: str, winner: str) -> None:
+        """A merged-away profile's decisions join the survivor's, so explain tells the whole story."""
+        src, dst = decisions_key(self._prefix, loser), decisions_key(self._prefix, winner)
+        staged = self._pending.pop(src, [])
+        if staged:
+            self._pending[dst] = (self._pending.get(dst, []) + staged)[-self._kept :]
+        self._moves[src] = dst
+        self._full.set()
+
+    async def run(self) -> None:
+        """Flush forever; on cancellation flush once more so a clean stop loses nothing."""
+        await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
+
+    async def flush(self) -> None:
+        """Write everything staged in one pipeline; on failure keep it, staged first, and retry later."""
+        await self._apply_moves_and_deletes()
+        if not self._pending:
+            return
+        batch, self._pending, self._count = self._pending, {}, 0
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for key, records in batch.items():
+                    pipe.rpush(key, *records)
+                    pipe.ltrim(key, -self._kept, -1)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as exc:
+            log.warning("decision log flush of %d customers failed, will retry: %s", len(batch), exc)
+            self._restore(batch)
+            await asyncio.sleep(min(1.0, self._interval_s * 10))
+
+    async def _apply_moves_and_deletes(self) -> None:
+        """Before new records are appended: a new profile under an erased key starts empty."""
+        moves, self._moves = self._moves, {}
+        deletes, self._deletes = self._deletes, set()
+        try:
+            for src, dst in moves.items():
+                records = await self._redis.lrange(src, 0, -1)
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    if records:
+                        pipe.rpush(dst, *records)
+                        pipe.ltrim(dst, -self._kept, -1)
+                    pipe.delete(src)
+                    await pipe.execute()
+            if deletes:
+                await self._redis.delete(*deletes)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("decision log moves/deletes failed, will retry: %s", exc)
+            self._moves = moves | self._moves
+            self._deletes |= deletes
+
+    def _restore(self, batch: dict[str, list[str]]) -> None:
+        """Put a failed batch back in front of what was staged meanwhile, still bounded."""
+        for key, records in batch.items():
+            merged = records + self._pending.get(key, [])
+            self._pending[key] = merged[-self._kept :]
+        self._count = sum(len(records) for records in self._pending.values())
+
+
+def read_decisions(
+    url: str, prefix: str, customer_key: str, limit: int = 20, timeout_s: float = 3.0
+) -> list[dict[str, Any]]:
+    """The customer's newest ``limit`` decisions, oldest first; [] when there are none."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return newest_decisions(client, prefix, customer_key, limit)
+    finally:
+        client.close()
+
+
+def newest_decisions(client: redis.Redis, prefix: str, customer_key: str, limit: int) -> list[dict[str, Any]]:
+    """The same on a client the caller holds, for tools that ask Redis more than once."""
+    if limit < 1:
+        return []
+    raw = client.lrange(decisions_key(prefix, customer_key), -limit, -1)
+    return [json.loads(item) for item in raw]

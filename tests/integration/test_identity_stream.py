@@ -1,0 +1,216 @@
+"""Single customer view through the real broker: merges, races, hashing, consent, erasure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator.kafka.tail import follow
+from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
+from tests.integration.harness import WorkerProcess, cli_env
+
+HASH_KEY = "it-secret"
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    with running_worker(prefix, tmp_path_factory.mktemp("worker"), ORCH_IDENTITY_HASH_KEY=HASH_KEY) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+def ev(event_id: str, kind: str, customer_id: str | None = None, **ids: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"event_id": event_id, "type": kind, "ts": time.time(), "properties": ids.pop("props", {})}
+    if customer_id:
+        doc["customer_id"] = customer_id
+    if ids:
+        doc["identifiers"] = ids
+    return doc
+
+
+def profile_when(store: redis.Redis, prefix: str, key: str, ready: Any) -> dict[str, Any]:
+    """The customer's read-model profile once ``ready(profile)`` holds; fails with the last seen."""
+    seen = None
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        raw = store.get(f"{prefix}customer:{key}")
+        seen = json.loads(raw) if raw else None
+        if seen is not None and ready(seen):
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"profile {key} never got there; last seen: {json.dumps(seen)[:2000]}")
+
+
+def gone(store: redis.Redis, *keys: str) -> bool:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if not any(store.exists(k) for k in keys):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_login_merges_browsing_while_events_race_the_merge(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    before = [ev(f"race-a{i}", "page_view", cookie="ck-race") for i in range(20)]
+    login = ev("race-login", "identify", "racer", cookie="ck-race", email="Racer@Example.com")
+    after = [ev(f"race-b{i}", "page_view", cookie="ck-race") for i in range(20)]
+    by_email = [ev(f"race-c{i}", "page_view", email="racer@example.com") for i in range(5)]
+    # Different channel topics, no flush between: the identify is in flight together
+    # with the cookie's events on both sides of it.
+    for doc in before:
+        worker.producer.send(worker.names.events("web"), value=json.dumps(doc).encode())
+    worker.producer.send(worker.names.events("app"), value=json.dumps(login).encode())
+    for doc in after:
+        worker.producer.send(worker.names.events("web"), value=json.dumps(doc).encode())
+    for doc in by_email:
+        worker.producer.send(worker.names.events("email"), value=json.dumps(doc).encode())
+    worker.producer.flush(timeout=30)
+
+    merged = profile_when(store, prefix, "racer", lambda p: p["events"] >= 46)
+
+    assert merged["events"] == 46, "every event counted exactly once"
+    assert merged["type_counts"] == {"page_view": 45, "identify": 1}
+    assert merged["identifiers"]["cookie"] == "ck-race"
+    assert gone(store, f"{prefix}customer:cookie:ck-race"), "the anonymous profile is gone from Redis"
+    assert store.get(f"{prefix}alias:cookie:ck-race") == b"racer"
+    assert worker.metric("orchestrator_identity_events_total", outcome="merged_in") >= 1
+
+
+def test_identifiers_are_hashed_in_state_redis_and_internal_topics(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    worker.publish(
+        "web", ev("hash-1", "page_view", "hasher", email="Secret.Person@Example.com", phone="+44 20 7946 0000")
+    )
+
+    doc = profile_when(store, prefix, "hasher", lambda p: p["events"] >= 1)
+
+    text = json.dumps(doc).lower()
+    assert "secret.person" not in text and "7946" not in text
+    assert len(doc["identifiers"]["email"]) == 32
+    internal = [
+        r.value or b""
+        for r in follow(BOOTSTRAP, f"^{prefix}orchestrator", from_beginning=True, deadline=time.monotonic() + 5)
+    ]
+    assert internal, "internal topics were read"
+    assert not any(b"secret.person" in value.lower() for value in internal)
+    found = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "customer", "email:SECRET.person@example.com"],
+        env=cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["key"] == "hasher"
+
+
+def test_an_opt_out_given_anonymously_survives_the_login(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    worker.publish("web", ev("oo-1", "consent", cookie="ck-oo", props={"channel": "email", "granted": False}))
+    worker.publish("app", ev("oo-2", "identify", "optout", cookie="ck-oo"))
+    profile_when(store, prefix, "optout", lambda p: p["consent"].get("email") is False)
+    worker.publish("store", ev("oo-3", "purchase", "optout", props={"product": "sku-1", "value": 20}))
+
+    profile_when(store, prefix, "optout", lambda p: p["purchases"] == 1)
+
+    upsells = [c for c in worker.commands(1, timeout=5, customer="optout") if c["action"] == "upsell"]
+    assert upsells == []
+    held = worker.metric(
+        "orchestrator_commands_suppressed_total", channel="email", action="upsell", reason="no_consent"
+    )
+    assert held >= 1
+
+
+def erase(prefix: str, who: str, *flags: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "erase", who, "--json", *flags],
+        env=cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def latest_changelog_values(prefix: str) -> dict[bytes, bytes | None]:
+    latest: dict[bytes, bytes | None] = {}
+    topic = f"^{prefix.replace('.', '[.]')}orchestrator-customers-changelog$"
+    for record in follow(BOOTSTRAP, topic, from_beginning=True, deadline=time.monotonic() + 5):
+        latest[record.key or b""] = record.value
+    return latest
+
+
+def test_erasure_leaves_no_trace_and_a_later_event_starts_afresh(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    worker.publish("web", ev("er-1", "page_view", cookie="ck-er"))
+    worker.publish("app", ev("er-2", "identify", "eraseme", cookie="ck-er", email="erase.me@example.com"))
+    profile_when(store, prefix, "eraseme", lambda p: p["events"] >= 2)
+
+    record = erase(prefix, "email:Erase.Me@example.com")
+
+    assert record["customer"] == "eraseme" and record["found"] is True and record["pointers_removed"] >= 2
+    assert "erase.me" not in json.dumps(record)
+    assert gone(store, f"{prefix}customer:eraseme", f"{prefix}alias:cookie:ck-er", f"{prefix}decisions:eraseme")
+    strings = [k for k in store.scan_iter(f"{prefix}*") if store.type(k) == b"string"]
+    assert not [k for k in strings if b"eraseme" in (store.get(k) or b"")]
+    latest = latest_changelog_values(prefix)
+    assert latest.get(b"eraseme", b"x") is None, "a tombstone is the customer's last changelog record"
+    assert latest.get(b"cookie:ck-er", b"x") is None
+
+    worker.publish("web", ev("er-3", "page_view", cookie="ck-er"))
+    fresh = profile_when(store, prefix, "cookie:ck-er", lambda p: p["events"] >= 1)
+    assert fresh["events"] == 1 and fresh["customer_id"] is None
+
+
+def test_erasure_with_suppression_drops_later_events(worker: WorkerProcess, store: redis.Redis, prefix: str) -> None:
+    worker.publish("web", ev("sp-1", "page_view", "suppressme", email="sup@example.com"))
+    profile_when(store, prefix, "suppressme", lambda p: p["events"] >= 1)
+
+    record = erase(prefix, "suppressme", "--suppress")
+    assert record["suppressed"] is True
+    dropped_before = worker.metric("orchestrator_identity_events_total", outcome="dropped_suppressed")
+    worker.publish("web", ev("sp-2", "page_view", email="sup@example.com"), ev("sp-3", "page_view", "suppressme"))
+
+    deadline = time.monotonic() + DEADLINE_S
+    while worker.metric("orchestrator_identity_events_total", outcome="dropped_suppressed") < dropped_before + 2:
+        assert time.monotonic() < deadline, "suppressed events were not dropped"
+        time.sleep(0.2)
+    assert not store.exists(f"{prefix}customer:suppressme")
+
+
+def test_erasing_an_unknown_customer_is_confirmed_as_not_found(worker: WorkerProcess, prefix: str) -> None:
+    record = erase(prefix, "nobody-at-all")
+    assert record["found"] is False
+
+
+def test_erase_without_a_worker_fails_with_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "erase", "someone", "--wait", "2"],
+        env=cli_env(f"it-noworker-{time.time_ns()}.", BOOTSTRAP, REDIS_URL),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "no worker confirmed" in done.stderr
