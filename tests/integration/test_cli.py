@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.harness import WorkerProcess, as_json, cli_env, event, free_port
 
-COMMANDS = ["worker", "send", "tail", "customer", "simulate"]
+COMMANDS = ["worker", "send", "tail", "customer", "simulate", "replay", "erase", "explain", "serve"]
 
 
 def run(

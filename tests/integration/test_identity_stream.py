@@ -214,3 +214,37 @@ def test_erase_without_a_worker_fails_with_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "no worker confirmed" in done.stderr
+
+
+def test_explain_tells_why_a_merged_customer_got_nothing_by_email(worker: WorkerProcess, prefix: str) -> None:
+    worker.publish("web", ev("ex-1", "consent", cookie="ck-ex", props={"channel": "email", "granted": False}))
+    worker.publish("app", ev("ex-2", "identify", "explained", cookie="ck-ex"))
+    worker.publish("store", ev("ex-3", "purchase", "explained", props={"product": "sku-9", "value": 30}))
+    env = cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY)
+
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        text = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "explain", "explained"], env=env, capture_output=True, text=True
+        )
+        if "purchase" in text.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+
+    assert text.returncode == 0, text.stderr
+    assert "upsell" in text.stdout and "email" in text.stdout
+    assert "consent" in text.stdout  # the anonymous decision moved along with the merge
+    as_json = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "explain", "cookie:ck-ex", "--json"], env=env, capture_output=True
+    )
+    records = json.loads(as_json.stdout)
+    held = [s for r in records for s in r["suppressed"] if s["action"] == "upsell"]
+    assert held and held[0]["reason"] == "no_consent"
+    on_topic = [
+        r
+        for r in follow(
+            BOOTSTRAP, f"^{prefix}orchestrator[.]decisions$", from_beginning=True, deadline=time.monotonic() + 5
+        )
+        if r.key == b"explained"
+    ]
+    assert on_topic, "decisions are published to orchestrator.decisions"

@@ -1,0 +1,52 @@
+"""Offline replay runs identity resolution like the stream: logins merge, erasures erase."""
+
+from __future__ import annotations
+
+from orchestrator.core.event import Event, customer_key
+from orchestrator.core.policy import Policy
+from orchestrator.identity.records import Forward, Profile
+from orchestrator.replay import Replay
+
+T0 = 1_800_000_000.0
+
+
+def ev(n: int, type: str, at: float, customer_id: str | None = None, **ids: str) -> Event:
+    props = {"product": "sku-1", "value": 20.0} if type in ("product_view", "purchase") else {}
+    return Event(
+        event_id=f"r-{n}",
+        type=type,
+        ts=T0 + at,
+        customer_key=customer_key(customer_id, ids),
+        channel="web",
+        received_at=T0 + at,
+        customer_id=customer_id,
+        identifiers=ids,
+        properties=props,
+    )
+
+
+def test_replay_merges_an_anonymous_profile_at_login() -> None:
+    history = [
+        ev(1, "product_view", 0, cookie="ck"),
+        ev(2, "identify", 60, "c-1", cookie="ck"),
+        ev(3, "page_view", 120, cookie="ck"),
+        ev(4, "purchase", 180, "c-1"),
+    ]
+    player = Replay(Policy(), engine=None)
+
+    commands = list(player.run(history))
+
+    assert player.summary.customers == 1 and player.summary.events == 4
+    assert player.records["cookie:ck"] == Forward("c-1")
+    merged = player.records["c-1"]
+    assert isinstance(merged, Profile) and merged.state.events == 4
+    assert [c.action for c in commands] == ["remarketing_ad", "remarketing_stop", "upsell"]
+
+
+def test_replay_erasure_removes_the_profile() -> None:
+    history = [ev(1, "page_view", 0, "c-9", email="e@x"), ev(2, "erase", 10, "c-9")]
+    player = Replay(Policy(), engine=None)
+
+    list(player.run(history))
+
+    assert player.records == {}
