@@ -12,7 +12,7 @@ help:
 	@echo "make test    set everything up, then run every test"
 	@echo "make up | down | status   the local Kafka + Redis stack"
 	@echo "make lint    ruff and mypy"
-	@echo "make bench   performance figures (decide, replay, timer index)"
+	@echo "make bench   performance figures (decide, replay, timer index, HTTP API)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
