@@ -216,9 +216,13 @@ def test_erase_without_a_worker_fails_with_one_line(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "no worker confirmed" in done.stderr
 
 
-def test_explain_tells_why_a_merged_customer_got_nothing_by_email(worker: WorkerProcess, prefix: str) -> None:
+def test_explain_tells_why_a_merged_customer_got_nothing_by_email(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
     worker.publish("web", ev("ex-1", "consent", cookie="ck-ex", props={"channel": "email", "granted": False}))
     worker.publish("app", ev("ex-2", "identify", "explained", cookie="ck-ex"))
+    # Different topics race each other: let the merge settle before the purchase.
+    profile_when(store, prefix, "explained", lambda p: p["consent"].get("email") is False)
     worker.publish("store", ev("ex-3", "purchase", "explained", props={"product": "sku-9", "value": 30}))
     env = cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY)
 
