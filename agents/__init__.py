@@ -23,9 +23,10 @@ def attach(app: faust.App, settings: Settings) -> None:
         key_serializer="raw",
         value_serializer="raw",
         partitions=settings.partitions,
+        retention=settings.topic_retention_s,
         internal=True,
     )
-    outbound = Outbound(app, names, settings.output_encoding)
+    outbound = Outbound(app, names, settings.output_encoding, settings.topic_retention_s)
     attach_ingest(app, settings, names, customer_events, outbound)
     runtime, due = attach_journeys(app, settings, names, customer_events)
     table = attach_decide(app, settings, customer_events, outbound, runtime, due)

@@ -18,14 +18,16 @@ from schemas.codec import content_type_header, encode_payload
 class Outbound:
     """Action topics are created on first use, so a new channel needs no deploy step."""
 
-    def __init__(self, app: faust.App, names: TopicNames, encoding: str) -> None:
+    def __init__(self, app: faust.App, names: TopicNames, encoding: str, retention_s: float | None = None) -> None:
         self._app = app
+        self._retention_s = retention_s
         self._names = names
         self._encoding = encoding
         self._headers = content_type_header(encoding)
         self._actions: dict[str, Any] = {}
-        self.dlq = app.topic(names.dlq, key_serializer="raw", value_serializer="raw", partitions=1)
-        self.decisions = app.topic(names.decisions, key_serializer="raw", value_serializer="raw")
+        self._declared: set[str] = set()
+        self.dlq = app.topic(names.dlq, partitions=1, **self._log_topic())
+        self.decisions = app.topic(names.decisions, **self._log_topic())
         self.audit_log = app.topic(names.audit, key_serializer="raw", value_serializer="raw", partitions=1)
 
     async def command(self, command: Command, received_at: float) -> None:
@@ -45,12 +47,14 @@ class Outbound:
             ("dlq.partition", str(message.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
         ]
+        await self._declare(self.dlq)
         await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
         metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
 
     async def decision(self, record: dict[str, Any]) -> None:
         """The decision audit stream, in the output encoding, keyed by customer."""
         value = encode_payload(record, self._encoding)
+        await self._declare(self.decisions)
         await self.decisions.send(
             key=str(record.get("customer_key", "")).encode(), value=value, headers=list(self._headers)
         )
@@ -58,12 +62,26 @@ class Outbound:
     async def audit(self, record: dict[str, Any]) -> None:
         """Erasure records, JSON so auditors can read them with any tool."""
         value = json.dumps(record, sort_keys=True).encode()
+        await self._declare(self.audit_log)
         await self.audit_log.send(key=str(record.get("customer", "")).encode(), value=value)
+
+    async def _declare(self, topic: Any) -> None:
+        """Create the topic with our settings before its first record: left to the
+        broker's auto-creation it would get the broker's partitions and retention."""
+        name = topic.get_topic_name()
+        if name not in self._declared:
+            await topic.maybe_declare()
+            self._declared.add(name)
+
+    def _log_topic(self) -> dict[str, Any]:
+        """Raw bytes, and the product's retention: these topics hold customer data, so
+        their retention bounds how long an erased customer's records survive."""
+        return {"key_serializer": "raw", "value_serializer": "raw", "retention": self._retention_s}
 
     async def _action_topic(self, channel: str) -> Any:
         topic = self._actions.get(channel)
         if topic is None:
-            topic = self._app.topic(self._names.actions(channel), key_serializer="raw", value_serializer="raw")
+            topic = self._app.topic(self._names.actions(channel), **self._log_topic())
             await topic.maybe_declare()
             self._actions[channel] = topic
         return topic

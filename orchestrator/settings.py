@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     app_id: str = "orchestrator"
     partitions: int = Field(default=4, ge=1, description="Partitions of the internal topics and tables.")
     replication_factor: int = Field(default=1, ge=1, description="Replicas of every topic the product creates.")
+    topic_retention_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long the product's own log topics keep records; bounds how long erased data survives there.",
+    )
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: Path = Path(".stack/worker")

@@ -44,7 +44,8 @@ def erase(
     key = resolve_key(customer, conf.hasher())
     request = erase_request(key, suppress, requested_by or _user())
     replicas = conf.replication_factor
-    ensure_topics(conf.kafka_bootstrap, [names.customer_events], conf.partitions, replication=replicas)
+    retention = {"retention.ms": str(int(conf.topic_retention_s * 1000))}
+    ensure_topics(conf.kafka_bootstrap, [names.customer_events], conf.partitions, retention, replicas)
     ensure_topics(conf.kafka_bootstrap, [names.audit], 1, replication=replicas)
     client = producer(conf.kafka_bootstrap)
     client.send(names.customer_events, key=key.encode(), value=msgpack.packb(request.to_wire(), use_bin_type=True))

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import redis
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from orchestrator.kafka.tail import follow
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
@@ -19,11 +21,13 @@ from tests.integration.harness import WorkerProcess, cli_env
 
 HASH_KEY = "it-secret"
 DEADLINE_S = 60.0
+RETENTION_S = 3 * 86400
 
 
 @pytest.fixture(scope="module")
 def worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    with running_worker(prefix, tmp_path_factory.mktemp("worker"), ORCH_IDENTITY_HASH_KEY=HASH_KEY) as proc:
+    env = {"ORCH_IDENTITY_HASH_KEY": HASH_KEY, "ORCH_TOPIC_RETENTION_S": str(RETENTION_S)}
+    with running_worker(prefix, tmp_path_factory.mktemp("worker"), **env) as proc:
         yield proc
 
 
@@ -252,3 +256,17 @@ def test_explain_tells_why_a_merged_customer_got_nothing_by_email(
         if r.key == b"explained"
     ]
     assert on_topic, "decisions are published to orchestrator.decisions"
+
+
+def test_log_topics_holding_customer_data_keep_it_only_for_the_retention(worker: WorkerProcess, prefix: str) -> None:
+    """Erasure cannot delete single records from a log; the retention bounds how long they stay."""
+    worker.publish("web", ev("ret-1", "search", "retained", props={"query": "tent"}))
+    worker.commands(1, customer="retained")
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        topics = [worker.names.customer_events, worker.names.decisions, worker.names.actions("ads")]
+        answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    finally:
+        admin.close()
+    found = answer["topic"]  # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
+    assert {t: found[t].get("retention.ms", {}).get("value") for t in topics} == {t: str(RETENTION_S * 1000) for t in topics}
