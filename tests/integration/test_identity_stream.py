@@ -269,4 +269,5 @@ def test_log_topics_holding_customer_data_keep_it_only_for_the_retention(worker:
     finally:
         admin.close()
     found = answer["topic"]  # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
-    assert {t: found[t].get("retention.ms", {}).get("value") for t in topics} == {t: str(RETENTION_S * 1000) for t in topics}
+    retention = {t: found[t].get("retention.ms", {}).get("value") for t in topics}
+    assert retention == {t: str(RETENTION_S * 1000) for t in topics}
