@@ -64,16 +64,21 @@ class Summary:
 
 @dataclass
 class Replay:
-    """Event-time replay; identity links, merges and erasures run as they do in the stream."""
+    """Event-time replay; identity links, merges and erasures run as they do in the stream.
+
+    States are updated in place (``in_place``): replay holds the only reference to
+    each, so the copy the stream makes per decision would be thrown away at once.
+    """
 
     policy: Policy
     engine: Engine | None
     summary: Summary = field(default_factory=Summary)
     records: dict[str, Record] = field(default_factory=dict)
     _timers: list[tuple[float, str]] = field(default_factory=list)
+    in_place: bool = True
 
     def __post_init__(self) -> None:
-        self._ctx = Context(self.policy, self.engine)
+        self._ctx = Context(self.policy, self.engine, in_place=self.in_place)
 
     def run(
         self, events: Iterable[Event], until: float | None = None, progress: Callable[[], None] | None = None

@@ -39,23 +39,33 @@ def decide(
     now: float,
     policy: Policy = DEFAULT_POLICY,
     engine: Engine | None = None,
+    *,
+    in_place: bool = False,
 ) -> Decision:
-    """Apply one event (or a timer's wake) for one customer and choose what to do next."""
+    """Apply one event (or a timer's wake) for one customer and choose what to do next.
+
+    ``state`` is left untouched and the decision holds an updated copy, unless the
+    caller passes ``in_place=True`` to say it keeps no other reference to ``state``
+    (offline replay): then ``state`` itself is updated and returned, which saves
+    the copy and gives the same decision.
+    """
     if event.type == WAKE:
         if state is None or engine is None:
             return Decision(state=state or CustomerState(key=""), duplicate=True)
-        return _wake(state.thaw(), now, policy, engine)
+        return _wake(_writable(state, in_place), now, policy, engine)
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
-    new = state.thaw() if state is not None else CustomerState(key=event.customer_key)
-    overdue = _wake(new, now, policy, engine) if engine is not None else Decision(state=new)
+    new = _writable(state, in_place) if state is not None else CustomerState(key=event.customer_key)
+    overdue = _overdue(new, now, policy, engine)
     candidates, held = _rule_candidates(new, event, now, policy)
     run = JourneyRun()
     if engine is not None:
-        engine.on_event(new, event, now, run)
+        engine.react(new, event, now, run)  # the waits due by now have just fired
     candidates += _by_priority(run)
     held += run.held
     sent = _apply_policy(new, candidates, held, policy, now)
+    if overdue is None:
+        return Decision(state=new, commands=_final_check(new, sent, held, policy), held=held, outcomes=run.outcomes)
     held = overdue.held + held
     return Decision(
         state=new,
@@ -63,6 +73,19 @@ def decide(
         held=held,
         outcomes=overdue.outcomes + run.outcomes,
     )
+
+
+def _writable(state: CustomerState, in_place: bool) -> CustomerState:
+    return state if in_place else state.thaw()
+
+
+def _overdue(new: CustomerState, now: float, policy: Policy, engine: Engine | None) -> Decision | None:
+    """The waits that fell due before this event, fired; None when none had (most events),
+    and then the journeys are not even asked."""
+    wake = new.next_wake()
+    if engine is None or wake is None or wake > now:
+        return None
+    return _wake(new, now, policy, engine)
 
 
 def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Policy) -> tuple[list[Command], list[Held]]:
@@ -83,12 +106,16 @@ def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Dec
     judged again at the end of decide(): an opt-out folded in the same call still wins."""
     run = JourneyRun()
     engine.fire_due(new, now, run)
+    if not (run.commands or run.held or run.outcomes):
+        return Decision(state=new)  # nothing was due after all (a wake sent twice)
     sent = _apply_policy(new, _by_priority(run), run.held, policy, now)
     return Decision(state=new, commands=_final_check(new, sent, run.held, policy), held=run.held, outcomes=run.outcomes)
 
 
 def _by_priority(run: JourneyRun) -> list[Command]:
     """Higher priority first, so under a frequency cap the most important action wins."""
+    if len(run.commands) < 2:
+        return [command for _, command in run.commands]
     return [command for _, command in sorted(run.commands, key=lambda pc: -pc[0])]
 
 

@@ -21,15 +21,16 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
     """Apply ``event`` to ``state`` in place (the caller passes a thawed copy)."""
-    _touch(state, event, recent_most, dedupe_most)
+    subject = subject_of(event)
+    _touch(state, event, subject, recent_most, dedupe_most)
     handler = _HANDLERS.get(event.type)
     if handler is not None:
         handler(state, event)
     if event.type in INTEREST_TYPES:
-        _note_interest(state, event)
+        _note_interest(state, event, subject)
 
 
-def _touch(state: CustomerState, event: Event, recent_most: int, dedupe_most: int) -> None:
+def _touch(state: CustomerState, event: Event, subject: str | None, recent_most: int, dedupe_most: int) -> None:
     if not state.first_seen or event.ts < state.first_seen:
         state.first_seen = event.ts
     state.last_seen = max(state.last_seen, event.ts)
@@ -42,7 +43,7 @@ def _touch(state: CustomerState, event: Event, recent_most: int, dedupe_most: in
     state.type_counts[event.type] = state.type_counts.get(event.type, 0) + 1
     state.last_touch[event.channel] = max(state.last_touch.get(event.channel, 0.0), event.ts)
     summary = {"event_id": event.event_id, "type": event.type, "channel": event.channel, "ts": event.ts}
-    if subject := subject_of(event):
+    if subject:
         summary["subject"] = subject
     append_bounded(state.recent, summary, recent_most)
     append_bounded(state.seen_ids, event.event_id, dedupe_most)
@@ -85,8 +86,7 @@ def _number(value: Any, default: float = 0.0) -> float:
     return number if math.isfinite(number) else default
 
 
-def _note_interest(state: CustomerState, event: Event) -> None:
-    subject = subject_of(event)
+def _note_interest(state: CustomerState, event: Event, subject: str | None) -> None:
     if subject and subject.removeprefix("product:") not in state.purchased:
         remember(state.interests, subject, {"ts": event.ts, "via": event.type, "channel": event.channel})
 

@@ -50,25 +50,50 @@ class CustomerState:
         """A copy whose containers may be changed without touching ``self``.
 
         Shallow per container: nested values are replaced, never mutated, by the
-        code that folds events in. Much cheaper than ``deepcopy`` on the hot path.
+        code that folds events in, except journey instances, journey log entries
+        and contact lists, which are copied one level deeper. Spelled out field by
+        field because it runs once per decision: a loop over ``fields()`` costs
+        twice as much. A unit test checks that no field is left out or misplaced.
         """
-        copy = CustomerState(key=self.key)
-        for f in _FIELDS:
-            value = getattr(self, f)
-            if isinstance(value, dict):
-                value = dict(value)
-            elif isinstance(value, list):
-                value = list(value)
-            setattr(copy, f, value)
-        copy.contacts = {ch: list(times) for ch, times in self.contacts.items()}
-        copy.journeys = {jid: dict(inst) for jid, inst in self.journeys.items()}
-        copy.journey_log = {jid: dict(log) for jid, log in self.journey_log.items()}
-        return copy
+        return CustomerState(  # positional, in field order: keywords cost 25 % more here
+            self.key,
+            self.customer_id,
+            self.identifiers.copy(),
+            self.first_seen,
+            self.last_seen,
+            self.events,
+            self.channel_counts.copy(),
+            self.type_counts.copy(),
+            self.last_touch.copy(),
+            self.recent.copy(),
+            self.seen_ids.copy(),
+            self.cart.copy(),
+            self.purchases,
+            self.revenue,
+            self.currency,
+            self.purchased.copy(),
+            self.interests.copy(),
+            self.remarketed.copy(),
+            self.consent.copy(),
+            self.do_not_contact,
+            {ch: list(times) for ch, times in self.contacts.items()},
+            self.timezone,
+            self.preferred_channels.copy(),
+            self.quiet_hours.copy(),
+            {jid: dict(inst) for jid, inst in self.journeys.items()},
+            {jid: dict(log) for jid, log in self.journey_log.items()},
+            self.created_at,
+            self.aliases.copy(),
+        )
 
     def next_wake(self) -> float | None:
         """When this customer next needs a timer: the earliest wait of any journey."""
-        wakes = [inst["wake"] for inst in self.journeys.values() if inst.get("wake") is not None]
-        return min(wakes) if wakes else None
+        earliest = None
+        for inst in self.journeys.values():  # a plain loop: asked several times per event
+            wake = inst.get("wake")
+            if wake is not None and (earliest is None or wake < earliest):
+                earliest = wake
+        return earliest
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

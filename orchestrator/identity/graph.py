@@ -59,6 +59,7 @@ class Effects:
 class Context:
     policy: Policy
     engine: Engine | None
+    in_place: bool = False  # decide() may update states in place: the caller keeps no old copies
 
 
 def handle(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
@@ -72,8 +73,7 @@ def handle(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         return Effects(counted="dropped_suppressed")
     if event.type == WAKE and not isinstance(record, Profile):
         return Effects(counted="stale_wake")
-    state = record.state if isinstance(record, Profile) else None
-    return _decide(key, state, event, now, ctx)
+    return _decide(key, record if isinstance(record, Profile) else None, event, now, ctx)
 
 
 def control(kind: str, to: str, now: float, origin: str, **properties: Any) -> Event:
@@ -89,30 +89,43 @@ def control(kind: str, to: str, now: float, origin: str, **properties: Any) -> E
     )
 
 
-def _decide(key: str, state: CustomerState | None, event: Event, now: float, ctx: Context) -> Effects:
-    decision = decide(state, event, now, ctx.policy, ctx.engine)
+def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Context) -> Effects:
+    state = profile.state if profile is not None else None
+    claims = _claims(key, state, event)  # before decide(), which may update ``state`` in place
+    decision = decide(state, event, now, ctx.policy, ctx.engine, in_place=ctx.in_place)
     if decision.duplicate:
         return Effects(decision=decision, counted="duplicate")
     new = decision.state
     if state is None:
         new.created_at = event.ts
-    sends = _claim_identifiers(key, state, new, event, now)
-    return Effects(record=Profile(new), decision=decision, sends=sends, counted="decided")
+    sends = _claim_identifiers(key, claims, new, now, merge=event.type == IDENTIFY)
+    record = profile if profile is not None and profile.state is new else Profile(new)  # updated in place
+    return Effects(record=record, decision=decision, sends=sends, counted="decided")
 
 
-def _claim_identifiers(
-    key: str, old: CustomerState | None, new: CustomerState, event: Event, now: float
-) -> list[Event]:
-    """Tell the key of every identifier this profile did not know yet that it belongs here."""
+def _claims(key: str, old: CustomerState | None, event: Event) -> list[str]:
+    """The keys of the event's identifiers that this profile did not know yet, in token order.
+
+    Most events name only the profile's own key: then the known keys are not even built."""
+    if not event.identifiers and (not event.customer_id or event.customer_id == key):
+        return []  # no token, or only the customer id that names this very profile
+    targets = [profile_key_for(token) for token in tokens_of(event.customer_id, event.identifiers)]
+    if all(target == key for target in targets):
+        return []
     known = _known_keys(key, old)
+    claims = []
+    for target in targets:
+        if target not in known:
+            known.add(target)
+            claims.append(target)
+    return claims
+
+
+def _claim_identifiers(key: str, claims: list[str], new: CustomerState, now: float, *, merge: bool) -> list[Event]:
+    """Tell the key of every identifier this profile did not know yet that it belongs here."""
     sends = []
-    for token in tokens_of(event.customer_id, event.identifiers):
-        target = profile_key_for(token)
-        if target in known:
-            continue
-        known.add(target)
+    for target in claims:
         new.aliases = [*new.aliases, target][-MAX_ALIASES:]
-        merge = event.type == IDENTIFY
         sends.append(control(LINK, target, now, key, target=key, created_at=new.created_at, merge=merge))
     return sends
 

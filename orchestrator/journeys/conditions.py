@@ -1,14 +1,16 @@
 """CEL conditions and payload templates: a small, safe, standard language, never ``eval``.
 
 Uses the Rust CEL implementation (package ``common-expression-language``): about
-12 microseconds an evaluation, where a pure-Python one takes 400.
+12 microseconds an evaluation, where a pure-Python one takes 400. Most of that is
+converting Python values into CEL ones, so an expression is handed only the fields
+it reads, and its results are remembered by input (see :meth:`Condition.value`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cel
@@ -18,6 +20,11 @@ STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
 # CEL's global functions and macros; methods such as .startsWith() or .exists() follow a dot.
 VARIABLES = re.compile(r"(?<![.\w])(event|state|trigger|now)\b")
+# ``event.properties.product``: a variable and the chain of plain field selections after it,
+# and whether a call follows (then the last name is a method: ``state.cart.size()``).
+CHAIN = re.compile(r"(?<![.\w])(event|state|trigger)((?:\s*\.\s*[A-Za-z_]\w*)*)(\s*\()?")
+SEGMENT = re.compile(r"[A-Za-z_]\w*")
+MAPS = ("event", "state", "trigger")
 CEL_FUNCTIONS = frozenset(
     {
         "has",
@@ -45,13 +52,48 @@ class ConditionError(ValueError):
         self.expression = expression
 
 
+# What an expression reads of a map: each field it selects, with what it reads of that
+# field's value; None means the whole value (it is compared, iterated, returned, ...).
+# Pairs rather than a map, so that a compiled condition stays hashable.
+Reads = tuple[tuple[str, "Reads"], ...] | None
+
+
+class Variables(Mapping[str, Any]):
+    """A context that can hand over only the part of a variable an expression reads.
+
+    Converting a Python map into CEL values costs far more than evaluating the
+    expression, so a context that knows how to build single fields (the journey
+    engine's) overrides :meth:`select` to build and convert only those.
+    """
+
+    def select(self, name: str, reads: Reads) -> Any:
+        """``name``'s value, cut down to what ``reads`` names."""
+        return prune(self[name], reads)
+
+
+def prune(value: Any, reads: Reads) -> Any:
+    """``value`` with only the fields ``reads`` names (and that ``value`` has), at every level.
+
+    An expression that only selects fields cannot tell the difference: a field it
+    selects is there exactly when it was there before, with the same value below it."""
+    if reads is None or type(value) is not dict:
+        return value
+    return {k: value[k] if below is None else prune(value[k], below) for k, below in reads if k in value}
+
+
 @dataclass(frozen=True)
 class Condition:
-    """A compiled CEL expression over ``event``, ``state``, ``trigger`` and ``now``."""
+    """A compiled CEL expression over ``event``, ``state``, ``trigger`` and ``now``.
+
+    ``reads`` says, for each variable named, which of its fields the expression
+    reads (see :func:`reads_of`).
+    """
 
     expression: str
     program: Any
     names: frozenset[str] = frozenset({"event", "state", "trigger", "now"})
+    reads: tuple[tuple[str, Reads], ...] = ()
+    _memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def compile(cls, expression: str) -> Condition:
@@ -64,20 +106,109 @@ class Condition:
         unknown = sorted(set(GLOBAL_CALL.findall(code)) - CEL_FUNCTIONS)
         if unknown:
             raise ConditionError(expression, f"unknown function {', '.join(unknown)}")
-        return cls(expression, program, frozenset(VARIABLES.findall(code)))
+        names = frozenset(VARIABLES.findall(code))
+        return cls(
+            expression, program, names, tuple((name, reads_of(expression, code, name)) for name in sorted(names))
+        )
 
     def value(self, context: Mapping[str, Any]) -> Any:
         """The expression's value; raises on a runtime error such as a missing field.
 
-        Only the variables the expression names are handed over: converting a
-        whole customer profile into CEL values on every call costs ten times more
+        Only the variables the expression names are handed over, and of a
+        :class:`Variables` context only the fields it reads: converting a whole
+        customer profile into CEL values on every call costs ten times more
         than evaluating the expression.
         """
+        if isinstance(context, Variables):
+            return self._memoised({name: context.select(name, reads) for name, reads in self.reads})
         return self.program.execute({name: context[name] for name in self.names})
+
+    def _memoised(self, variables: dict[str, Any]) -> Any:
+        """Evaluate, remembering results by the exact input.
+
+        An expression is a pure function of its variables, the same inputs (a purchase
+        count, whether an event names a product, a cart) come back all the time, and
+        one evaluation costs as much as a few hundred dictionary lookups. The key is the
+        input's ``repr``: for the JSON-like values a context holds (state fields, event
+        properties) it is a literal that tells apart everything CEL does, types included
+        (``1``, ``1.0``, ``True`` and ``'1'``). A remembered map or list is copied for
+        every caller, so no two commands share a payload; errors and values other than
+        JSON-like ones are not remembered.
+        """
+        key = repr(variables)
+        memo = self._memo
+        found = memo.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return _copied(found)
+        result = self.program.execute(variables)
+        try:
+            kept = _copied(result)
+        except TypeError:
+            return result
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[key] = kept
+        return result
 
     def holds(self, context: Mapping[str, Any]) -> bool:
         """True only for a boolean true; a runtime error raises so the caller can count it."""
         return self.value(context) is True
+
+
+MEMO_MAX = 2048  # results remembered per expression; then it starts again
+_UNKNOWN = object()
+_SCALARS = frozenset({str, bool, int, float, type(None)})
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a JSON-like value that shares no map or list with it; TypeError otherwise."""
+    kind = type(value)
+    if kind is dict:
+        return {_copied(k): _copied(v) for k, v in value.items()}
+    if kind is list:
+        return [_copied(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    raise TypeError(kind)
+
+
+def reads_of(expression: str, code: str, name: str) -> Reads:
+    """What ``expression`` (``code`` is it with strings blanked) reads of map variable ``name``.
+
+    Conservative by construction: every mention of the word counts, even one after a
+    dot (``event.properties.state``), and any mention that is not a plain chain of field
+    selections means "the whole variable"; so does any doubt about where strings end
+    (escapes, triple quotes, comments).
+    """
+    if name not in MAPS or "\\" in expression or "'''" in expression or '"""' in expression or "//" in code:
+        return None
+    mentions = len(re.findall(rf"(?<!\w){name}(?!\w)", code))
+    chains = [(chain, bool(call)) for variable, chain, call in CHAIN.findall(code) if variable == name]
+    if len(chains) != mentions:
+        return None
+    tree: dict[str, Any] = {}
+    for chain, call in chains:
+        path = SEGMENT.findall(chain)[: -1 if call else None]  # a call's last name is a method
+        if not path:
+            return None
+        _add_path(tree, path)
+    return _as_reads(tree)
+
+
+def _add_path(tree: dict[str, Any], path: list[str]) -> None:
+    """Merge one chain of selections into ``tree``; its last field is read whole (None)."""
+    node = tree
+    for depth, part in enumerate(path):
+        if part in node and node[part] is None:
+            return  # already read whole
+        if depth == len(path) - 1:
+            node[part] = None
+            return
+        node = node.setdefault(part, {})
+
+
+def _as_reads(tree: dict[str, Any] | None) -> Reads:
+    return None if tree is None else tuple((name, _as_reads(below)) for name, below in tree.items())
 
 
 @dataclass(frozen=True)
@@ -86,16 +217,17 @@ class Template:
 
     text: str
     parts: tuple[Condition, ...]
+    whole: bool = False  # the text is one ``{{ expr }}`` and nothing else: its value, not text
 
     @classmethod
     def compile(cls, text: str) -> Template:
-        return cls(text, tuple(Condition.compile(expr) for expr in TEMPLATE.findall(text)))
+        parts = tuple(Condition.compile(expr) for expr in TEMPLATE.findall(text))
+        return cls(text, parts, bool(TEMPLATE.fullmatch(text.strip())) and len(parts) == 1)
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if not self.parts:
             return self.text
-        whole = TEMPLATE.fullmatch(self.text.strip())
-        if whole and len(self.parts) == 1:
+        if self.whole:
             return self.parts[0].value(context)
         values = iter(self.parts)
         return TEMPLATE.sub(lambda _m: str(next(values).value(context)), self.text)

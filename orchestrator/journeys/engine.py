@@ -10,7 +10,7 @@ commands, held-back commands and outcomes (entries, exits, conversions).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from orchestrator.core.lifecycle import stage
 from orchestrator.core.rules import Held, who
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.conditions import Condition, render_payload
+from orchestrator.journeys.conditions import Condition, Reads, Variables, prune, render_payload
 from orchestrator.journeys.loader import Compiled
 from orchestrator.journeys.model import Match, Step
 
@@ -54,10 +54,14 @@ class Engine:
     # -- entry points -------------------------------------------------------
     def on_event(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
         self.fire_due(state, now, run)
+        self.react(state, event, now, run)
+
+    def react(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
+        """:meth:`on_event` for a caller that has just fired the waits due by ``now``."""
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
-        for journey in self.catalogue.active():
+        for journey in self.catalogue.triggered_by(event.type):
             if journey.id not in state.journeys and self._may_enter(state, journey, event, context, run):
                 self._enter(state, journey, event, context, run)
 
@@ -103,7 +107,7 @@ class Engine:
         wait = step.wait
         if wait is None or not wait.event or instance.get("wake") is None:
             return
-        if self._matches(journey, Match(event=wait.event, when=wait.when), event, context, run):
+        if event.type in wait.event and (wait.when is None or self._holds(journey, wait.when, context, run)):
             instance["wake"] = None
             self._go(state, journey, jid, wait.on_event or journey.after(step), context, run)
 
@@ -273,7 +277,7 @@ class Engine:
         return journey
 
 
-class _Context(Mapping[str, Any]):
+class _Context(Variables):
     """What conditions and templates see, built once per decision and only when needed."""
 
     NAMES = ("event", "state", "trigger", "now")
@@ -292,15 +296,13 @@ class _Context(Mapping[str, Any]):
         trigger: dict[str, Any] | None = None,
     ) -> None:
         self.state, self.event, self.now, self.trigger = state, event, now, trigger
-        self._state_view: dict[str, Any] | None = None
+        self._state_fields: dict[str, Any] = {}
         self._event_view: dict[str, Any] | None = None
 
     def __getitem__(self, name: str) -> Any:
         """Views are built only when an expression asks for them, and once."""
         if name == "state":
-            if self._state_view is None:
-                self._state_view = _state_view(self.state, self.now)
-            return self._state_view
+            return {field: self._state_field(field) for field in _STATE_VIEW}
         if name == "now":
             return self.now
         if self._event_view is None and self.event is not None:
@@ -312,24 +314,59 @@ class _Context(Mapping[str, Any]):
             return self.trigger or event or {}
         raise KeyError(name)
 
+    def select(self, name: str, reads: Reads) -> Any:
+        """Only the fields an expression reads are built (``stage`` walks the counts, an
+        event's summary copies its properties)."""
+        if reads is None:
+            return super().select(name, reads)
+        if name == "state":
+            return {f: prune(self._state_field(f), below) for f, below in reads if f in _STATE_VIEW}
+        if self.event is not None and (name == "event" or (name == "trigger" and not self.trigger)):
+            return {f: prune(_EVENT_VIEW[f](self.event), below) for f, below in reads if f in _EVENT_VIEW}
+        return super().select(name, reads)
 
-def _state_view(state: CustomerState, now: float) -> dict[str, Any]:
-    return {
-        "customer_id": state.customer_id or state.key,
-        "stage": stage(state, now),
-        "events": state.events,
-        "purchases": state.purchases,
-        "revenue": state.revenue,
-        "first_seen": state.first_seen,
-        "last_seen": state.last_seen,
-        "channel_counts": state.channel_counts,
-        "type_counts": state.type_counts,
-        "cart": state.cart,
-        "cart_size": len(state.cart),
-        "purchased": list(state.purchased),
-        "consent": state.consent,
-        "identifiers": state.identifiers,
-    }
+    def _state_field(self, field: str) -> Any:
+        """One field of the state view, built at first use. The fields do not change while
+        a context lives: the engine only moves journeys, which the view does not show."""
+        try:
+            return self._state_fields[field]
+        except KeyError:
+            value = self._state_fields[field] = _STATE_VIEW[field](self.state, self.now)
+            return value
+
+
+_STATE_VIEW: dict[str, Callable[[CustomerState, float], Any]] = {
+    "customer_id": lambda s, _now: s.customer_id or s.key,
+    "stage": stage,
+    "events": lambda s, _now: s.events,
+    "purchases": lambda s, _now: s.purchases,
+    "revenue": lambda s, _now: s.revenue,
+    "first_seen": lambda s, _now: s.first_seen,
+    "last_seen": lambda s, _now: s.last_seen,
+    "channel_counts": lambda s, _now: s.channel_counts,
+    "type_counts": lambda s, _now: s.type_counts,
+    "cart": lambda s, _now: s.cart,
+    "cart_size": lambda s, _now: len(s.cart),
+    "purchased": lambda s, _now: list(s.purchased),
+    "consent": lambda s, _now: s.consent,
+    "identifiers": lambda s, _now: s.identifiers,
+}  # what ``state`` means in a condition, field by field, in this order
+
+
+def _first_properties(event: Event) -> dict[str, Any]:
+    """The properties a summary keeps; the event's own map when it is short enough (the
+    caller copies what it keeps)."""
+    props = event.properties
+    return props if len(props) <= TRIGGER_PROPERTIES_MAX else dict(list(props.items())[:TRIGGER_PROPERTIES_MAX])
+
+
+_EVENT_VIEW: dict[str, Callable[[Event], Any]] = {
+    "event_id": lambda e: e.event_id,
+    "type": lambda e: e.type,
+    "channel": lambda e: e.channel,
+    "ts": lambda e: e.ts,
+    "properties": _first_properties,
+}  # what :func:`_summary` holds, field by field
 
 
 def _summary(event: Event | None) -> dict[str, Any]:
