@@ -611,7 +611,9 @@ class Window:
     fired: list[Fired]
     pings: list[float]  # control events: send -> command, through the same worker, no timer
     wakes: list[tuple[float, float]]  # the worker's lateness histogram, deltas over the window
-    queued: list[tuple[float, float]]  # event_to_command: from the tick sending a wake to its command
+    # event_to_command: from the tick sending a wake to its command (the control events' share
+    # of it is small); lateness minus this is the tick's own delay
+    queued: list[tuple[float, float]]
     background_sent_rate: float
     background_processed_rate: float
     cpu: tuple[float, float]
@@ -761,8 +763,8 @@ def report_window(load: Load, window: Window, peak_rss: int) -> None:
     for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         print(
             f"  {label}  end to end: command sent {secs(quantile(q, late))}, read {secs(quantile(q, seen))}   "
-            f"worker histograms (bucket estimates): lateness {secs(histogram_quantile(q, window.wakes))}, "
-            f"of which wake sent -> command {secs(histogram_quantile(q, window.queued))}"
+            f"worker histograms (bucket estimates): lateness {secs(histogram_quantile(q, window.wakes))}; "
+            f"wake sent -> command {secs(histogram_quantile(q, window.queued))}"
         )
     print(f"  max  end to end: command sent {secs(max(late, default=math.nan))}")
     print(
@@ -810,8 +812,11 @@ def cleanup(config: Config, prefix: str) -> str:
             admin.delete_topics(stragglers, timeout_ms=60_000)
         # kafka-python 3 calls it delete_groups; older releases delete_consumer_groups.
         delete_groups = getattr(admin, "delete_groups", None) or admin.delete_consumer_groups
-        with suppress(KafkaError):  # the group may already be gone with its last member
-            delete_groups([f"{prefix}orchestrator"])
+        group = "kept the consumer group (a member is still leaving)"
+        with suppress(KafkaError):  # it may already be gone with its last member
+            result = delete_groups([f"{prefix}orchestrator"])
+            if not isinstance(result, dict) or result.get(f"{prefix}orchestrator") in (None, "OK"):
+                group = "deleted the consumer group"
     finally:
         admin.close()
     client = redis.Redis.from_url(config.redis_url)
@@ -823,7 +828,7 @@ def cleanup(config: Config, prefix: str) -> str:
     if batch:
         removed += int(client.unlink(*batch))
     client.close()
-    return f"cleaned up: {len(topics)} topics and {removed:,} Redis keys under {prefix!r}"
+    return f"cleaned up: {len(topics)} topics and {removed:,} Redis keys under {prefix!r}; {group}"
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -865,7 +870,10 @@ def run(config: Config, worker: Worker, names: TopicNames, run_id: str) -> None:
     # The action topic exists before the first command, so the collector reads it from offset 0.
     ensure_topics(config.bootstrap, [names.actions(ACTION_CHANNEL)], 4)
     worker.start()
-    print(f"worker ready (pid {worker.pids()[0]}); loading up to {config.customers:,} waits that stay pending ...")
+    print(
+        f"worker ready (pid {worker.pids()[0]}, topics {names.prefix}*); "
+        f"loading up to {config.customers:,} waits that stay pending ..."
+    )
     load = load_pending(config, worker, names, run_id)
     time.sleep(5.0)  # let the timer tick refresh the gauge and memory settle
     gauge = sample(worker.scrape(), "orchestrator_timers_pending")
@@ -894,8 +902,12 @@ def main(argv: list[str]) -> int:
         code = 1
     finally:
         worker.stop()
-        print(cleanup(config, prefix))
         shutil.rmtree(folder, ignore_errors=True)
+        try:
+            print(cleanup(config, prefix))
+        except (KafkaError, redis.RedisError, OSError) as exc:
+            print(f"timers_live: could not clean up {prefix!r}: {exc!r}", file=sys.stderr)
+            code = code or 1
     return code
 
 
