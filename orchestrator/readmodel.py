@@ -32,7 +32,6 @@ from orchestrator.core.nba import next_best_actions
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity.tokens import CUSTOMER_ID, Hasher, tokens_of
-from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 INTERNAL_FIELDS = ("seen_ids",)
@@ -191,20 +190,21 @@ def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:
     return profile_key(prefix, ident), alias_key(prefix, token)
 
 
-def read_profile(
-    url: str, prefix: str, ident: str, timeout_s: float = 3.0, hasher: Hasher | None = None
-) -> dict[str, Any] | None:
-    """Synchronous lookup by customer key or identifier, for the CLI and other tools.
+def resolve_key(client: redis.Redis, prefix: str, ident: str, hasher: Hasher) -> str | None:
+    """The customer key ``ident`` names (a key with a profile, or any identifier), or None."""
+    raw, alias = client.mget(*lookup_keys(prefix, ident, hasher))
+    if raw is not None:
+        return ident
+    return alias.decode() if isinstance(alias, bytes) else alias
 
-    Without ``hasher`` the deployment's own is used (``ORCH_IDENTITY_HASH_KEY``), so a
-    raw e-mail address finds the alias stored under its keyed hash."""
-    hasher = hasher if hasher is not None else Settings().hasher()
+
+def read_profile(url: str, prefix: str, ident: str, hasher: Hasher, timeout_s: float = 3.0) -> dict[str, Any] | None:
+    """Synchronous lookup by customer key or identifier, for the CLI and other tools;
+    ``hasher`` is the deployment's, so a raw e-mail address finds its keyed hash."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
-        raw, alias = client.mget(*lookup_keys(prefix, ident, hasher))
-        if raw is None and alias is not None:
-            key = alias.decode() if isinstance(alias, bytes) else alias
-            raw = client.get(profile_key(prefix, key))
+        key = resolve_key(client, prefix, ident, hasher)
+        raw = None if key is None else client.get(profile_key(prefix, key))
     finally:
         client.close()
     return None if raw is None else json.loads(raw)

@@ -20,7 +20,7 @@ import typer
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.core.event import Event
 from orchestrator.errors import CliError
-from orchestrator.identity.graph import ERASE
+from orchestrator.identity.graph import ERASE, control
 from orchestrator.identity.tokens import CUSTOMER_ID, Hasher, profile_key_for
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.kafka.tail import follow
@@ -41,7 +41,7 @@ def erase(
     """Erase one customer everywhere the product keeps data, and print the audit record."""
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     names = TopicNames(conf.topic_prefix)
-    key = resolve_key(customer, conf.hasher())
+    key = routing_key(customer, conf.hasher())
     request = erase_request(key, suppress, requested_by or _user())
     replicas = conf.replication_factor
     retention = {"retention.ms": str(int(conf.topic_retention_s * 1000))}
@@ -58,7 +58,7 @@ def erase(
     typer.echo(json.dumps(record, indent=2) if as_json else describe(record))
 
 
-def resolve_key(text: str, hasher: Hasher) -> str:
+def routing_key(text: str, hasher: Hasher) -> str:
     """``c-42`` is a customer id; ``email:a@b.com`` an identifier, hashed as ingestion would."""
     text = text.strip()
     if not text:
@@ -69,16 +69,8 @@ def resolve_key(text: str, hasher: Hasher) -> str:
 
 
 def erase_request(key: str, suppress: bool, requested_by: str) -> Event:
-    now = time.time()
-    return Event(
-        event_id=f"erase-{uuid.uuid4().hex}",
-        type=ERASE,
-        ts=now,
-        customer_key=key,
-        channel="cli",
-        received_at=now,
-        properties={"suppress": suppress, "requested_by": requested_by},
-    )
+    """The same control event a channel's ``erase`` becomes; the random origin makes its id unique."""
+    return control(ERASE, key, time.time(), uuid.uuid4().hex, suppress=suppress, requested_by=requested_by)
 
 
 def describe(record: dict[str, Any]) -> str:

@@ -12,7 +12,8 @@ from orchestrator.audit import explain_lines
 from orchestrator.cli.options import Prefix, RedisUrl, settings
 from orchestrator.decisionlog import newest_decisions
 from orchestrator.errors import CliError, Unreachable
-from orchestrator.identity.tokens import CUSTOMER_ID, Hasher, profile_key_for
+from orchestrator.identity.tokens import Hasher
+from orchestrator.readmodel import resolve_key
 
 TIMEOUT_S = 3.0
 
@@ -42,26 +43,11 @@ def explain(
 
 
 def _find(url: str, prefix: str, text: str, limit: int, hasher: Hasher) -> list[dict[str, Any]]:
-    """The decisions of the first candidate key that has any."""
+    """The decisions of the customer ``text`` names: through its alias, the profile
+    that survived any merge; otherwise ``text`` as a key exactly as typed."""
     client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT_S, socket_timeout=TIMEOUT_S)
     try:
-        for key in candidate_keys(client, prefix, text, hasher):
-            if records := newest_decisions(client, prefix, key, limit):
-                return records
-        return []
+        key = resolve_key(client, prefix, text, hasher) or text
+        return newest_decisions(client, prefix, key, limit)
     finally:
         client.close()
-
-
-def candidate_keys(client: redis.Redis, prefix: str, text: str, hasher: Hasher) -> list[str]:
-    """Where the customer ``text`` names may be, best first.
-
-    An identifier is normalised (and hashed, if the deployment hashes its kind) into
-    the token state and Redis use; its alias names the canonical customer, which is
-    the profile that survived any merge. Without an alias the token itself may name an
-    anonymous profile, and last the text may be a profile key exactly as typed.
-    """
-    token = hasher.lookup_token(text) if ":" in text else f"{CUSTOMER_ID}:{text}"
-    target = client.get(f"{prefix}alias:{token}")
-    found = [target.decode()] if isinstance(target, bytes) else []
-    return list(dict.fromkeys([*found, profile_key_for(token), text]))
