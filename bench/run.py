@@ -32,6 +32,7 @@ from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
 from orchestrator.replay import Replay
+from orchestrator.replay_split import default_processes, replay_split
 from orchestrator.simulator import Simulator
 
 ROOT = Path(__file__).parents[1]
@@ -88,6 +89,12 @@ def bench_replay(events: list[Event]) -> None:
         f"replay, 6 journeys          {rate:10,.0f} events/s  ({commands} commands; target 100,000/s: "
         f"{rate / 100_000:.2f}x)"
     )
+    cores = default_processes(10**9)
+    split, _ = split_rate(events, cores)
+    print(
+        f"  split over {cores} processes    {split:10,.0f} events/s  ({split / rate:.2f}x one process; "
+        f"target: {split / 100_000:.2f}x; scales with cores)"
+    )
     copying, _ = replay_rate(events, in_place=False)
     print(f"  copying every state       {copying:10,.0f} events/s  (in place: {rate / copying:.2f}x as fast)")
     with plain_conditions():
@@ -101,6 +108,14 @@ def replay_rate(events: list[Event], *, in_place: bool) -> tuple[float, int]:
     started = time.perf_counter()
     commands = sum(1 for _ in player.run(events))
     return len(events) / (time.perf_counter() - started), commands
+
+
+def split_rate(events: list[Event], processes: int) -> tuple[float, int]:
+    """Replay split by identity groups over ``processes`` (orchestrator.replay_split)."""
+    started = time.perf_counter()
+    commands, _ = replay_split(events, lambda: Replay(Policy(rules=frozenset()), engine()), processes)
+    count = sum(1 for _ in commands)
+    return len(events) / (time.perf_counter() - started), count
 
 
 def plain_value(condition: Condition, context: Mapping[str, Any]) -> Any:

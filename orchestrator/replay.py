@@ -13,7 +13,7 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
@@ -49,6 +49,17 @@ class Summary:
         for held in decision.held:
             self.held[held.reason] += 1
 
+    def add(self, other: Summary) -> None:
+        """Count ``other`` in too: the summaries of replays of disjoint customers add up."""
+        self.events += other.events
+        self.duplicates += other.duplicates
+        self.customers += other.customers
+        self.entries.update(other.entries)
+        self.exits.update(other.exits)
+        self.conversions.update(other.conversions)
+        self.commands.update(other.commands)
+        self.held.update(other.held)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "events": self.events,
@@ -76,6 +87,12 @@ class Replay:
     records: dict[str, Record] = field(default_factory=dict)
     _timers: list[tuple[float, str]] = field(default_factory=list)
     in_place: bool = True
+    # Where the run is, for commands as they are yielded: (event ts, EVENT, its index in
+    # the run) or (wake time, WAKE_PHASE, customer key). Wakes due at an event's time fire
+    # before it, hence the phases. See orchestrator.replay_split, which merges runs on it.
+    position: tuple[float, int, Any] = (0.0, 0, 0)
+    WAKE_PHASE: ClassVar[int] = 0
+    EVENT: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         self._ctx = Context(self.policy, self.engine, in_place=self.in_place)
@@ -85,8 +102,9 @@ class Replay:
     ) -> Iterator[Command]:
         """Yield every command in the order the pipeline would decide them."""
         last = None
-        for event in sorted(events, key=lambda e: e.ts):
+        for index, event in enumerate(sorted(events, key=lambda e: e.ts)):
             yield from self._fire(event.ts)
+            self.position = (event.ts, self.EVENT, index)
             yield from self._apply(event, event.ts)
             last = event.ts
             if progress is not None:
@@ -138,6 +156,7 @@ class Replay:
             state = self.state(key)
             if state is None or state.next_wake() != wake:
                 continue
+            self.position = (wake, self.WAKE_PHASE, key)
             yield from self._apply(_wake(key, wake), wake)
 
 

@@ -11,12 +11,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None) -> Iterator[Callable[[], None]]:
-    """Yield an ``advance()`` callable; draws a bar when stderr is a terminal."""
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """Yield an ``advance(steps=1)`` callable; draws a bar when stderr is a terminal."""
     if not sys.stderr.isatty():
-        yield lambda: None
+        yield lambda steps=1: None
         return
     columns = [SpinnerColumn(), TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda: bar.advance(task)
+        yield lambda steps=1: bar.advance(task, steps)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from orchestrator.cli.journeys import load_or_fail
 from orchestrator.cli.options import settings
 from orchestrator.cli.progress import progress_bar
+from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.errors import CliError
 from orchestrator.ingest import describe, to_event
@@ -21,6 +22,7 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.durations import parse_duration
 from orchestrator.journeys.engine import Engine
 from orchestrator.replay import Replay
+from orchestrator.replay_split import default_processes, replay_split
 from schemas.events import ChannelEvent
 
 
@@ -31,21 +33,30 @@ def replay(
     rules: Annotated[bool, typer.Option(help="Also run the built-in reflex rules.")] = False,
     channel: Annotated[str, typer.Option(help="Channel for events that name none.")] = "replay",
     after: Annotated[str, typer.Option(help="Keep the clock running this long after the last event.")] = "0s",
+    processes: Annotated[
+        int, typer.Option(min=0, help="Processes to split the customers over; 0: one per core for big histories.")
+    ] = 0,
 ) -> None:
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
     conf = settings()
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     history = _read(events, channel)
-    player = Replay(policy, engine)
     last = max((e.ts for e in history), default=0.0)
     started = time.perf_counter()
     with progress_bar("replaying", total=len(history)) as advance:
-        for command in player.run(history, until=last + parse_duration(after), progress=advance):
-            wire = command.to_wire()
-            typer.echo(json.dumps(wire, sort_keys=True) if as_json else _line(wire))
+        lines, totals = replay_split(
+            history,
+            lambda: Replay(policy, engine),
+            processes or default_processes(len(history)),
+            until=last + parse_duration(after),
+            render=_json if as_json else _text,
+            progress=advance,
+        )
+        for line in lines:
+            typer.echo(line)
     elapsed = time.perf_counter() - started
-    summary = player.summary.as_dict() | {"seconds": round(elapsed, 3)}
+    summary = totals.as_dict() | {"seconds": round(elapsed, 3)}
     if as_json:
         typer.echo(json.dumps({"summary": summary}, sort_keys=True))
     else:
@@ -66,6 +77,14 @@ def _read(path: Path, channel: str) -> list[Event]:
                 raise CliError(f"{path}:{number}: {describe(exc)}") from None
             history.append(to_event(doc, channel, received_at=doc.ts))
     return history
+
+
+def _json(command: Command) -> str:
+    return json.dumps(command.to_wire(), sort_keys=True)
+
+
+def _text(command: Command) -> str:
+    return _line(command.to_wire())
 
 
 def _line(command: dict) -> str:

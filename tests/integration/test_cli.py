@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import WorkerProcess, as_json, cli_env, event, free_port
 
+JOURNEYS = Path(__file__).parents[2] / "journeys"
 COMMANDS = ["worker", "send", "tail", "customer", "simulate", "replay", "erase", "explain", "serve"]
 
 
@@ -119,3 +121,19 @@ def test_tail_exits_3_when_too_few_commands_arrive_in_time(worker: WorkerProcess
 
     assert result.returncode == 3
     assert result.stderr.strip() == "orchestrator: timed out after 2s with 0 of 1 commands"
+
+
+def test_replay_prints_the_same_in_one_process_and_in_two(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    made = run("simulate", "--output", str(history), "--count", "6000", "--span", "10d", "--customers", "300")
+    assert made.returncode == 0, made.stderr
+    outputs = []
+    for processes in ("1", "2"):
+        done = run("replay", str(history), "--journeys", str(JOURNEYS), "--json", "--processes", processes)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        summary = json.loads(lines[-1])["summary"]
+        summary.pop("seconds")
+        outputs.append((lines[:-1], summary))
+    assert outputs[0][0], "the history should produce commands"
+    assert outputs[0] == outputs[1]
