@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision, decide
-from orchestrator.core.event import Event
+from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Engine
 
 T0 = 1_800_000_000.0  # Friday 2027-01-15, 08:00 UTC
 JOURNEYS_ONLY = Policy(rules=frozenset())
+
+
+def identified_event(
+    event_id: str, type: str, at: float, customer_id: str | None = None, props: dict | None = None, **ids: str
+) -> Event:
+    """A web event at ``T0 + at``, routed as ingestion routes it: by the customer id, else
+    by the most stable identifier (for the identity graph's tests)."""
+    return Event(
+        event_id=event_id,
+        type=type,
+        ts=T0 + at,
+        customer_key=customer_key(customer_id, ids),
+        channel="web",
+        received_at=T0 + at,
+        customer_id=customer_id,
+        identifiers=dict(ids),
+        properties=dict(props or {}),
+    )
 
 
 class Customer:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
+from stories import T0, identified_event
 
 from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
@@ -15,23 +17,12 @@ from orchestrator.identity.local import LocalGraph
 from orchestrator.identity.merge import merge_consent, merge_states, survivor_order
 from orchestrator.identity.tokens import Hasher, tokens_of
 
-T0 = 1_800_000_000.0
 _ids = itertools.count()
 
 
-def ev(type: str, at: float = 0.0, customer_id: str | None = None, **ids: str) -> Event:
-    props = ids.pop("props", None) or {}
-    return Event(
-        event_id=f"e-{next(_ids)}",
-        type=type,
-        ts=T0 + at,
-        customer_key=customer_key(customer_id, ids),
-        channel="web",
-        received_at=T0 + at,
-        customer_id=customer_id,
-        identifiers=dict(ids),
-        properties=dict(props),
-    )
+def ev(type: str, at: float = 0.0, customer_id: str | None = None, **ids: Any) -> Event:
+    props = ids.pop("props", None)
+    return identified_event(f"e-{next(_ids)}", type, at, customer_id, props, **ids)
 
 
 @pytest.fixture

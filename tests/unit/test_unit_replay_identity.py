@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from orchestrator.core.event import Event, customer_key
+from stories import identified_event
+
+from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.identity.records import Forward, Profile
 from orchestrator.replay import Replay
 
-T0 = 1_800_000_000.0
-
 
 def ev(n: int, type: str, at: float, customer_id: str | None = None, **ids: str) -> Event:
-    props = {"product": "sku-1", "value": 20.0} if type in ("product_view", "purchase") else {}
-    return Event(
-        event_id=f"r-{n}",
-        type=type,
-        ts=T0 + at,
-        customer_key=customer_key(customer_id, ids),
-        channel="web",
-        received_at=T0 + at,
-        customer_id=customer_id,
-        identifiers=ids,
-        properties=props,
-    )
+    props = {"product": "sku-1", "value": 20.0} if type in ("product_view", "purchase") else None
+    return identified_event(f"r-{n}", type, at, customer_id, props, **ids)
 
 
 def test_replay_merges_an_anonymous_profile_at_login() -> None:
