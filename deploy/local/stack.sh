@@ -304,29 +304,6 @@ kafka_up() {
   esac
 }
 
-kafka_down() {
-  local pid; pid="$(kafka_pid)"
-  if [[ -n "$pid" ]]; then
-    log "kafka: stopping (pid $pid)..."
-    stop_pid kafka "$pid"
-    log "kafka: stopped"
-  else
-    log "kafka: not running"
-  fi
-  rm -f "$KAFKA_PID"
-}
-
-kafka_status() {
-  local pid port; pid="$(kafka_pid)"
-  if [[ -z "$pid" ]]; then echo "kafka: stopped"; return 1; fi
-  port="$(kafka_running_port)"
-  if kafka_ready "$port"; then
-    echo "kafka: running (pid $pid, 127.0.0.1:$port)"
-  else
-    echo "kafka: starting or unresponsive (pid $pid, 127.0.0.1:$port)"; return 1
-  fi
-}
-
 # ---------------------------------------------------------------------------
 # Redis
 
@@ -396,25 +373,32 @@ redis_up() {
   log "redis: ready (pid $(read_pid "$REDIS_PID"), 127.0.0.1:$REDIS_PORT) in $(elapsed "$t0")"
 }
 
-redis_down() {
-  local pid; pid="$(redis_pid)"
+# ---------------------------------------------------------------------------
+# stopping and status, the same for both services: <name>_pid, <name>_running_port
+# and <name>_ready say how to find and ask each one.
+
+# service_down NAME PIDFILE
+service_down() {
+  local name="$1" pid; pid="$("${name}_pid")"
   if [[ -n "$pid" ]]; then
-    log "redis: stopping (pid $pid)..."
-    stop_pid redis "$pid"
-    log "redis: stopped"
+    log "$name: stopping (pid $pid)..."
+    stop_pid "$name" "$pid"
+    log "$name: stopped"
   else
-    log "redis: not running"
+    log "$name: not running"
   fi
-  rm -f "$REDIS_PID"
+  rm -f "$2"
 }
 
-redis_status() {
-  local pid port; pid="$(redis_pid)"; port="$(redis_running_port)"
-  if [[ -z "$pid" ]]; then echo "redis: stopped"; return 1; fi
-  if redis_ready "$port"; then
-    echo "redis: running (pid $pid, 127.0.0.1:$port)"
+# service_status NAME: one line; non-zero unless it runs and answers.
+service_status() {
+  local name="$1" pid port; pid="$("${name}_pid")"
+  if [[ -z "$pid" ]]; then echo "$name: stopped"; return 1; fi
+  port="$("${name}_running_port")"
+  if "${name}_ready" "$port"; then
+    echo "$name: running (pid $pid, 127.0.0.1:$port)"
   else
-    echo "redis: running but not answering PING (pid $pid, 127.0.0.1:$port)"; return 1
+    echo "$name: running but not answering (pid $pid, 127.0.0.1:$port)"; return 1
   fi
 }
 
@@ -446,8 +430,8 @@ cmd_up() {
 cmd_down() {
   local purge="${PURGE:-0}"
   [[ "${1:-}" == --purge ]] && purge=1
-  kafka_down
-  redis_down
+  service_down kafka "$KAFKA_PID"
+  service_down redis "$REDIS_PID"
   [[ "$purge" == 1 ]] || return 0
   if [[ -f "$STACK_DIR/$STACK_MARKER" ]]; then
     # All of it: state others keep here (e.g. the worker's local tables) is
@@ -464,8 +448,8 @@ cmd_down() {
 
 cmd_status() {
   local rc=0
-  kafka_status || rc=3
-  redis_status || rc=3
+  service_status kafka || rc=3
+  service_status redis || rc=3
   return "$rc"
 }
 
