@@ -26,7 +26,7 @@ from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
 
 RECORD_VERSION = 1
-JOURNEY_KINDS = frozenset({"enter", "exit", "convert", "blocked", "condition_error"})
+JOURNEY_KINDS = frozenset({"enter", "exit", "convert", "blocked", "condition_error", "migrate"})
 MAX_OUTCOME_REASON = 200  # a condition error carries an expression and an exception: keep records small
 LATE_S = 1.0  # a command dated this much before its event was a wait that fell due earlier
 
@@ -175,6 +175,8 @@ def _journey_line(outcome: dict[str, Any]) -> str:
         return f"did not enter {name}: already in as many journeys as allowed at once"
     if kind == "condition_error":
         return f"a condition in {name} could not be evaluated, so it counted as false ({reason})"
+    if kind == "migrate":
+        return f"moved to {name} by its migration rule ({reason})"
     return f"left {name}: {_exit_sentence(reason)}"
 
 
@@ -186,5 +188,6 @@ def _exit_sentence(reason: str) -> str:
         "completed": "completed every step",
         "loop": "it looped without waiting and was stopped",
         "version_removed": "the version the customer was on was removed",
+        "migration": "a newer version's migration rule ends it for customers at this step",
     }
     return fixed.get(reason, f"exit step ({reason})")

@@ -5,6 +5,11 @@ before it, then goals and exits (which end a journey at once, also in the
 middle of a wait), then event waits, then entries. ``fire_due`` fires waits on
 their own, for the timer path. Both work on a thawed state in place and report
 commands, held-back commands and outcomes (entries, exits, conversions).
+
+Before anything else, both move customers whom a newer version's ``migrate`` rule
+claims (see :meth:`Engine.migrate`): lazily, the first time the engine looks at them
+after the new version is known, and as of the earlier of that moment and their
+pending wait's due time, so a late timer or a late event moves them the same way.
 """
 
 from __future__ import annotations
@@ -21,21 +26,24 @@ from orchestrator.core.event import Event
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.rules import Held, who
 from orchestrator.core.state import CustomerState
-from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.catalogue import Catalogue, Move
 from orchestrator.journeys.conditions import Condition, Reads, Variables, prune, render_payload
 from orchestrator.journeys.loader import Compiled
 from orchestrator.journeys.model import Match, Step
 
 MAX_STEPS_PER_RUN = 64  # a journey that loops without waiting is stopped, not spun forever
+MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends anyway: a guard, not a limit
 TRIGGER_PROPERTIES_MAX = 20
+MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (``otherwise: exit``)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # enter | exit | convert | condition_error
+    kind: str  # enter | exit | convert | condition_error | blocked | migrate
     journey: str
-    version: int
+    version: int  # for migrate: the version moved to
     reason: str = ""
+    from_version: int = 0  # for migrate: the version moved from
 
 
 @dataclass
@@ -58,6 +66,8 @@ class Engine:
 
     def react(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
         """:meth:`on_event` for a caller that has just fired the waits due by ``now``."""
+        if self.migrate(state, now, run) and (wake := state.next_wake()) is not None and wake <= now:
+            self.fire_due(state, now, run)  # a move may leave a wait that is already over
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
@@ -67,6 +77,7 @@ class Engine:
 
     def fire_due(self, state: CustomerState, until: float, run: JourneyRun) -> None:
         """Fire every wait due at or before ``until``, earliest first, each at its own time."""
+        self.migrate(state, until, run)
         fired: dict[str, int] = {}
         while True:
             due = [(inst["wake"], jid) for jid, inst in state.journeys.items() if _due(inst, until)]
@@ -166,6 +177,7 @@ class Engine:
             step = journey.steps[target]
             if step.wait is not None:
                 instance["wake"] = self._wake_time(state, step, context.now)
+                instance["since"] = context.now  # a migration re-times the wait from here
                 return
             if step.exit is not None:
                 self._end(state, journey, step.exit, context.now, run)
@@ -235,13 +247,70 @@ class Engine:
     def _end(
         self, state: CustomerState, journey: Compiled, reason: str, now: float, run: JourneyRun, converted: bool = False
     ) -> None:
-        state.journeys.pop(journey.id, None)
-        log = state.journey_log.setdefault(journey.id, {"entries": 0, "conversions": 0})
-        log["last_exit"] = now
-        if converted:
-            log["conversions"] = log.get("conversions", 0) + 1
-            run.outcomes.append(Outcome("convert", journey.id, journey.version))
-        run.outcomes.append(Outcome("exit", journey.id, journey.version, reason))
+        _leave(state, journey.id, journey.version, reason, now, run, converted)
+
+    # -- moving to a newer version -------------------------------------------------------------
+    def migrate(self, state: CustomerState, now: float, run: JourneyRun) -> bool:
+        """Move every instance a newer version's ``migrate`` rule claims; True if any moved.
+
+        An instance moves as of ``min(now, its pending wake)``: the moment the engine next
+        looks at it, unless its wait fell due before that. Mapped onto a wait, it waits as if
+        it had been on the new step since it reached the old one (a wait that is then already
+        over fires at its new due time, like any late wait); mapped onto another kind of step,
+        it runs from there at once, as a timer would (no current event). The trigger, entry
+        time, split arm and holdout go along. Unmapped steps stay, or end with reason
+        ``migration``. Moves chain: a newer rule that takes the new version applies next."""
+        if not state.journeys or not self.catalogue.migrating:
+            return False
+        moved = False
+        for jid in [j for j in state.journeys if j in self.catalogue.migrating]:
+            for _ in range(MAX_MIGRATION_HOPS):
+                instance = state.journeys.get(jid)
+                if instance is None:
+                    break
+                move = self.catalogue.migration(jid, instance["v"], instance["step"])
+                if move is None:
+                    break
+                self._move(state, jid, instance, move, now, run)
+                moved = True
+        return moved
+
+    def _move(
+        self, state: CustomerState, jid: str, instance: dict[str, Any], move: Move, now: float, run: JourneyRun
+    ) -> None:
+        wake = instance.get("wake")
+        at = min(now, wake) if wake is not None else now
+        old_version, old_step = instance["v"], instance["step"]
+        if move.step is None:
+            _leave(state, jid, old_version, MIGRATION, at, run)
+            return
+        target = move.journey
+        reason = f"from v{old_version} step {old_step} to step {move.step}"
+        run.outcomes.append(Outcome("migrate", jid, target.version, reason, from_version=old_version))
+        step = target.steps[move.step]
+        since = self._since(jid, instance, old_version, old_step)
+        instance["v"] = target.version
+        instance["step"] = move.step
+        if step.wait is not None:
+            if since is not None:
+                instance["wake"], instance["since"] = self._wake_time(state, step, since), since
+            elif wake is None:  # not waiting at all (never the case at rest): start the wait now
+                instance["wake"], instance["since"] = self._wake_time(state, step, at), at
+            # else: armed before waits remembered their start, and of unknown length: keep the due time
+            return
+        instance["wake"] = None
+        self._go(state, target, jid, move.step, _Context(state, None, at, trigger=instance["trigger"]), run)
+
+    def _since(self, jid: str, instance: dict[str, Any], version: int, step_id: str) -> float | None:
+        """When the instance reached its wait: remembered, or worked out from the old wait's length."""
+        since = instance.get("since")
+        if since is not None:
+            return float(since)
+        wake = instance.get("wake")
+        old = self.catalogue.get(jid, version)
+        wait = old.steps[step_id].wait if old is not None and step_id in old.steps else None
+        length = None if wait is None else wait.for_ if wait.for_ is not None else wait.timeout
+        return None if wake is None or length is None else float(wake) - length
 
     # -- time --------------------------------------------------------------------------
     def _wake_time(self, state: CustomerState, step: Step, now: float) -> float:
@@ -275,6 +344,18 @@ class Engine:
             state.journeys.pop(jid, None)
             run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
         return journey
+
+
+def _leave(
+    state: CustomerState, jid: str, version: int, reason: str, now: float, run: JourneyRun, converted: bool = False
+) -> None:
+    state.journeys.pop(jid, None)
+    log = state.journey_log.setdefault(jid, {"entries": 0, "conversions": 0})
+    log["last_exit"] = now
+    if converted:
+        log["conversions"] = log.get("conversions", 0) + 1
+        run.outcomes.append(Outcome("convert", jid, version))
+    run.outcomes.append(Outcome("exit", jid, version, reason))
 
 
 class _Context(Variables):

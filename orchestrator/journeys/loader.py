@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from orchestrator.journeys.conditions import Condition, ConditionError, compile_payload
-from orchestrator.journeys.model import Journey, Match, Step
+from orchestrator.journeys.model import Journey, Match, Migration, Step
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
 
 
@@ -71,6 +73,7 @@ def compile_text(text: str, name: str) -> Compiled:
     except ValidationError as exc:
         raise InvalidJourney([_from_pydantic(name, lines, err, doc) for err in exc.errors()]) from None
     conditions, payloads, errors = _compile_expressions(journey, name, lines)
+    errors += _check_migrate(journey, name, lines, _migrate_paths(doc, journey))
     if errors:
         raise InvalidJourney(errors)
     order = [s.id for s in journey.steps]
@@ -100,6 +103,7 @@ def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:
         except InvalidJourney as exc:
             errors.extend(exc.errors)
     errors.extend(_duplicates(good))
+    errors.extend(check_migrations(good, good)[0])
     return good, errors
 
 
@@ -117,6 +121,8 @@ def _duplicates(journeys: list[Compiled]) -> list[JourneyError]:
 
 def _from_pydantic(name: str, lines: dict[Any, int], err: Any, doc: dict[str, Any]) -> JourneyError:
     loc = tuple(err["loc"])
+    if loc[:2] == ("migrate", 0) and isinstance(doc.get("migrate"), dict):  # one rule, written without a list
+        loc = ("migrate", *loc[2:])
     named = re.search(r"step '([^']+)'(?: goes to unknown step '([^']+)'| is defined twice)?", err["msg"])
     if not loc and named:  # a whole-journey check about one step: point at the exact place
         loc = _step_path(doc, named.group(1), named.group(2), last="defined twice" in err["msg"])
@@ -209,3 +215,123 @@ def _compile_expressions(
                 where = _payload_path(step.action.payload, exc.expression, payload_path) or payload_path
                 errors.append(JourneyError(name, line_of(lines, where), str(exc)))
     return conditions, payloads, errors
+
+
+# -- migration rules -------------------------------------------------------------------------------
+
+
+def _migrate_paths(doc: dict[str, Any], journey: Journey) -> list[tuple[Any, ...]]:
+    """Where each migration rule is in the file: ``migrate`` itself when it is one mapping."""
+    if isinstance(doc.get("migrate"), dict):
+        return [("migrate",)]
+    return [("migrate", i) for i in range(len(journey.migrate))]
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _check_migrate(
+    journey: Journey, name: str, lines: dict[Any, int], paths: list[tuple[Any, ...]]
+) -> list[JourneyError]:
+    """What a migration rule can get wrong on its own: versions that are not older than this
+    one or named twice, ``from: all`` on a first version, new steps that do not exist."""
+    errors: list[JourneyError] = []
+
+    def error(path: tuple[Any, ...], message: str) -> None:
+        errors.append(JourneyError(name, line_of(lines, path), f"{_where(path)}: {message}"))
+
+    named: set[int] = set()
+    seen_all = False
+    step_ids = {s.id for s in journey.steps}
+    for rule, path in zip(journey.migrate, paths, strict=True):
+        if rule.from_ == "all":
+            if journey.version == 1:
+                error((*path, "from"), "version 1 has no older versions to migrate from")
+            if seen_all:
+                error((*path, "from"), "only one migration rule can say 'from: all'")
+            seen_all = True
+        else:
+            mine: set[int] = set()
+            for k, version in enumerate(rule.from_):
+                where = (*path, "from", k)
+                if version in mine:
+                    error(where, f"version {version} is named twice")
+                    continue
+                mine.add(version)
+                if version >= journey.version:
+                    error(
+                        where,
+                        f"version {version} is not older than this one ({journey.version}): "
+                        "customers only move to a newer version",
+                    )
+                elif version in named:
+                    error(where, f"version {version} is named by more than one migration rule")
+                named.add(version)
+        for old, new in rule.steps.items():
+            if new not in step_ids:
+                error((*path, "steps", old), f"goes to unknown step '{new}', which version {journey.version} lacks")
+    return errors
+
+
+def check_migrations(
+    journeys: Iterable[Compiled], known: Iterable[Compiled]
+) -> tuple[list[JourneyError], list[JourneyError]]:
+    """Each journey's migration rules against the older versions in ``known``: errors for old
+    steps that no version a rule takes has (a typo), or that are not waits there (customers
+    only ever rest at a wait, so another step never moves anyone). A rule is checked only when
+    every version it takes is known (for ``from: all``, every older number); otherwise a note
+    says which are not, since a step may be in one of those."""
+    pool: dict[str, dict[int, Compiled]] = {}
+    for journey in known:
+        pool.setdefault(journey.id, {})[journey.version] = journey
+    errors: list[JourneyError] = []
+    notes: list[JourneyError] = []
+    for journey in journeys:
+        if not journey.definition.migrate:
+            continue
+        doc, lines = load_with_lines(journey.source)
+        older = {v: j for v, j in pool.get(journey.id, {}).items() if v < journey.version}
+        named = {v for rule in journey.definition.migrate if isinstance(rule.from_, list) for v in rule.from_}
+        paths = _migrate_paths(doc, journey.definition)
+        for rule, path in zip(journey.definition.migrate, paths, strict=True):
+            if isinstance(rule.from_, list):
+                takes = sorted({v for v in rule.from_ if v < journey.version})
+                missing = [v for v in takes if v not in older]
+                unknown = len(missing)
+            else:  # every older version by number, known or not, that no other rule names
+                takes = sorted(v for v in older if v not in named)
+                gaps = (v for v in range(1, journey.version) if v not in older and v not in named)
+                missing = list(islice(gaps, 10))  # the version may be huge: never walk every number
+                unknown = journey.version - 1 - len(set(older) | {v for v in named if v < journey.version})
+            if unknown:
+                where = (*path, "from")
+                more = f" and {unknown - 10} more" if unknown > 10 else ""
+                listed = ", ".join(map(str, missing[:10])) + more
+                which = f"version {listed} is" if unknown == 1 else f"versions {listed} are"
+                message = f"{_where(where)}: old steps are not checked: {which} not known here"
+                notes.append(JourneyError(journey.origin, line_of(lines, where), message))
+            elif takes:
+                errors += _check_old_steps(journey, rule, path, lines, [older[v] for v in takes])
+    return errors, notes
+
+
+def _check_old_steps(
+    journey: Compiled, rule: Migration, path: tuple[Any, ...], lines: dict[Any, int], sources: list[Compiled]
+) -> list[JourneyError]:
+    errors = []
+    versions = " or ".join(str(s.version) for s in sources)
+    for old in rule.steps:
+        where = (*path, "steps", old)
+        found = [s.steps[old] for s in sources if old in s.steps]
+        if any(step.wait is not None for step in found):
+            continue
+        if found:
+            message = (
+                f"step '{old}' of version {versions} is a{'n' if found[0].kind[0] in 'aeiou' else ''} "
+                f"{found[0].kind} step; customers only ever rest at a wait, so only a wait can be migrated from"
+            )
+        else:
+            message = f"no step '{old}' in version {versions}"
+        errors.append(JourneyError(journey.origin, line_of(lines, where), f"{_where(where)}: {message}"))
+    return errors

@@ -145,6 +145,37 @@ class Step(Strict):
         return next(k for k in ("wait", "branch", "split", "action", "exit") if getattr(self, k) is not None)
 
 
+def _versions(value: Any) -> Any:
+    """``from``: one version, a list of them, or ``all``; whole numbers only (no ``true``, ``"2"``, ``1.5``)."""
+    if value == "all":
+        return value
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError("'from' names at least one version, or 'all'")
+    for item in items:
+        if type(item) is not int or item < 1:
+            raise ValueError(f"'from' takes versions (whole numbers from 1) or 'all', not {str(item)[:40]!r}")
+    return items
+
+
+StepId = Annotated[str, Field(pattern=ID)]
+
+
+class Migration(Strict):
+    """Moves customers in flight on older versions to this one: ``from`` which versions,
+    old step -> new step in ``steps``, and what happens at a step it does not map."""
+
+    from_: Annotated[list[int] | Literal["all"], BeforeValidator(_versions)] = Field(alias="from")
+    steps: dict[StepId, StepId] = Field(default_factory=dict)
+    otherwise: Literal["stay", "exit"] = "stay"
+
+    @model_validator(mode="after")
+    def _moves_someone(self) -> Migration:
+        if not self.steps and self.otherwise == "stay":
+            raise ValueError("this migration moves nobody: map some steps, or say 'otherwise: exit'")
+        return self
+
+
 class Journey(Strict):
     id: str = Field(pattern=ID)
     version: int = Field(ge=1)
@@ -155,6 +186,7 @@ class Journey(Strict):
     exit_on: list[Match] = Field(default_factory=list)
     reentry: Reentry = Reentry()
     steps: list[Step] = Field(min_length=1)
+    migrate: list[Migration] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +203,8 @@ class Journey(Strict):
             data = {**data, "steps": steps}
         if isinstance(data, dict) and isinstance(data.get("reentry"), str):
             data = {**data, "reentry": {"policy": data["reentry"]}}
+        if isinstance(data, dict) and isinstance(data.get("migrate"), dict):  # one rule, the usual case
+            data = {**data, "migrate": [data["migrate"]]}
         return data
 
     @model_validator(mode="after")
@@ -185,6 +219,14 @@ class Journey(Strict):
                 if target not in known:
                     raise ValueError(f"step '{step.id}' goes to unknown step '{target}'")
         return self
+
+    def migration_from(self, version: int) -> Migration | None:
+        """The rule that moves customers on ``version`` here: the one that names it, else
+        the ``from: all`` one (for older versions only); None if they stay where they are."""
+        if version >= self.version:
+            return None
+        named = next((m for m in self.migrate if isinstance(m.from_, list) and version in m.from_), None)
+        return named or next((m for m in self.migrate if m.from_ == "all"), None)
 
 
 def _targets(step: Step) -> list[str]:
