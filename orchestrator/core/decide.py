@@ -113,10 +113,12 @@ def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Dec
 
 
 def _by_priority(run: JourneyRun) -> list[Command]:
-    """Higher priority first, so under a frequency cap the most important action wins."""
+    """In the order they fell due, then higher priority first: waits that fire together (late,
+    on one wake or before one event) are judged as if each had fired on time, and under a
+    frequency cap the most important action of one moment wins."""
     if len(run.commands) < 2:
         return [command for _, command in run.commands]
-    return [command for _, command in sorted(run.commands, key=lambda pc: -pc[0])]
+    return [command for _, command in sorted(run.commands, key=lambda pc: (pc[1].issued_at, -pc[0]))]
 
 
 def _apply_policy(
