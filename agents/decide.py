@@ -8,6 +8,14 @@ is safe, in the Redis writers.
 Each key of the table is a profile, a pointer to the profile an identifier
 belongs to, or a suppression marker; :func:`orchestrator.identity.graph.handle`
 says what an event does there, and this agent carries it out.
+
+In event-time mode (``ORCH_CLOCK=event``) a customer's waits that fell due by the
+time of the record in hand fire first, each due time in a decision of its own and at
+its own time (:func:`apply_in_event_time`), exactly as offline replay fires them.
+Whether the timer's wake or the customer's next event reaches the partition first
+is a race, and it must not change what is sent: an opt-out, a purchase or a long
+gap that arrives with an overdue wait would otherwise judge that wait as of the
+later event (consent held back, ``expired``, several waits under one frequency cap).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import msgpack
 
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
+from agents.web import CountedTable
 from orchestrator import metrics
 from orchestrator.audit import decision_record
 from orchestrator.core.decide import WAKE, Decision
@@ -35,13 +44,18 @@ from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 QUIET_OUTCOMES = frozenset({"decided", "duplicate"})  # counted by their own metrics
+MAX_CATCH_UP = 10_000  # waits fired before one record; a journey looping through short waits, not a history
 
 
 def attach_decide(
     app: faust.App, settings: Settings, customer_events: Any, outbound: Outbound, runtime: JourneyRuntime, due: Any
 ) -> Any:
     # key_type/value_type=bytes is what makes Faust use the raw codec for a table.
-    table = app.Table("customers", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None)
+    table = CountedTable(  # counts profiles exactly for orchestrator_customers
+        app.Table("customers", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
+        app,
+        counts=lambda value: not value.startswith(records.MARK),  # not a pointer or a suppression
+    )
     ctx = Context(settings.policy(), runtime.engine)
     readmodel = ReadModelWriter(
         settings.redis_url,
@@ -65,17 +79,33 @@ def attach_decide(
     @app.agent(customer_events, name="decide")
     async def decide_events(stream: faust.StreamT) -> None:
         async for record in stream.events():
+            steps: list[Step] = []
             try:
                 event = Event.from_wire(msgpack.unpackb(record.value, raw=False))
                 now = _now(event, record.message.partition, runtime, event_time)
-                effects = apply(table, due, record.key, event, now, ctx)
+                if event_time:
+                    apply_in_event_time(table, due, record.key, event, now, ctx, steps)
+                else:
+                    steps.append(Step(event, now, apply(table, due, record.key, event, now, ctx)))
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
+                for step in steps:  # waits that fired before it are written: carry them out
+                    await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
                 continue
-            await _carry_out(effects, event, now, customer_events, outbound, writers)
+            for step in steps:
+                await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
 
     return table
+
+
+@dataclass(frozen=True)
+class Step:
+    """One decision to carry out: the record in hand, or a wait that fired before it."""
+
+    event: Event
+    now: float
+    effects: Effects
 
 
 @dataclass(frozen=True)
@@ -129,16 +159,64 @@ def _now(event: Event, partition: int, runtime: JourneyRuntime, event_time: bool
     return event.ts
 
 
-def apply(table: Any, due: Any, key: bytes, event: Event, now: float, ctx: Context) -> Effects:
-    """Read the key's record, handle the event, write the record and the timer index."""
+def apply_in_event_time(
+    table: Any, due: Any, key: bytes, event: Event, now: float, ctx: Context, steps: list[Step]
+) -> None:
+    """Event time: fire the key's waits due by ``now`` one due time at a time, then the event.
+
+    Each wait is decided alone at its own due time, as :class:`orchestrator.replay.Replay`
+    decides it, so the result does not depend on whether the timer's wake or the customer's
+    next event came first: the event's decision never holds an earlier wait's command back
+    for consent given after it was due, never measures its expiry against the event's later
+    time, and never ranks waits due at different times against one frequency cap. A wake
+    (``now`` is the timer's clock) is caught up the same way and then finds nothing due.
+    Steps are appended to ``steps`` as they are written, so a failure part-way leaves the
+    ones already done for the caller to carry out.
+    """
+    read = _read(table, key)
+    fired_at = None
+    for _ in range(MAX_CATCH_UP):
+        record = read[1]
+        wake = record.state.next_wake() if isinstance(record, records.Profile) else None
+        if wake is None or wake > now or wake == fired_at:  # nothing (more) due, or it would not move
+            break
+        fired, fired_at = _wake_at(key, wake, event.received_at), wake
+        steps.append(Step(fired, wake, apply(table, due, key, fired, wake, ctx, read)))
+        read = _read(table, key)
+    steps.append(Step(event, now, apply(table, due, key, event, now, ctx, read)))
+
+
+def _wake_at(key: bytes, wake: float, received_at: float) -> Event:
+    """The wake a timer would send for ``key`` at ``wake``, decided at that very time."""
+    return Event(
+        event_id=f"wake:{wake:.3f}", type=WAKE, ts=wake, customer_key=key.decode(), channel="", received_at=received_at
+    )
+
+
+def _read(table: Any, key: bytes) -> tuple[bytes | None, records.Record]:
     raw = table.get(key)
-    record = records.decode(raw)
-    old_wake = record.state.next_wake() if isinstance(record, records.Profile) else None
-    new_wake = old_wake
+    return raw, records.decode(raw)
+
+
+def apply(
+    table: Any,
+    due: Any,
+    key: bytes,
+    event: Event,
+    now: float,
+    ctx: Context,
+    read: tuple[bytes | None, records.Record] | None = None,
+) -> Effects:
+    """Read the key's record (unless ``read`` holds it), handle the event, write the record
+    and the timer index."""
+    raw, record = read if read is not None else _read(table, key)
+    pending = record.state.next_wake() if isinstance(record, records.Profile) else None
+    old_wake = new_wake = pending
     if event.type == WAKE:
-        metrics.TIMER_LATENESS.observe(max(0.0, time.time() - event.ts))
         old_wake, new_wake = event.ts, None  # the key that sent this wake goes, even if it was stale
     effects = handle(key.decode(), record, event, now, ctx)
+    if pending is not None and pending <= now and effects.decision is not None and not effects.decision.duplicate:
+        due.fired(pending)  # waits fell due and fired here, by a wake or before an event: lateness
     if effects.record is not None:
         _write(table, key, raw, effects.record)
         new_wake = effects.record.state.next_wake() if isinstance(effects.record, records.Profile) else None

@@ -9,12 +9,24 @@ so a new version is live on every worker within a second, without a restart.
 indexes them by time: one key ``"<wake, zero-padded>|<customer>"`` per customer
 with a pending wait, written and deleted by the decide agent in the customer's
 own partition, so it is changelog-backed and moves with the customer on a
-rebalance. RocksDB keeps keys sorted, so the timer reads the index from the
-start and stops at the first key not yet due: a tick costs what is due, never a
-scan of all customers. Faust timers run on every worker and cannot write
-tables, so the timer only *sends* a wake to the customer's partition of the
-customer-events topic; the decide agent fires the wait and moves the index.
-A wake sent twice is harmless: the second finds nothing due.
+rebalance. Faust timers run on every worker and cannot write tables, so the
+timer only *sends* a wake to the customer's partition of the customer-events
+topic; the decide agent fires the wait and moves the index.
+
+Each tick costs what is due, not what has fired before: RocksDB keeps keys
+sorted, and a :class:`DueCursor` per partition remembers where the last tick
+stopped, so the next one *seeks* there instead of stepping again over the keys
+that fired since (deleted keys stay in RocksDB as tombstones until compaction).
+A key written below that place (a wait that is already due) moves it back.
+
+A wake is sent once and tracked until it has been processed: the consumer's
+committed offset passes the wake's own offset. Only then, if its key is still
+there (the wake failed to send, or its processing failed), is it sent again,
+after :data:`RETRY_AFTER_S`. So a worker that is behind does not add duplicate
+wakes to its backlog. A wake lost with a crash or a rebalance is sent again
+because the new owner (or the restarted worker) starts with no wakes in flight
+and sends every due key once. A wake sent twice is harmless: the second finds
+nothing due and writes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +42,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.web import estimate_keys
+from agents.web import CountedTable, active_dbs, current_partition
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -42,7 +55,11 @@ from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 
 log = logging.getLogger(__name__)
-RESEND_AFTER_S = 10.0
+RETRY_AFTER_S = 30.0  # a wake processed without taking its key along is sent again after this
+RETRY_FAILED_SEND_S = 1.0  # a wake the producer could not send
+UNKNOWN_PROGRESS_S = 600.0  # if the consumer's progress cannot be read: a wake this old counts as processed
+MAX_IN_FLIGHT = 10_000  # wakes in flight per partition: bounds a tick's work and memory when far behind
+PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
 
 
 def due_key(wake: float, customer: bytes) -> bytes:
@@ -68,19 +85,21 @@ def attach_journeys(app: faust.App, settings: Settings, names: TopicNames, custo
         engine.catalogue.add(journey)
     runtime = JourneyRuntime(engine)
     ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED, settings.replication_factor)
-    due = app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None)
+    due = TimerIndex(
+        app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
+        app,
+        wall_clock=settings.clock == "wall",
+    )
 
     @app.task
     async def follow_catalogue() -> None:
         await _follow_catalogue(settings.kafka_bootstrap, names.journeys, runtime)
 
-    sent: dict[bytes, float] = {}
-
     @app.timer(interval=settings.timer_interval_s)
     async def send_wakes() -> None:
         if app.rebalancing:
             return
-        await _send_due_wakes(app, due, customer_events, runtime, settings, sent)
+        await _send_due_wakes(app, due, customer_events, runtime, settings)
 
     return runtime, due
 
@@ -130,39 +149,169 @@ def _apply_published(catalogue: Catalogue, key: bytes | None, value: bytes | Non
     log.info("journey %s version %d is live", journey.id, journey.version)
 
 
-async def _send_due_wakes(
-    app: faust.App, due: Any, customer_events: Any, runtime: JourneyRuntime, settings: Settings, sent: dict
-) -> None:
-    now_wall = time.monotonic()
-    for stale in [k for k, t in sent.items() if now_wall - t > 6 * RESEND_AFTER_S]:
-        del sent[stale]
-    for partition, db in _active_dbs(app, due):
-        clock = _clock(settings, runtime, partition)
-        limit = f"{clock:017.3f}|".encode() + b"\xff"
-        for key in db.keys():  # noqa: SIM118 - RocksDB iterator, sorted by due time
+@dataclass
+class InFlight:
+    """A wake on its way: sent at ``sent_at`` (monotonic); ``future`` gives its offset."""
+
+    sent_at: float
+    future: Any = None
+
+    def progress(self, processed: Callable[[Any], bool | None], now: float) -> str:
+        if self.future is None:
+            return FAILED  # send() itself raised
+        if not self.future.done():
+            return PENDING
+        if self.future.cancelled() or self.future.exception() is not None:
+            return FAILED
+        done = processed(self.future.result())
+        if done is None:  # the consumer's progress is unknown: fall back on age
+            return PROCESSED if now - self.sent_at > UNKNOWN_PROGRESS_S else PENDING
+        return PROCESSED if done else PENDING
+
+
+class DueCursor:
+    """One partition's place in the timer index, and its wakes in flight.
+
+    Every key below ``next_from`` has had a wake sent (or is gone): a tick seeks there
+    rather than stepping again over the keys that fired before (RocksDB tombstones)."""
+
+    def __init__(self) -> None:
+        self.next_from = b""
+        self.inflight: dict[bytes, InFlight] = {}  # in send order, so roughly in offset order
+        self.retry: dict[bytes, float] = {}  # key -> monotonic time to send its wake again
+
+    def lower(self, key: bytes) -> None:
+        """A key was written: if it is below where the last tick stopped, go back for it."""
+        if key < self.next_from:
+            self.next_from = key
+
+    def due(self, db: Any, limit: bytes, room: int) -> list[bytes]:
+        """Keys due by ``limit`` that have no wake yet, at most ``room``; moves past them.
+
+        Synchronous on purpose: a key the decide agent writes meanwhile cannot slip
+        between this scan and the new ``next_from``."""
+        found: list[bytes] = []
+        it = db.iter()
+        it.seek(self.next_from)
+        while it.valid():
+            key = it.key()
             if key > limit or not key[:1].isdigit():
                 break
-            if now_wall - sent.get(key, -1e9) < RESEND_AFTER_S:
-                continue
-            wake, customer = parse_due_key(key)
-            sent[key] = now_wall
-            await customer_events.send(key=customer, value=_wake_event(customer, wake, clock))
-    metrics.TIMERS_PENDING.set(estimate_keys(due))
+            if key not in self.inflight and key not in self.retry:
+                if len(found) >= room:
+                    self.next_from = key
+                    return found
+                found.append(key)
+            it.next()
+        self.next_from = max(self.next_from, limit)
+        return found
+
+    def settle(self, db: Any, processed: Callable[[Any], bool | None], now: float) -> list[bytes]:
+        """Forget the wakes that were processed; return the keys whose wake must go again.
+
+        Oldest first, stopping at the first wake still on its way, so a tick costs the
+        wakes processed since the last one. A processed wake normally took its key along;
+        a key still there means the wake was dropped (its processing failed): it goes again
+        after :data:`RETRY_AFTER_S`. A wake the producer failed to send goes again at once."""
+        finished: list[tuple[bytes, str]] = []
+        for key, wake in self.inflight.items():
+            progress = wake.progress(processed, now)
+            if progress == PENDING:
+                break
+            finished.append((key, progress))
+        for key, progress in finished:
+            del self.inflight[key]
+            if db.get(key) is not None:
+                self.retry[key] = now + (RETRY_FAILED_SEND_S if progress == FAILED else RETRY_AFTER_S)
+        ready = [key for key, at in self.retry.items() if at <= now]
+        for key in ready:
+            del self.retry[key]
+        return [key for key in ready if db.get(key) is not None]
+
+
+class TimerIndex(CountedTable):
+    """The ``due`` table as the decide agent writes it: keeps the count of pending waits
+    exact and moves a partition's :class:`DueCursor` back for a key written below it."""
+
+    def __init__(self, table: Any, app: Any, *, wall_clock: bool) -> None:
+        super().__init__(table, app)
+        self.app = app
+        self.wall_clock = wall_clock
+        self.cursors: dict[int, DueCursor] = {}
+        self.generation = self._generation()
+
+    def _generation(self) -> int:
+        return int(getattr(self.app, "rebalancing_count", 0))
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        super().__setitem__(key, value)
+        partition = current_partition()
+        if partition is not None and self._generation() == self.generation:  # else all start again anyway
+            cursor = self.cursors.get(partition)
+            if cursor is not None:
+                cursor.lower(key)
+
+    def cursor(self, partition: int) -> DueCursor:
+        """This partition's cursor; all start again after a rebalance, when recovery may have
+        written keys anywhere and the wakes in flight may belong to another worker."""
+        generation = self._generation()
+        if generation != self.generation:
+            self.cursors.clear()
+            self.generation = generation
+        return self.cursors.setdefault(partition, DueCursor())
+
+    def fired(self, due_at: float) -> None:
+        """Waits that fell due at ``due_at`` have just fired: how late, by the wall clock.
+
+        In event-time mode nothing is observed: a wait fires as of its due time whatever the
+        wall clock says, and the gap between the two only measures how fast history flows."""
+        if self.wall_clock:
+            metrics.TIMER_LATENESS.observe(max(0.0, time.time() - due_at))
+
+
+async def _send_due_wakes(
+    app: faust.App, due: TimerIndex, customer_events: Any, runtime: JourneyRuntime, settings: Settings
+) -> None:
+    now = time.monotonic()
+    processed = _processed(app)
+    dbs = active_dbs(app, due)
+    for partition, db in dbs:
+        cursor = due.cursor(partition)
+        clock = _clock(settings, runtime, partition)
+        limit = f"{clock:017.3f}|".encode() + b"\xff"
+        keys = cursor.settle(db, processed, now)
+        keys += cursor.due(db, limit, MAX_IN_FLIGHT - len(cursor.inflight) - len(keys))
+        wakes = [(key, InFlight(now)) for key in keys]
+        cursor.inflight.update(wakes)  # before the first await: the next tick must not send them again
+        for key, wake in wakes:
+            at, customer = parse_due_key(key)
+            try:
+                wake.future = await customer_events.send(key=customer, value=_wake_event(customer, at, clock))
+            except Exception:  # sent again on a later tick
+                log.exception("cannot send a wake for partition %d", partition)
+    total = due.counts.advance(dbs)
+    if total is not None:
+        metrics.TIMERS_PENDING.set(total)
+
+
+def _processed(app: faust.App) -> Callable[[Any], bool | None]:
+    """Whether the decide agent has processed the record a send's metadata names: the
+    consumer's committed offset has passed it. None when that cannot be read."""
+    committed = getattr(app.consumer, "_committed_offset", None)
+
+    def processed(metadata: Any) -> bool | None:
+        if committed is None:
+            return None
+        offset = committed.get(metadata.topic_partition)
+        return offset is not None and offset > metadata.offset
+
+    return processed
 
 
 def _clock(settings: Settings, runtime: JourneyRuntime, partition: int) -> float:
     if settings.clock == "event":
         return runtime.watermarks.get(partition, 0.0) - settings.allowed_lateness_s
     return time.time()
-
-
-def _active_dbs(app: faust.App, table: Any) -> list[tuple[int, Any]]:
-    from faust.types import TP
-
-    store = table.data
-    actives = app.assignor.assigned_actives()
-    topic = table.changelog_topic.get_topic_name()
-    return [(p, db) for p, db in list(getattr(store, "_dbs", {}).items()) if TP(topic, p) in actives]
 
 
 def _wake_event(customer: bytes, wake: float, clock: float) -> bytes:

@@ -10,16 +10,24 @@ because that is where memory and lateness come from in production.
    journeys only (``ORCH_RULES`` empty) and two generated journeys, both entered on
    ``bench_wait``: ``bench_hold`` waits 7 days (pending for the whole run) and ``bench_due``
    waits D seconds (falls due inside the measurement window).
-2. Load: N ``bench_wait`` events for the hold lane, flat out but never more than ``LEAD``
-   ahead of the worker, so a load cut short by ``--budget`` leaves no backlog behind to
-   disturb the lateness window. The worker's journey entry counter says what is in: it is
-   exact, where ``orchestrator_timers_pending`` is a RocksDB estimate (printed beside it).
+2. Load, two ways (``--load``). **preload** (the default): all but ``--probe`` of the N
+   customers are written straight into the worker's ``customers`` and ``due`` changelogs
+   *before* it starts, each record exactly what the worker would write for that customer's
+   ``bench_wait`` event (the same ingest, identity graph and ``decide()`` run offline, see
+   :func:`preload`); the worker then recovers them at start, as after a restart or a
+   rebalance, and the rest (``--probe``) go through the pipeline to measure its rate with the
+   waits in place. **pipeline**: all N as ``bench_wait`` events through ingest and decide,
+   flat out but never more than ``LEAD`` ahead of the worker, so a load cut short by
+   ``--budget`` leaves no backlog behind to disturb the lateness window (at about 500
+   events per worker CPU-second, 1,000,000 take half an hour of a core). Either way the
+   output says how the waits were loaded, and the exact ``orchestrator_timers_pending``
+   gauge says what is in.
 3. Memory: the worker's VmRSS (with any children) from ``/proc``, at rest with N pending.
 4. Lateness: page views for other customers flow in a background thread; K more customers
    enter ``bench_due`` over a window of W seconds, so their waits fall due at the same pace,
    D > W seconds later. Unless given, both rates are fractions of the ingest rate measured in
    step 2, so the window measures timers on a busy worker rather than an overloaded one.
-   Lateness two ways: the worker's histogram (due time -> wake processed) from bucket deltas,
+   Lateness two ways: the worker's histogram (due time -> wait fired) from bucket deltas,
    and end to end: each command's Kafka timestamp minus its ``issued_at``, which the engine
    sets to the wait's due time when a wait fires.
 5. Everything created is deleted: topics, consumer group, Redis keys, the data folder.
@@ -50,14 +58,25 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgpack
 import redis
+from aiokafka.partitioner import murmur2
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from agents.journeys import due_key
+from orchestrator.core.event import Event
 from orchestrator.errors import CliError
-from orchestrator.kafka.clients import check_kafka, ensure_topics
+from orchestrator.identity.graph import Context, handle
+from orchestrator.identity.records import Missing, Profile, encode
+from orchestrator.ingest import ingest
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import load_dir
+from orchestrator.kafka.clients import COMPACTED, check_kafka, ensure_topics
+from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, decode_payload, encode_payload
 
@@ -85,6 +104,8 @@ class BenchError(Exception):
 @dataclass(frozen=True)
 class Config:
     customers: int
+    load: str  # "preload": changelogs written offline, then recovered; "pipeline": every wait as an event
+    probe: int  # with preload: waits that still go through the pipeline, to measure its rate
     budget_s: float
     window_s: float
     due_rate: float | None
@@ -154,10 +175,8 @@ def worker_command() -> list[str]:
 
 
 class Worker:
-    """One worker subprocess with its own prefix, web port, data folder and journeys.
-
-    The log level stays at the default (info) on purpose: at warning or above, Faust's
-    worker installs a spinner handler and sets the root logger to DEBUG, which costs CPU."""
+    """One worker subprocess with its own prefix, web port, data folder and journeys, at the
+    default log level (info)."""
 
     def __init__(self, config: Config, prefix: str, folder: Path) -> None:
         journeys = folder / "journeys"
@@ -179,16 +198,27 @@ class Worker:
         self.env |= config.worker_env
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = READY_TIMEOUT_S) -> None:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(worker_command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + READY_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             if self.http("/ready")[0] == 200:
                 return
             time.sleep(0.3)
-        raise BenchError(f"worker not ready after {READY_TIMEOUT_S:.0f} s")
+        raise BenchError(f"worker not ready after {timeout:.0f} s")
+
+    def settings(self) -> Settings:
+        """The worker's settings, read from the environment it runs with."""
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(self.env)
+            return Settings()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -572,13 +602,15 @@ class Load:
         return self.count / self.seconds
 
 
-def load_pending(config: Config, worker: Worker, names: TopicNames, run_id: str) -> Load:
-    """The hold lane flat out, at most ``LEAD`` ahead; done when the worker has every one in."""
+def load_pending(config: Config, worker: Worker, names: TopicNames, run_id: str, first: int, count: int) -> Load:
+    """The hold lane flat out, at most ``LEAD`` ahead; done when the worker has every one in.
+
+    Customers ``first`` to ``first + count - 1``: those below ``first`` were preloaded."""
     rss_idle, cpu = worker.memory()[0], CpuMeter(worker).start()
     ceiling = [LEAD]
-    plan = Plan(names.events(INBOUND), lambda i: wait_event(run_id, "hold", i), config.customers, None, ceiling)
+    plan = Plan(names.events(INBOUND), lambda i: wait_event(run_id, "hold", first + i), count, None, ceiling)
     sender, stall, samples = Sender(config.bootstrap, plan), Stall(config.stall_s), []
-    with bars({"sent": config.customers, "waits pending in the worker": config.customers}) as update:
+    with bars({"sent": count, "waits pending in the worker": count}) as update:
         sender.start()
         while True:
             done = entries(worker.scrape(), HOLD)
@@ -595,7 +627,99 @@ def load_pending(config: Config, worker: Worker, names: TopicNames, run_id: str)
             stall.check(done, f"{HOLD} entries")
             time.sleep(1.0)
     seconds = time.time() - sender.started_at
-    return Load(done, seconds, sender.rate, rss_idle, worker.memory()[0], cpu.read(), done < config.customers, samples)
+    return Load(done, seconds, sender.rate, rss_idle, worker.memory()[0], cpu.read(), done < count, samples)
+
+
+# -- phase 1, preload: what a worker recovers after a restart ---------------------------------
+
+
+@dataclass
+class Preloaded:
+    count: int
+    build_s: float  # running the worker's own code offline, and producing the records
+    recovery_s: float = 0.0  # worker start -> ready (its tables recovered from the changelogs)
+    recovery_cpu_s: float = 0.0
+    rss_recovered: int = 0
+    changelog_bytes: int = 0
+
+
+def preload(config: Config, worker: Worker, names: TopicNames, run_id: str, count: int) -> Preloaded:
+    """Write ``count`` customers waiting in the hold lane straight into the worker's changelogs.
+
+    Each is what the worker itself would write for that customer's ``bench_wait`` event: the
+    event goes through the same ingest (decode, validate, normalise) and the same msgpack
+    round trip to the decide agent, then the identity graph and ``decide()`` with the
+    worker's journeys and settings; the customers changelog gets the encoded profile and the
+    due changelog the key ``<wake>|<customer>``, both on the customer's partition (the
+    producer's murmur2 of the key, as the ingest agent's send picks it). The worker, started
+    afterwards with an empty data folder, recovers both tables exactly as after a restart."""
+    settings = worker.settings()
+    journeys, errors = load_dir(Path(worker.env["ORCH_JOURNEYS_DIR"]))
+    if errors:
+        raise BenchError(f"bench journeys are invalid: {errors}")
+    ctx = Context(
+        settings.policy(),
+        Engine(Catalogue.of(journeys), settings.max_active_journeys, settings.default_timezone),
+        in_place=True,  # the state is encoded at once and never looked at again
+    )
+    customers = f"{settings.full_app_id}-customers-changelog"
+    due = f"{settings.full_app_id}-due-changelog"
+    ensure_topics(config.bootstrap, [customers, due], settings.partitions, COMPACTED, settings.replication_factor)
+    topic, limits, hasher = names.events(INBOUND), settings.limits(), settings.hasher()
+    client, started, written = producer(config.bootstrap), time.monotonic(), 0
+    print(f"preloading {count:,} pending waits into {customers} and {due} ...")
+    try:
+        with bars({"waits preloaded": count}) as update:
+            for i in range(count):
+                _, value = wait_event(run_id, "hold", i)
+                now = time.time()
+                event = ingest(
+                    value,
+                    topic=topic,
+                    headers=HEADERS,
+                    received_at=now,
+                    now=now,
+                    topics=names,
+                    limits=limits,
+                    hasher=hasher,
+                )
+                if not isinstance(event, Event):
+                    raise BenchError(f"the worker would refuse the bench event: {event}")
+                event = Event.from_wire(msgpack.unpackb(msgpack.packb(event.to_wire(), use_bin_type=True), raw=False))
+                key = event.customer_key.encode()
+                effects = handle(event.customer_key, Missing(), event, now, ctx)
+                record = effects.record
+                wake = record.state.next_wake() if isinstance(record, Profile) else None
+                state = encode(record) if record is not None else None
+                if state is None or wake is None or effects.sends:
+                    raise BenchError("a preloaded customer did not end up waiting in the hold lane")
+                partition = (murmur2(key) & 0x7FFFFFFF) % settings.partitions
+                client.send(customers, key=key, value=state, partition=partition)
+                client.send(due, key=due_key(wake, key), value=b"1", partition=partition)
+                written += len(key) + len(state) + 32
+                if i % 5000 == 0:
+                    update("waits preloaded", i)
+            client.flush(timeout=120)
+    finally:
+        client.close(timeout=30)
+    return Preloaded(count, time.monotonic() - started, changelog_bytes=written)
+
+
+def start_recovering(config: Config, worker: Worker, preloaded: Preloaded | None) -> None:
+    """Start the worker; with a preload, time its recovery and wait for its exact gauges."""
+    timeout = READY_TIMEOUT_S + (preloaded.count / 1000 if preloaded else 0)
+    started = time.monotonic()
+    worker.start(timeout)
+    if preloaded is None:
+        return
+    preloaded.recovery_s = time.monotonic() - started
+    preloaded.recovery_cpu_s = worker.cpu_seconds()
+    stall = Stall(config.stall_s)
+    while (pending := sample(worker.scrape(), "orchestrator_timers_pending")) != preloaded.count:
+        stall.check(int(pending), "orchestrator_timers_pending after recovery")
+        time.sleep(1.0)
+    time.sleep(5.0)  # memory settles once the counts are done
+    preloaded.rss_recovered = worker.memory()[0]
 
 
 # -- phase 2: lateness under load --------------------------------------------------------------
@@ -723,8 +847,20 @@ def extrapolate(load: Load) -> str | None:
     )
 
 
-def report_load(load: Load, gauge: float, on_disk: int) -> None:
+def report_load(load: Load, preloaded: Preloaded | None, gauge: float, on_disk: int) -> None:
     per_core = load.rate / max(load.cpu[0], 1e-9)
+    pending = load.count + (preloaded.count if preloaded else 0)
+    if preloaded is not None:
+        print(
+            f"loaded     PRELOADED, not through the pipeline: {preloaded.count:,} waits written offline into the "
+            f"customers and due changelogs ({mb(preloaded.changelog_bytes)}) with the worker's own code (ingest, "
+            f"identity graph, decide) in {preloaded.build_s:.0f} s, then recovered by the worker at start as after "
+            f"a restart: ready in {preloaded.recovery_s:.0f} s using {preloaded.recovery_cpu_s:.0f} CPU-seconds, "
+            f"RSS {mb(preloaded.rss_recovered)} right after; the read model (Redis) was not filled for them"
+        )
+        print(f"           then {load.count:,} more through the pipeline, to measure it with the waits in place:")
+    else:
+        print(f"loaded     every wait through the pipeline (events.{INBOUND} -> ingest -> decide):")
     print(
         f"ingest     {load.count:,} waits in {load.seconds:.1f} s = {load.rate:,.0f} events/s through one worker "
         f"(sent at {load.send_rate:,.0f}/s; {cores(load.cpu)}: {per_core:,.0f} events per worker CPU-second)"
@@ -734,24 +870,25 @@ def report_load(load: Load, gauge: float, on_disk: int) -> None:
             f"           load budget spent: {FULL_SCALE:,} would take about {FULL_SCALE / load.rate / 60:.0f} min "
             f"at this rate, {FULL_SCALE / per_core / 60:.0f} min with a whole core"
         )
+    idle = "" if preloaded else f"idle {mb(load.rss_idle)}; "
     print(
-        f"memory     RSS {mb(load.rss_loaded)} with {load.count:,} waits pending, at rest (idle {mb(load.rss_idle)}; "
+        f"memory     RSS {mb(load.rss_loaded)} with {pending:,} waits pending, at rest ({idle}"
         f"target < 2,048 MB: {load.rss_loaded / TARGET_RSS_BYTES:.2f}x); RocksDB on disk {mb(on_disk)}; "
-        f"orchestrator_timers_pending says {gauge:,.0f}"
+        f"orchestrator_timers_pending (exact) says {gauge:,.0f}"
     )
-    line = extrapolate(load)
+    line = None if preloaded else extrapolate(load)
     if line:
         print(line)
 
 
-def report_window(load: Load, window: Window, peak_rss: int) -> None:
+def report_window(pending: int, window: Window, peak_rss: int) -> None:
     fired, unique = window.fired, {f.customer for f in window.fired}
     late = [f.produced - f.due for f in fired]
     seen = [f.seen - f.due for f in fired]
     wakes = window.wakes[-1][1] if window.wakes else 0.0
     p99 = quantile(0.99, late)
     print(
-        f"memory     RSS {mb(window.rss_all_pending)} with {load.count + window.due:,} pending under load; "
+        f"memory     RSS {mb(window.rss_all_pending)} with {pending + window.due:,} pending under load; "
         f"peak over the run {mb(peak_rss)} ({peak_rss / TARGET_RSS_BYTES:.2f}x the target)"
     )
     print(
@@ -759,7 +896,10 @@ def report_window(load: Load, window: Window, peak_rss: int) -> None:
         f"(sent {window.background_sent_rate:,.0f}/s, processed {window.background_processed_rate:,.0f}/s; "
         f"{cores(window.cpu)})"
     )
-    print(f"           fired {len(unique):,} of {window.due:,}; the worker processed {wakes:,.0f} wakes for them")
+    print(
+        f"           fired {len(unique):,} of {window.due:,} ({len(fired):,} commands); the worker's lateness "
+        f"histogram observed {wakes:,.0f} firings"
+    )
     for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         print(
             f"  {label}  end to end: command sent {secs(quantile(q, late))}, read {secs(quantile(q, seen))}   "
@@ -838,6 +978,17 @@ def parse_args(argv: list[str]) -> Config:
     parser = argparse.ArgumentParser(description="Durable timers on a live worker (issue 3, section 2).")
     parser.add_argument("--quick", action="store_true", help="50,000 waits, 4 min budget, 20 s window")
     parser.add_argument("--customers", type=int, help="pending waits to load (default 1,000,000)")
+    parser.add_argument(
+        "--load",
+        choices=("preload", "pipeline"),
+        default="preload",
+        help="preload (default): write all but --probe waits into the changelogs offline, with the worker's own "
+        "code, and let the worker recover them at start, as after a restart; pipeline: every wait as an event "
+        "through ingest and decide (about 500-600 events per worker CPU-second)",
+    )
+    parser.add_argument(
+        "--probe", type=int, help="with --load preload: waits still loaded through the pipeline (default 20,000)"
+    )
     parser.add_argument("--budget", type=float, help="minutes for loading; stop there (default 15)")
     parser.add_argument("--window", type=float, help="seconds over which the due waits fall due (default 60)")
     parser.add_argument(
@@ -852,8 +1003,11 @@ def parse_args(argv: list[str]) -> Config:
     parser.add_argument("--worker-env", action="append", default=[], metavar="KEY=VALUE", help="extra worker env")
     parser.add_argument("--dump", type=Path, help="write each fired wait (due, sent, read) to this CSV file")
     args = parser.parse_args(argv)
+    customers = args.customers or (50_000 if args.quick else FULL_SCALE)
     return Config(
-        customers=args.customers or (50_000 if args.quick else FULL_SCALE),
+        customers=customers,
+        load=args.load,
+        probe=min(customers, args.probe if args.probe is not None else (5_000 if args.quick else 20_000)),
         budget_s=60 * (args.budget or (4.0 if args.quick else 15.0)),
         window_s=args.window or (20.0 if args.quick else 60.0),
         due_rate=args.due_rate,
@@ -869,19 +1023,23 @@ def parse_args(argv: list[str]) -> Config:
 def run(config: Config, worker: Worker, names: TopicNames, run_id: str) -> None:
     # The action topic exists before the first command, so the collector reads it from offset 0.
     ensure_topics(config.bootstrap, [names.actions(ACTION_CHANNEL)], 4)
-    worker.start()
+    preloaded = None
+    if config.load == "preload":
+        preloaded = preload(config, worker, names, run_id, max(0, config.customers - config.probe))
+    start_recovering(config, worker, preloaded)
+    first = preloaded.count if preloaded else 0
     print(
-        f"worker ready (pid {worker.pids()[0]}, topics {names.prefix}*); "
-        f"loading up to {config.customers:,} waits that stay pending ..."
+        f"worker ready (pid {worker.pids()[0]}, topics {names.prefix}*) with {first:,} waits pending; "
+        f"loading {config.customers - first:,} more through the pipeline ..."
     )
-    load = load_pending(config, worker, names, run_id)
+    load = load_pending(config, worker, names, run_id, first, config.customers - first)
     time.sleep(5.0)  # let the timer tick refresh the gauge and memory settle
     gauge = sample(worker.scrape(), "orchestrator_timers_pending")
     load.rss_loaded = worker.memory()[0]
     print(f"\ntimers on a live worker, {names.prefix}")
-    report_load(load, gauge, worker.state_bytes())
+    report_load(load, preloaded, gauge, worker.state_bytes())
     window = measure_window(config, worker, names, run_id, load.rate)
-    report_window(load, window, worker.memory()[1])
+    report_window(first + load.count, window, worker.memory()[1])
     if config.dump is not None:
         lines = [f"{f.customer},{f.due:.3f},{f.produced:.3f},{f.seen:.3f}" for f in window.fired]
         config.dump.write_text("customer,due,sent,read\n" + "\n".join(lines) + "\n")

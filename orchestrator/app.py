@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
+from faust.stores.rocksdb import RocksDBOptions
 
 from orchestrator.settings import Settings
 
@@ -42,4 +45,61 @@ def create_app(settings: Settings) -> faust.App:
     from agents import attach
 
     attach(app, settings)
+    bound_rocksdb_memory(app, settings.rocksdb_memory_mb * 1024**2)
     return app
+
+
+def bound_rocksdb_memory(app: faust.App, limit: int) -> None:
+    """Every table partition's RocksDB shares one block cache of ``limit`` bytes, and their
+    memtables (at most half of it) and index and filter blocks are charged to it: one bound
+    for the worker, whatever the number of tables and partitions.
+
+    Faust's defaults give each partition database its own 2 GiB block cache and up to
+    3 x 64 MiB of memtables, so memory grew with partitions and was bounded by nothing
+    but the data."""
+    options = SharedRocksDBOptions(limit)
+    for table in app.tables.values():
+        store: Any = table.data
+        if hasattr(store, "rocksdb_options"):  # the RocksDB store (tests may use memory://)
+            store.rocksdb_options = options
+
+
+class SharedRocksDBOptions(RocksDBOptions):
+    """Faust's RocksDB options with one cache and one write buffer manager for all databases."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            write_buffer_size=min(16 * 1024**2, limit // 8),
+            max_write_buffer_number=3,
+            block_cache_size=limit,
+            use_rocksdict=True,
+        )
+        import rocksdict
+
+        self.cache = rocksdict.Cache(limit)
+        self.write_buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            limit // 2, False, self.cache
+        )
+
+    def as_options(self) -> Any:
+        import rocksdict
+
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        if self.max_open_files is not None:
+            options.set_max_open_files(self.max_open_files)
+        options.set_write_buffer_size(self.write_buffer_size)
+        options.set_max_write_buffer_number(self.max_write_buffer_number)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(self.write_buffers)
+        # Files dense with deletions (fired waits in the due index) are compacted soon, so
+        # their tombstones do not linger in the way of reads.
+        options.add_compact_on_deletion_collector_factory(10_000, 5_000, 0.5)
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(self.bloom_filter_size, True)
+        table.set_block_cache(self.cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        options.set_block_based_table_factory(table)
+        return options

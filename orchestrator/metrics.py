@@ -58,14 +58,15 @@ EVENT_TO_COMMAND = Histogram(
 )
 CUSTOMERS = Gauge(
     "orchestrator_customers",
-    "Customers in this worker's state table partitions (RocksDB estimate).",
+    "Customer profiles in this worker's state table partitions (exact; counted again after a rebalance).",
 )
 JOURNEY_ENTRIES = Counter(
     "orchestrator_journey_entries_total", "Customers who entered a journey.", ["journey", "version"]
 )
 JOURNEY_EXITS = Counter(
     "orchestrator_journey_exits_total",
-    "Customers who left a journey, by reason (goal, completed, exit_on:<type>, loop, version_removed, ...).",
+    "Customers who left a journey version, by reason (goal, completed, exit_on, loop, version_removed, migration, "
+    "migrated_to_v<N>: moved on to version N, still in the journey, ...).",
     ["journey", "version", "reason"],
 )
 JOURNEY_CONVERSIONS = Counter(
@@ -79,10 +80,14 @@ JOURNEY_CONDITION_ERRORS = Counter(
 JOURNEY_BLOCKED = Counter(
     "orchestrator_journey_blocked_total", "Entries refused because of the active-journey limit.", ["journey"]
 )
-TIMERS_PENDING = Gauge("orchestrator_timers_pending", "Customers with a pending wait in this worker's partitions.")
+TIMERS_PENDING = Gauge(
+    "orchestrator_timers_pending",
+    "Customers with a pending wait in this worker's partitions (exact; counted again after a rebalance).",
+)
 TIMER_LATENESS = Histogram(
     "orchestrator_timer_lateness_seconds",
-    "How late a wait fired, from its due time to the moment it was processed.",
+    "How late waits fired, wall clock from the due time to the firing; one observation per firing "
+    "(not per wake), none in event-time mode.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0),
 )
 JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
@@ -112,6 +117,8 @@ def count_outcomes(outcomes: list[Any]) -> None:
         elif o.kind == "exit":
             reason = o.reason.split(":")[0] if o.reason.startswith("exit_on:") else o.reason
             JOURNEY_EXITS.labels(o.journey, version, reason[:40]).inc()
+        elif o.kind == "migrate":  # left the old version for this one; not a new entry
+            JOURNEY_EXITS.labels(o.journey, str(o.from_version), f"migrated_to_v{o.version}"[:40]).inc()
         elif o.kind == "convert":
             JOURNEY_CONVERSIONS.labels(o.journey, version).inc()
         elif o.kind == "condition_error":

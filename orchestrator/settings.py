@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall: live; event: time from events.")
     allowed_lateness_s: float = Field(default=5.0, ge=0, description="Event-time mode: how far behind timers run.")
     timer_interval_s: float = Field(default=0.25, gt=0)
+    rocksdb_memory_mb: int = Field(
+        default=256,
+        ge=16,
+        description="RocksDB memory of one worker, shared by every table partition: block cache, with the "
+        "memtables (up to half of it) and index and filter blocks charged to it.",
+    )
 
     readmodel_flush_interval_s: float = 0.05
     readmodel_batch_max: int = 500

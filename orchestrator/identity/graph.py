@@ -91,6 +91,12 @@ def control(kind: str, to: str, now: float, origin: str, **properties: Any) -> E
 
 def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Context) -> Effects:
     state = profile.state if profile is not None else None
+    if event.type == WAKE and not _wait_due(state, now, ctx):
+        # Nothing is due: a wake sent twice, or for a wait that fired (on an event) or was
+        # cancelled since. It changes nothing, so nothing is written: no state, no changelog,
+        # no read model. Wakes need no dedupe entry either (decide() never puts their ids in
+        # ``seen_ids``): a wake fires only what is due by ``now``, so a repeat finds nothing.
+        return Effects(counted="stale_wake")
     claims = _claims(key, state, event)  # before decide(), which may update ``state`` in place
     decision = decide(state, event, now, ctx.policy, ctx.engine, in_place=ctx.in_place)
     if decision.duplicate:
@@ -101,6 +107,12 @@ def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Co
     sends = _claim_identifiers(key, claims, new, now, merge=event.type == IDENTIFY)
     record = profile if profile is not None and profile.state is new else Profile(new)  # updated in place
     return Effects(record=record, decision=decision, sends=sends, counted="decided")
+
+
+def _wait_due(state: CustomerState | None, now: float, ctx: Context) -> bool:
+    """Whether a wake at ``now`` would fire anything: some wait is due and journeys run."""
+    wake = state.next_wake() if state is not None else None
+    return ctx.engine is not None and wake is not None and wake <= now
 
 
 def _claims(key: str, old: CustomerState | None, event: Event) -> list[str]:

@@ -1,0 +1,337 @@
+"""The timer path without a broker: wakes that change nothing, the due-index cursor, exact counts.
+
+A sorted in-memory stand-in plays RocksDB: deleted keys stay behind as tombstones that an
+iterator steps over, as RocksDB's do until compaction, and it counts those steps, so the
+tests can check what a tick touches instead of timing it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from stories import JOURNEYS_ONLY, T0
+
+from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, due_key
+from agents.web import OFFSET_KEY, KeyCounts
+from orchestrator.core.decide import WAKE
+from orchestrator.core.event import Event
+from orchestrator.identity import records
+from orchestrator.identity.graph import Context, handle
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import compile_text
+
+# -- a RocksDB stand-in --------------------------------------------------------------------------
+
+
+class FakeDB:
+    def __init__(self) -> None:
+        self.keys_: list[bytes] = []  # sorted, tombstones included
+        self.live: dict[bytes, bytes] = {}
+        self.steps = 0  # entries an iterator has stepped onto, tombstones included
+
+    def put(self, key: bytes, value: bytes = b"1") -> None:
+        i = bisect.bisect_left(self.keys_, key)
+        if i == len(self.keys_) or self.keys_[i] != key:  # else a tombstone comes back to life
+            self.keys_.insert(i, key)
+        self.live[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.live.pop(key, None)  # the key stays in keys_: a tombstone
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.live.get(key)
+
+    def iter(self) -> FakeIterator:
+        return FakeIterator(self)
+
+    def keys(self, from_key: bytes = b"") -> Iterator[bytes]:
+        return (key for key, _ in self.items(from_key))
+
+    def items(self, from_key: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        it = self.iter()
+        it.seek(from_key)
+        while it.valid():
+            yield it.key(), self.live[it.key()]
+            it.next()
+
+
+class FakeIterator:
+    def __init__(self, db: FakeDB) -> None:
+        self.db, self.i = db, len(db.keys_)
+
+    def seek(self, key: bytes) -> None:
+        self.i = bisect.bisect_left(self.db.keys_, key)
+        self._skip()
+
+    def _skip(self) -> None:
+        while self.i < len(self.db.keys_) and self.db.keys_[self.i] not in self.db.live:
+            self.db.steps += 1
+            self.i += 1
+
+    def valid(self) -> bool:
+        return self.i < len(self.db.keys_)
+
+    def key(self) -> bytes:
+        return self.db.keys_[self.i]
+
+    def next(self) -> None:
+        self.db.steps += 1
+        self.i += 1
+        self._skip()
+
+
+@dataclass(frozen=True)
+class Meta:
+    topic_partition: str
+    offset: int
+
+
+class Sent:
+    """A send's future that has resolved to a record's metadata (or failed)."""
+
+    def __init__(self, offset: int, error: Exception | None = None) -> None:
+        self.meta, self.error = Meta("events-0", offset), error
+
+    def done(self) -> bool:
+        return True
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> Exception | None:
+        return self.error
+
+    def result(self) -> Meta:
+        return self.meta
+
+
+def limit(at: float) -> bytes:
+    return f"{T0 + at:017.3f}|".encode() + b"\xff"
+
+
+def key(at: float, customer: str) -> bytes:
+    return due_key(T0 + at, customer.encode())
+
+
+def tick(cursor: DueCursor, db: FakeDB, at: float, committed: int | None, room: int = 10_000) -> list[bytes]:
+    """What one tick at ``T0 + at`` sends, with the consumer committed up to ``committed``;
+    each wake sent gets the next offset."""
+    processed = (lambda meta: None) if committed is None else (lambda meta: committed > meta.offset)
+    keys = cursor.settle(db, processed, at)
+    keys += cursor.due(db, limit(at), room - len(cursor.inflight) - len(keys))
+    for k in keys:
+        cursor.inflight[k] = InFlight(at, Sent(tick.offset))
+        tick.offset += 1
+    return keys
+
+
+tick.offset = 0  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def offsets() -> None:
+    tick.offset = 0  # type: ignore[attr-defined]
+
+
+# -- the cursor: each due key once, never again while its wake is on its way ----------------------
+
+
+def test_a_due_key_gets_one_wake_however_long_its_wake_takes_to_be_processed() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(1, "ann"))
+    db.put(key(5, "bob"))
+
+    assert tick(cursor, db, 2, committed=0) == [key(1, "ann")]
+    for at in range(3, 3600, 7):  # an hour behind: ann's wake is still in the backlog
+        assert tick(cursor, db, at, committed=0) == ([key(5, "bob")] if at == 10 else [])
+
+
+def test_a_processed_wake_that_took_its_key_is_forgotten_and_nothing_is_sent_again() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(1, "ann"))
+    tick(cursor, db, 2, committed=0)
+    db.delete(key(1, "ann"))  # the decide agent fired the wait
+
+    assert tick(cursor, db, 3, committed=1) == []
+    assert cursor.inflight == {} and cursor.retry == {}
+
+
+def test_a_wake_processed_without_taking_its_key_goes_again_after_a_while() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(1, "ann"))
+    tick(cursor, db, 2, committed=0)
+
+    assert tick(cursor, db, 3, committed=1) == []  # processed, key still there: dropped (e.g. it failed)
+    assert tick(cursor, db, 3 + RETRY_AFTER_S / 2, committed=1) == []
+    assert tick(cursor, db, 3 + RETRY_AFTER_S, committed=1) == [key(1, "ann")]
+
+
+def test_a_wake_the_producer_failed_to_send_goes_again_soon() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(1, "ann"))
+    [k] = cursor.due(db, limit(2), 10)
+    cursor.inflight[k] = InFlight(2, Sent(0, error=RuntimeError("broker gone")))
+
+    assert tick(cursor, db, 2.5, committed=0) == []
+    assert tick(cursor, db, 4, committed=0) == [k]
+
+
+def test_without_the_consumer_progress_a_wake_counts_as_processed_only_when_old() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(1, "ann"))
+    tick(cursor, db, 2, committed=None)
+
+    assert tick(cursor, db, 300, committed=None) == []
+    assert key(1, "ann") in cursor.inflight
+    tick(cursor, db, 700, committed=None)  # old enough: processed, key still there: retried later
+    assert key(1, "ann") in cursor.retry
+
+
+def test_a_key_written_below_where_the_last_tick_stopped_is_still_found() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    db.put(key(10, "late"))
+    tick(cursor, db, 20, committed=0)
+    db.put(key(5, "already-due"))  # e.g. a late event in event-time mode, or a wait of 0 s
+    cursor.lower(key(5, "already-due"))
+
+    assert tick(cursor, db, 21, committed=0) == [key(5, "already-due")]
+
+
+def test_a_tick_does_not_step_over_the_keys_that_fired_before() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    for i in range(1000):
+        db.put(key(i / 10, f"c{i:04d}"))
+    db.put(key(1000, "later"))
+    tick(cursor, db, 100, committed=0)
+    for i in range(1000):
+        db.delete(key(i / 10, f"c{i:04d}"))  # all fired: 1,000 tombstones at the front
+
+    db.steps = 0
+    assert tick(cursor, db, 100.25, committed=1000) == []
+    assert db.steps <= 2  # seeks past them (a scan from the start would take 1,000 steps)
+
+
+def test_the_wakes_in_flight_are_bounded_and_the_rest_wait_their_turn() -> None:
+    db, cursor = FakeDB(), DueCursor()
+    for i in range(25):
+        db.put(key(i / 100, f"c{i:02d}"))
+
+    first = tick(cursor, db, 1, committed=0, room=10)
+    assert len(first) == 10 and len(cursor.inflight) == 10
+    assert tick(cursor, db, 2, committed=0, room=10) == []  # nothing processed, no room
+    for k in first:
+        db.delete(k)
+    second = tick(cursor, db, 3, committed=10, room=10)
+    assert len(second) == 10 and not set(first) & set(second)
+
+
+# -- exact counts ---------------------------------------------------------------------------------
+
+
+def test_a_count_in_chunks_is_exact_while_writes_land_before_and_after_where_it_is() -> None:
+    db = FakeDB()
+    for i in range(100):
+        db.put(f"k{i:03d}".encode(), b"p")
+    db.put(OFFSET_KEY, b"42")
+    counts = KeyCounts(app=None)
+
+    assert counts.advance([(0, db)], chunk=30) is None
+    passed = counts.parts[0].passed
+    assert passed is not None
+    behind, ahead = f"k{0:03d}".encode(), f"k{99:03d}".encode()
+    db.delete(behind)
+    counts.changed(0, behind, -1)  # already counted: the difference applies
+    db.put(b"k0005x", b"p")
+    counts.changed(0, b"k0005x", +1)
+    db.delete(ahead)
+    counts.changed(0, ahead, -1)  # not reached yet: the count will see it gone
+    while (total := counts.advance([(0, db)], chunk=30)) is None:
+        pass
+
+    assert total == len([k for k in db.live if k != OFFSET_KEY]) == 99
+    db.put(b"zzz", b"p")
+    counts.changed(0, b"zzz", +1)
+    assert counts.advance([(0, db)]) == 100
+
+
+def test_only_the_values_that_count_are_counted() -> None:
+    db = FakeDB()
+    db.put(b"c-1", b"\x85profile")
+    db.put(b"cookie:1", records.FORWARD + b"c-1")
+    counts = KeyCounts(app=None, counts=lambda value: not value.startswith(records.MARK))
+    assert counts.advance([(0, db)]) == 1
+
+
+# -- a wake that finds nothing due writes nothing -------------------------------------------------
+
+WAIT = compile_text(
+    "id: j\nversion: 1\ntrigger: {event: signup}\nsteps:\n  - wait: 1h\n  - action: {channel: email, action: hello}\n",
+    "j.yaml",
+)
+CTX = Context(JOURNEYS_ONLY, Engine(Catalogue.of([WAIT])))
+
+
+def wake(at: float) -> Event:
+    return Event(f"wake:{at}", WAKE, T0 + at, "c-1", "", T0 + at)
+
+
+def signed_up() -> records.Profile:
+    event = Event("e-1", "signup", T0, "c-1", "web", T0, customer_id="c-1")
+    effects = handle("c-1", records.Missing(), event, T0, CTX)
+    assert isinstance(effects.record, records.Profile)
+    return effects.record
+
+
+def test_a_wake_before_the_wait_is_due_changes_nothing_and_writes_nothing() -> None:
+    profile = signed_up()
+    before = profile.state.to_bytes()
+
+    effects = handle("c-1", profile, wake(60), T0 + 60, CTX)
+
+    assert effects.record is None and effects.decision is None and effects.sends == []
+    assert effects.counted == "stale_wake"
+    assert profile.state.to_bytes() == before
+
+
+def test_a_wake_fires_the_wait_once_and_the_same_wake_again_writes_nothing() -> None:
+    profile = signed_up()
+    first = handle("c-1", profile, wake(3600), T0 + 3600, CTX)
+    assert isinstance(first.record, records.Profile)
+    assert first.decision is not None and [c.action for c in first.decision.commands] == ["hello"]
+
+    again = handle("c-1", first.record, wake(3600), T0 + 3601, CTX)
+
+    assert again.record is None and again.decision is None and again.counted == "stale_wake"
+    assert "wake:3600" not in first.record.state.seen_ids  # wakes take no room in the dedupe window
+
+
+# -- the worker's log level -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_logger() -> Iterator[logging.Logger]:
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield root
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+@pytest.mark.parametrize("level", ["warning", "error"])
+def test_at_warning_and_above_the_root_logger_keeps_the_level_asked_for(level: str, root_logger: Any) -> None:
+    import faust
+
+    from orchestrator.cli.worker import make_worker
+
+    app = faust.App(f"log-level-{level}", broker="kafka://127.0.0.1:1", store="memory://")
+    make_worker(app, level)._setup_logging()
+
+    assert root_logger.level == logging.getLevelName(level.upper())
