@@ -1,4 +1,20 @@
-"""Replay is the stream without Kafka: in event time, the same history gives the same commands."""
+"""Replay is the stream without Kafka: in event time, the same history gives the same commands.
+
+Exactly the same: every command, with its id, time and payload, and nothing else. Two
+things had to hold for that, and this test keeps both:
+
+* The worker fires a customer's overdue waits before their next event, one due time at a
+  time and each at its own time, as replay does (``agents.decide.apply_in_event_time``;
+  unit tests in ``tests/unit/test_unit_event_time_parity.py``). Before, whether the
+  timer's wake or the next event came first decided whether an opt-out in that event
+  held the wait back, whether the wait had expired by then, and which of several waits
+  a frequency cap let through.
+* The history topic exists before the worker starts, so the worker reads it from its
+  first assignment. Published to a topic the worker only discovers later, the records
+  wait for the resubscription's rebalance, and faust-streaming sometimes drops a few of
+  them there (records fetched for a partition the group never committed, discarded
+  during the rebalance and not read again): the stream then never sees those events.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +29,21 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from orchestrator.kafka.clients import ensure_topics
-from tests.integration.conftest import running_worker
+from orchestrator.topics import TopicNames
+from tests.integration.conftest import BOOTSTRAP, running_worker
 from tests.integration.harness import WorkerProcess, cli_env
 
 PARTITIONS = 4
+HISTORY = "history"  # the channel, so the topic is events.history
 JOURNEYS = Path(__file__).parents[2] / "journeys"
 
 
 @pytest.fixture(scope="module")
 def event_time_worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    # History must enter in time order: one source partition, so no partition's clock runs
+    # ahead of events still on their way from another. And it must exist before the worker
+    # starts: subscribed from the first assignment, never by a rebalance with records waiting.
+    ensure_topics(BOOTSTRAP, [TopicNames(prefix).events(HISTORY)], 1)
     settings = {
         "ORCH_RULES": "",
         "ORCH_CLOCK": "event",
@@ -44,11 +66,8 @@ def test_replay_and_the_streaming_pipeline_agree_on_the_commands(
 
     replayed = _replay(history)
     worker = event_time_worker
-    # History must enter in time order: one source partition, so no partition's clock
-    # runs ahead of events still on their way from another.
-    ensure_topics(worker.bootstrap, [worker.names.events("history")], 1)
     sent = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "send", str(history), "--topic", "history"],
+        [sys.executable, "-m", "orchestrator", "send", str(history), "--topic", HISTORY],
         env=cli_env(worker.prefix, worker.bootstrap, worker.redis_url),
         capture_output=True,
         text=True,
@@ -62,13 +81,9 @@ def test_replay_and_the_streaming_pipeline_agree_on_the_commands(
     assert len(replayed) > 50, "the history must exercise the journeys"
     replay_set, stream_set = set(_comparable(replayed)), set(_comparable(streamed))
     missing, extra = sorted(replay_set - stream_set), sorted(stream_set - replay_set)
-    # KNOWN GAP (issue 3): exact parity is the goal and most runs reach it. Now and then one
-    # or two commands still differ (a customer's journey entered a little later in the stream).
-    # decide() itself is not the cause: an offline emulation of the stream's catch-up and
-    # timer paths matches replay exactly over many histories. Until it is found, this guards
-    # against regressions and prints the difference.
-    assert len(replay_set & stream_set) >= 0.9 * len(replay_set), f"replay only: {missing}\nstream only: {extra}"
+    assert stream_set == replay_set, f"replay only: {missing}\nstream only: {extra}"
     assert len(stream_set) == len(streamed), "the stream sent a command twice"
+    assert len(replay_set) == len(replayed), "replay sent a command twice"
 
 
 def _history(path: Path) -> list[dict]:
