@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 
 from tests.integration.harness import WorkerProcess, event
 
@@ -45,3 +46,23 @@ def test_a_new_channel_topic_is_picked_up_without_a_restart(worker: WorkerProces
 
     assert command["payload"]["product"] == "sku-kiosk"
     assert "on kiosk" in command["reason"]
+
+
+def test_events_sent_while_a_new_channel_is_being_subscribed_are_all_consumed(worker: WorkerProcess) -> None:
+    """Faust drops records fetched during the rebalance that subscribes a new topic unless
+    agents/fetch_guard.py seeks back: events trickle in before, during and after it."""
+    sent = 0
+    deadline = time.monotonic() + 12  # discovery (a few seconds) plus the rebalance fall inside
+    while time.monotonic() < deadline:
+        worker.publish("booth", *(event(f"b-{sent + i}", "page_view", f"booth-{sent + i}") for i in range(10)))
+        sent += 10
+        time.sleep(0.2)
+
+    until = time.monotonic() + 60
+    consumed = 0.0
+    while time.monotonic() < until:
+        consumed = worker.metric("orchestrator_events_consumed_total", channel="booth", type="page_view")
+        if consumed >= sent:
+            break
+        time.sleep(0.5)
+    assert consumed == sent, f"{sent - consumed:.0f} of {sent} events never reached the worker"
