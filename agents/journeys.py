@@ -42,7 +42,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.web import CountedTable, active_dbs, current_partition
+from agents.web import CountedTable, active_dbs, current_partition, rebalances
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -238,15 +238,12 @@ class TimerIndex(CountedTable):
         self.app = app
         self.wall_clock = wall_clock
         self.cursors: dict[int, DueCursor] = {}
-        self.generation = self._generation()
-
-    def _generation(self) -> int:
-        return int(getattr(self.app, "rebalancing_count", 0))
+        self.generation = rebalances(app)
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
         super().__setitem__(key, value)
         partition = current_partition()
-        if partition is not None and self._generation() == self.generation:  # else all start again anyway
+        if partition is not None and rebalances(self.app) == self.generation:  # else all start again anyway
             cursor = self.cursors.get(partition)
             if cursor is not None:
                 cursor.lower(key)
@@ -254,7 +251,7 @@ class TimerIndex(CountedTable):
     def cursor(self, partition: int) -> DueCursor:
         """This partition's cursor; all start again after a rebalance, when recovery may have
         written keys anywhere and the wakes in flight may belong to another worker."""
-        generation = self._generation()
+        generation = rebalances(self.app)
         if generation != self.generation:
             self.cursors.clear()
             self.generation = generation

@@ -62,6 +62,12 @@ def active_dbs(app: faust.App, table: Any) -> list[tuple[int, Any]]:
     return [(p, db) for p, db in list(getattr(store, "_dbs", {}).items()) if TP(topic, p) in actives]
 
 
+def rebalances(app: Any) -> int:
+    """How many rebalances this worker has been through: what it knew of its partitions
+    before the last one (counts, cursors, wakes in flight) must be built again."""
+    return int(getattr(app, "rebalancing_count", 0))
+
+
 def current_partition() -> int | None:
     """The partition of the event being processed: the one Faust writes a table change to."""
     from faust.streams import current_event
@@ -88,14 +94,11 @@ class KeyCounts:
         self.app = app
         self.counts = counts  # None: every key counts, and values are not even read
         self.parts: dict[int, PartitionCount] = {}
-        self.generation = self._generation()
-
-    def _generation(self) -> int:
-        return int(getattr(self.app, "rebalancing_count", 0))
+        self.generation = rebalances(app)
 
     def changed(self, partition: int | None, key: bytes, delta: int) -> None:
         """A write through the table: ``delta`` is the change in counted keys it made."""
-        if delta == 0 or partition is None or self._generation() != self.generation:
+        if delta == 0 or partition is None or rebalances(self.app) != self.generation:
             return  # a partition not counted yet (or any, after a rebalance) is counted from RocksDB
         part = self.parts.get(partition)
         if part is not None:
@@ -106,7 +109,7 @@ class KeyCounts:
 
     def advance(self, dbs: list[tuple[int, Any]], chunk: int = COUNT_CHUNK) -> int | None:
         """Count a little more; the total over ``dbs`` once every one is counted, else None."""
-        generation = self._generation()
+        generation = rebalances(self.app)
         if generation != self.generation:  # a rebalance: recovery wrote behind our back
             self.parts.clear()
             self.generation = generation
@@ -137,7 +140,7 @@ class KeyCounts:
         return iter(db.items(from_key=start))
 
     def total(self) -> int | None:
-        if self._generation() != self.generation or not all(p.done for p in self.parts.values()):
+        if rebalances(self.app) != self.generation or not all(p.done for p in self.parts.values()):
             return None
         return sum(p.count for p in self.parts.values())
 
