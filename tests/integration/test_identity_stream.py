@@ -129,10 +129,7 @@ def test_identifiers_are_hashed_in_state_redis_and_internal_topics(
 def test_an_opt_out_given_anonymously_survives_the_login(
     worker: WorkerProcess, store: redis.Redis, prefix: str
 ) -> None:
-    worker.publish("web", ev("oo-1", "consent", cookie="ck-oo", props={"channel": "email", "granted": False}))
-    worker.publish("app", ev("oo-2", "identify", "optout", cookie="ck-oo"))
-    profile_when(store, prefix, "optout", lambda p: p["consent"].get("email") is False)
-    worker.publish("store", ev("oo-3", "purchase", "optout", props={"product": "sku-1", "value": 20}))
+    opt_out_log_in_and_buy(worker, store, prefix, "optout", "oo", product="sku-1", value=20)
 
     profile_when(store, prefix, "optout", lambda p: p["purchases"] == 1)
 
@@ -223,11 +220,7 @@ def test_erase_without_a_worker_fails_with_one_line(tmp_path: Path) -> None:
 def test_explain_tells_why_a_merged_customer_got_nothing_by_email(
     worker: WorkerProcess, store: redis.Redis, prefix: str
 ) -> None:
-    worker.publish("web", ev("ex-1", "consent", cookie="ck-ex", props={"channel": "email", "granted": False}))
-    worker.publish("app", ev("ex-2", "identify", "explained", cookie="ck-ex"))
-    # Different topics race each other: let the merge settle before the purchase.
-    profile_when(store, prefix, "explained", lambda p: p["consent"].get("email") is False)
-    worker.publish("store", ev("ex-3", "purchase", "explained", props={"product": "sku-9", "value": 30}))
+    opt_out_log_in_and_buy(worker, store, prefix, "explained", "ex", product="sku-9", value=30)
     env = cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY)
 
     deadline = time.monotonic() + DEADLINE_S
@@ -271,3 +264,15 @@ def test_log_topics_holding_customer_data_keep_it_only_for_the_retention(worker:
     found = answer["topic"]  # kafka-python 3: {"topic": {name: {config: {"value": ...}}}}
     retention = {t: found[t].get("retention.ms", {}).get("value") for t in topics}
     assert retention == {t: str(RETENTION_S * 1000) for t in topics}
+
+
+def opt_out_log_in_and_buy(
+    worker: WorkerProcess, store: redis.Redis, prefix: str, customer: str, tag: str, *, product: str, value: int
+) -> None:
+    """An anonymous visitor opts out of email, logs in as ``customer``, then buys."""
+    cookie = f"ck-{tag}"
+    worker.publish("web", ev(f"{tag}-1", "consent", cookie=cookie, props={"channel": "email", "granted": False}))
+    worker.publish("app", ev(f"{tag}-2", "identify", customer, cookie=cookie))
+    # Different topics race each other: let the merge settle before the purchase.
+    profile_when(store, prefix, customer, lambda p: p["consent"].get("email") is False)
+    worker.publish("store", ev(f"{tag}-3", "purchase", customer, props={"product": product, "value": value}))
