@@ -1,16 +1,17 @@
 """Workaround: faust-streaming throws away records it has fetched but will not deliver.
 
 Faust's ``Consumer.getmany`` drops a fetched batch's records for partitions that
-are not active (paused while a rebalance recovers tables) and the rest of a batch
-when the consumer generation changes mid-batch; and when flow is stopped it seeks
-back only the partitions that have a committed offset. aiokafka's position has
-already moved past those records, so they are never read again: a new
+are not active (paused while a rebalance recovers tables, or for back-pressure),
+and aiokafka's position has already moved past them, so they are never read again: a new
 ``events.<channel>`` topic that receives traffic before the workers subscribe to it
 loses its first records in the rebalance that subscribes them (the same family as
 faust-streaming issues #216 and #221; the integration test for new channel topics
 caught it). This module seeks each such partition back to the first record that
-was not delivered, so at-least-once holds; duplicates are absorbed downstream by
-event-id deduplication, as after any redelivery.
+was not delivered. It does so only when the batch ended without a rebalance: after
+one, Faust seeks partitions to their committed offsets, and seeking them anywhere
+else could skip records that were delivered but not processed. Records Faust drops
+when a rebalance stops the flow of a partition that has no committed offset yet are
+not covered.
 """
 
 from __future__ import annotations
@@ -37,16 +38,18 @@ def install() -> None:
         return records, active
 
     async def getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
+        generation = self.app.consumer_generation_id
         delivered: dict[Any, int] = {}
         async for tp, message in deliver(self, timeout):
             delivered[tp] = message.offset
             yield tp, message
-        batch, flowing = getattr(self, _BATCH, None) or {}, self.flow_active
+        batch = getattr(self, _BATCH, None) or {}
         setattr(self, _BATCH, {})
+        if not self.flow_active or self.app.consumer_generation_id != generation:
+            return  # a rebalance: the partitions are sought to their committed offsets, leave them there
         for tp, records in batch.items():
             first = first_undelivered(records, delivered.get(tp))
-            # With flow stopped Faust seeks partitions back to their committed offsets itself.
-            if first is not None and (flowing or self._committed_offset.get(tp) is None):
+            if first is not None:
                 await rewind(self, tp, first)
 
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
