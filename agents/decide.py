@@ -82,7 +82,9 @@ def attach_decide(
             steps: list[Step] = []
             try:
                 event = Event.from_wire(msgpack.unpackb(record.value, raw=False))
-                now = _now(event, record.message.partition, runtime, event_time)
+                if event_time and event.type != WAKE:
+                    runtime.observe(record.message.partition, event.ts)
+                now = _now(event, event_time)
                 if event_time:
                     apply_in_event_time(table, due, record.key, event, now, ctx, steps)
                 else:
@@ -148,14 +150,12 @@ def _worth_recording(event: Event, decision: Decision) -> bool:
     return event.type != WAKE or bool(decision.commands or decision.held or decision.outcomes)
 
 
-def _now(event: Event, partition: int, runtime: JourneyRuntime, event_time: bool) -> float:
+def _now(event: Event, event_time: bool) -> float:
     """Wall clock when live; in event-time mode the event's own time (a wake: the timer's clock)."""
     if not event_time:
         return time.time()
     if event.type == WAKE:
         return float(event.properties.get("clock", event.ts))
-    mark = runtime.watermarks.get(partition, 0.0)
-    runtime.watermarks[partition] = max(mark, event.ts)
     return event.ts
 
 

@@ -77,6 +77,12 @@ class JourneyRuntime:
     catalogue_ready: asyncio.Event = field(default_factory=asyncio.Event)
     watermarks: dict[int, float] = field(default_factory=dict)  # event-time mode, per partition
 
+    def observe(self, partition: int, ts: float) -> None:
+        """Event time: an event of ``partition`` stamped ``ts`` arrived; the partition's
+        watermark, which the timer's clock follows, never moves backwards."""
+        if ts > self.watermarks.get(partition, 0.0):
+            self.watermarks[partition] = ts
+
 
 def attach_journeys(app: faust.App, settings: Settings, names: TopicNames, customer_events: Any) -> Any:
     """Wire the catalogue feed and the timer; return (runtime, due table)."""

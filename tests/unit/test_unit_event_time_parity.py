@@ -66,7 +66,7 @@ class Stream:
         self.held: list[tuple[str, str]] = []
 
     def event(self, event: Event) -> None:
-        self.watermark = max(self.watermark, event.ts)  # _now(): the partition's clock
+        self.watermark = max(self.watermark, event.ts)  # JourneyRuntime.observe(): the partition's clock
         self._record(event, event.ts)
 
     def tick(self) -> None:

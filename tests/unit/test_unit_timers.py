@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from stories import JOURNEYS_ONLY, T0
 
-from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, due_key
+from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key
 from agents.web import OFFSET_KEY, KeyCounts
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -335,3 +335,13 @@ def test_at_warning_and_above_the_root_logger_keeps_the_level_asked_for(level: s
     make_worker(app, level)._setup_logging()
 
     assert root_logger.level == logging.getLevelName(level.upper())
+
+
+def test_an_event_time_watermark_follows_the_latest_event_of_its_partition_and_never_goes_back() -> None:
+    runtime = JourneyRuntime(Engine(Catalogue.of([])))
+
+    runtime.observe(0, T0 + 60)
+    runtime.observe(0, T0 + 10)  # late: the clock does not go back
+    runtime.observe(1, T0 + 5)
+
+    assert runtime.watermarks == {0: T0 + 60, 1: T0 + 5}
