@@ -61,7 +61,7 @@ from pathlib import Path
 import msgpack
 import redis
 from aiokafka.partitioner import murmur2
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -75,6 +75,7 @@ from orchestrator.ingest import ingest
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
+from orchestrator.kafka.cleanup import remove_prefix
 from orchestrator.kafka.clients import COMPACTED, check_kafka, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
@@ -942,33 +943,7 @@ def check_stack(config: Config) -> None:
 
 def cleanup(config: Config, prefix: str) -> str:
     """Delete every topic, the consumer group and every Redis key this run's prefix made."""
-    admin = KafkaAdminClient(bootstrap_servers=config.bootstrap.split(","), request_timeout_ms=60_000)
-    try:
-        topics = [t for t in admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            admin.delete_topics(topics, timeout_ms=60_000)
-        time.sleep(2.0)  # a client still closing can re-create a topic by asking for it: look again
-        if stragglers := [t for t in admin.list_topics() if t.startswith(prefix)]:
-            admin.delete_topics(stragglers, timeout_ms=60_000)
-        # kafka-python 3 calls it delete_groups; older releases delete_consumer_groups.
-        delete_groups = getattr(admin, "delete_groups", None) or admin.delete_consumer_groups
-        group = "kept the consumer group (a member is still leaving)"
-        with suppress(KafkaError):  # it may already be gone with its last member
-            result = delete_groups([f"{prefix}orchestrator"])
-            if not isinstance(result, dict) or result.get(f"{prefix}orchestrator") in (None, "OK"):
-                group = "deleted the consumer group"
-    finally:
-        admin.close()
-    client = redis.Redis.from_url(config.redis_url)
-    removed, batch = 0, []
-    for key in client.scan_iter(match=f"{prefix}*", count=10_000):
-        batch.append(key)
-        if len(batch) >= 5_000:
-            removed, batch = removed + int(client.unlink(*batch)), []
-    if batch:
-        removed += int(client.unlink(*batch))
-    client.close()
-    return f"cleaned up: {len(topics)} topics and {removed:,} Redis keys under {prefix!r}; {group}"
+    return f"cleaned up under {prefix!r}: {remove_prefix(config.bootstrap, config.redis_url, prefix, settle_s=2.0)}"
 
 
 # -- main --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ that says so, because a green run without them would prove nothing.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 import redis
 
 from orchestrator.errors import CliError
+from orchestrator.kafka.cleanup import remove_prefix
 from orchestrator.kafka.clients import list_topics
 from tests.integration.harness import WorkerProcess, free_port
 
@@ -40,9 +42,18 @@ def real_stack() -> None:
 
 
 @pytest.fixture(scope="module")
-def prefix() -> str:
-    """A topic prefix of its own per module, so runs and modules never see each other's data."""
-    return f"it-{uuid.uuid4().hex[:8]}."
+def prefix() -> Iterator[str]:
+    """A topic prefix of its own per module, so runs and modules never see each other's data.
+
+    Afterwards its topics, consumer group and Redis keys are deleted: a local broker that
+    kept every run's topics (thousands, after a few runs) gets slow enough to set off
+    Faust's rebalance hangs in the demo. Failing to clean up is only logged."""
+    name = f"it-{uuid.uuid4().hex[:8]}."
+    yield name
+    try:
+        remove_prefix(BOOTSTRAP, REDIS_URL, name)
+    except Exception as exc:  # never turn a test's result into a cleanup error
+        logging.getLogger(__name__).warning("could not clean up %r: %r", name, exc)
 
 
 @contextmanager
