@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall: live; event: time from events.")
     allowed_lateness_s: float = Field(default=5.0, ge=0, description="Event-time mode: how far behind timers run.")
     timer_interval_s: float = Field(default=0.25, gt=0)
+    rebalance_stuck_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="A worker whose Faust rebalance callback runs longer exits (code 75) to be restarted; 0: never.",
+    )
     rocksdb_memory_mb: int = Field(
         default=256,
         ge=16,

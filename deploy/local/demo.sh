@@ -16,13 +16,43 @@ stop() {
   echo
   echo "==> stopping the simulator and the worker"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # A worker caught joining its group can take a session timeout to stop: give it 20 s.
+  for _ in $(seq 1 40); do
+    local alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive -eq 0 ]] && break
+    sleep 0.5
+  done
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "==> $pid did not stop in 20 s: killing it (at least once: nothing is lost)" >&2
+      pkill -KILL -P "$pid" 2>/dev/null || true
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
   echo "==> stopped. Kafka and Redis are still up: 'make down' stops them."
 }
 trap stop INT TERM EXIT
 
+# The worker exits with 75 when a Faust rebalance hangs (agents/rebalance_watchdog.py);
+# like Kubernetes or compose would, start it again. Any other exit ends the demo.
+supervise_worker() {
+  local child code
+  trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM INT
+  while true; do
+    $BIN/orchestrator worker >>"$LOGS/worker.log" 2>&1 &
+    child=$!
+    code=0
+    wait "$child" || code=$?
+    [[ $code -eq 75 ]] || exit "$code"
+    echo "==> the worker's rebalance hung, so it exited; starting it again (log: $LOGS/worker.log)" >&2
+  done
+}
+
 echo "==> starting a worker (log: $LOGS/worker.log, metrics: http://127.0.0.1:$ORCH_WEB_PORT/metrics)"
-$BIN/orchestrator worker >"$LOGS/worker.log" 2>&1 &
+: >"$LOGS/worker.log"
+supervise_worker &
 pids+=($!)
 
 printf "==> waiting for the worker to be ready "

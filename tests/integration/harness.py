@@ -51,6 +51,11 @@ class WorkerProcess:
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it to be ready."""
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator", "worker", "--loglevel", "info"],
@@ -58,7 +63,16 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self.wait_ready()
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code of a worker expected to stop by itself."""
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker still running after {timeout}s:\n{self.log_tail()}") from None
+        self._proc = None
+        return code
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout

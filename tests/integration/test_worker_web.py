@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
-from tests.integration.harness import WorkerProcess, event
+from agents.rebalance_watchdog import EXIT_STUCK
+from tests.integration.conftest import BOOTSTRAP, REDIS_URL
+from tests.integration.harness import WorkerProcess, event, free_port
 
 
 def test_metrics_pass_promtool_and_count_what_happened(worker: WorkerProcess) -> None:
@@ -73,3 +76,22 @@ def test_events_sent_while_new_channels_are_being_subscribed_are_all_consumed(wo
             break
         time.sleep(0.5)
     assert consumed == {channel: sent for channel in channels}, f"{sent} sent to each channel"
+
+
+def test_a_worker_whose_rebalance_outlasts_the_limit_exits_to_be_restarted(prefix: str, tmp_path: Path) -> None:
+    """A real Faust hang cannot be set off on demand, so a limit shorter than assigning
+    partitions ever takes (tens of milliseconds: tables are opened) stands in for one."""
+    stuck = WorkerProcess(
+        prefix=f"{prefix}stuck.",  # a group of its own: the module's worker is not rebalanced
+        bootstrap=BOOTSTRAP,
+        redis_url=REDIS_URL,
+        web_port=free_port(),
+        data_dir=tmp_path,
+        ORCH_REBALANCE_STUCK_S="0.005",
+    )
+    stuck.launch()
+
+    code = stuck.wait_exit(timeout=90)
+
+    assert code == EXIT_STUCK, stuck.log_tail()
+    assert "rebalance stuck: Faust's" in stuck.log_tail(200)
