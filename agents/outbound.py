@@ -11,8 +11,29 @@ import faust
 from orchestrator import metrics
 from orchestrator.core.commands import Command
 from orchestrator.ingest import Rejection
+from orchestrator.kafka.clients import ensure_topics
+from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, encode_payload
+
+LEADERS_WAIT_S = 30.0
+
+
+def declare_outbound_topics(settings: Settings, names: TopicNames) -> None:
+    """Create what the worker writes to before it starts: the dead letters, decisions, audit
+    log and the actions of every configured channel, and wait for their leaders.
+
+    Created lazily, on the first record, a topic's first send raced its creation: the
+    broker answered NotLeaderForPartition, and twice (the demo, the bad-input test) the
+    worker's producer then hung for good. A channel not configured still gets its
+    action topic on first use."""
+    retention = {"retention.ms": str(int(settings.topic_retention_s * 1000))}
+    replication = settings.replication_factor
+    bootstrap = settings.kafka_bootstrap
+    ensure_topics(bootstrap, [names.dlq], 1, retention, replication, wait_s=LEADERS_WAIT_S)
+    ensure_topics(bootstrap, [names.audit], 1, None, replication, wait_s=LEADERS_WAIT_S)
+    wide = [names.decisions] + [names.actions(c) for c in sorted(settings.channels)]
+    ensure_topics(bootstrap, wide, settings.partitions, retention, replication, wait_s=LEADERS_WAIT_S)
 
 
 class Outbound:

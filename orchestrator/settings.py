@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     channels: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset({"web", "search", "ads", "email", "social", "store", "app", "support"}),
-        description="events.<channel> topics a worker creates at start; others are found as they appear.",
+        description="events.<channel> and actions.<channel> topics a worker creates at start; others as they appear.",
     )
     topic_discovery_interval_s: float = 5.0
 

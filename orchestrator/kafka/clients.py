@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -17,6 +18,7 @@ COMPACTED = {"cleanup.policy": "compact"}  # topics that keep the latest record 
 
 # kafka-python logs every failed connection attempt; the CLI says it once itself.
 logging.getLogger("kafka").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)
 
 
 def _unreachable(bootstrap: str, exc: Exception) -> CliError:
@@ -65,9 +67,20 @@ def list_topics(bootstrap: str) -> list[str]:
 
 
 def ensure_topics(
-    bootstrap: str, topics: list[str], partitions: int, config: dict[str, str] | None = None, replication: int = 1
+    bootstrap: str,
+    topics: list[str],
+    partitions: int,
+    config: dict[str, str] | None = None,
+    replication: int = 1,
+    *,
+    wait_s: float = 0.0,
 ) -> None:
-    """Create missing topics with ``partitions`` (and topic ``config``); existing ones are left alone."""
+    """Create missing topics with ``partitions`` (and topic ``config``); existing ones are left alone.
+
+    ``wait_s`` > 0: then wait up to that long until every partition of ``topics`` has a
+    leader. A producer whose first send races a topic's creation gets
+    NotLeaderForPartition, and aiokafka's producer has been seen to hang for good after it
+    (a worker that stopped consuming in the bad-input test)."""
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
     except (KafkaError, OSError) as exc:
@@ -80,8 +93,31 @@ def ensure_topics(
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics(missing)
+        if wait_s > 0:
+            _wait_for_leaders(admin, topics, wait_s)
     finally:
         admin.close()
+
+
+def _wait_for_leaders(admin: KafkaAdminClient, topics: list[str], wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while not _all_led(admin.describe_topics(topics), topics):
+        if time.monotonic() > deadline:
+            log.warning("topics still without a leader after %.0f s: %s", wait_s, ", ".join(topics))
+            return
+        time.sleep(0.1)
+
+
+def _all_led(described: list[dict[str, Any]], topics: list[str]) -> bool:
+    """True when every topic named is described, with partitions, each with a leader."""
+    found = {t.get("name", t.get("topic")): t for t in described}
+    for name in topics:
+        topic = found.get(name)
+        if topic is None or topic.get("error_code") or not topic.get("partitions"):
+            return False
+        if any(p.get("leader_id", p.get("leader", -1)) < 0 or p.get("error_code") for p in topic["partitions"]):
+            return False
+    return True
 
 
 def check_kafka(bootstrap: str) -> None:

@@ -26,7 +26,7 @@ def test_each_bad_record_lands_in_the_dlq_with_its_reason_and_the_good_ones_are_
         worker.publish("web", raw=payload, key="gus")  # same partition: order is kept
     worker.publish("web", event("g-2", "search", "gus", query="after the garbage"))
 
-    dead = worker.read(f"^{worker.names.dlq}$", count=6)
+    dead = _dead_letters(worker, 6)
     commands = worker.commands(2, customer="gus")
 
     assert [_header(r.headers, "dlq.reason") for r in dead] == EXPECTED_REASONS
@@ -50,6 +50,25 @@ def test_an_event_from_the_far_future_is_refused(worker: WorkerProcess) -> None:
 
     assert command["payload"]["query"] == "tents"
     assert worker.metric("orchestrator_events_rejected_total", reason="future_timestamp") == 1
+
+
+def _dead_letters(worker: WorkerProcess, count: int) -> list:
+    """The first ``count`` distinct dead letters, by the offset they came from. Delivery is
+    at least once: a rebalance before the commit reads records again, and their dead
+    letters are written again (the headers let a reader of the DLQ drop repeats)."""
+    wanted = count
+    while True:
+        records = worker.read(f"^{worker.names.dlq}$", count=wanted)
+        seen: set[str] = set()
+        distinct = []
+        for record in records:  # the first letter for each offset, in the order they came
+            offset = _header(record.headers, "dlq.offset")
+            if offset not in seen:
+                seen.add(offset)
+                distinct.append(record)
+        if len(distinct) >= count or len(records) < wanted:
+            return distinct[:count]
+        wanted += count - len(distinct)
 
 
 def _header(headers: list[tuple[str, bytes]], name: str) -> str:
