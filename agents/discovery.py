@@ -31,13 +31,12 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     """The inbound topic over every existing channel, kept current by a timer."""
     matcher = re.compile(names.events_pattern)
     bootstrap = settings.kafka_bootstrap
-    ensure_topics(
-        bootstrap,
-        [names.events(c) for c in sorted(settings.channels)],
-        settings.partitions,
-        replication=settings.replication_factor,
-    )
-    topic = app.topic(*matching(list_topics(bootstrap), matcher), key_serializer="raw", value_serializer="raw")
+    configured = [names.events(c) for c in sorted(settings.channels)]
+    ensure_topics(bootstrap, configured, settings.partitions, replication=settings.replication_factor, wait_s=30.0)
+    # The configured ones are named outright: a listing made just after creating them could
+    # miss them, and adding them a moment later cost a rebalance that re-read the first records.
+    found = matching(list_topics(bootstrap) + configured, matcher)
+    topic = app.topic(*sorted(set(found)), key_serializer="raw", value_serializer="raw")
     conductor(app)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
 
     @app.timer(interval=settings.topic_discovery_interval_s)
