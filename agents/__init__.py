@@ -11,7 +11,7 @@ from agents import fetch_guard, rebalance_watchdog
 from agents.decide import attach_decide
 from agents.ingest import attach_ingest
 from agents.journeys import attach_journeys
-from agents.outbound import Outbound, declare_outbound_topics
+from agents.outbound import Outbound
 from agents.web import attach_web
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
@@ -29,8 +29,8 @@ def attach(app: faust.App, settings: Settings) -> None:
         retention=settings.topic_retention_s,
         internal=True,
     )
-    declare_outbound_topics(settings, names)
     outbound = Outbound(app, names, settings.output_encoding, settings.topic_retention_s)
+    outbound.create_topics(settings)
     attach_ingest(app, settings, names, customer_events, outbound)
     runtime, due = attach_journeys(app, settings, names, customer_events)
     table = attach_decide(app, settings, customer_events, outbound, runtime, due)

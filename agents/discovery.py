@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from orchestrator.kafka.clients import ensure_topics, list_topics
+from orchestrator.kafka.clients import LEADER_WAIT_S, ensure_topics, list_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 
@@ -32,11 +32,13 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     matcher = re.compile(names.events_pattern)
     bootstrap = settings.kafka_bootstrap
     configured = [names.events(c) for c in sorted(settings.channels)]
-    ensure_topics(bootstrap, configured, settings.partitions, replication=settings.replication_factor, wait_s=30.0)
+    ensure_topics(
+        bootstrap, configured, settings.partitions, replication=settings.replication_factor, wait_s=LEADER_WAIT_S
+    )
     # The configured ones are named outright: a listing made just after creating them could
     # miss them, and adding them a moment later cost a rebalance that re-read the first records.
-    found = matching(list_topics(bootstrap) + configured, matcher)
-    topic = app.topic(*sorted(set(found)), key_serializer="raw", value_serializer="raw")
+    found = matching(list({*list_topics(bootstrap), *configured}), matcher)
+    topic = app.topic(*found, key_serializer="raw", value_serializer="raw")
     conductor(app)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
 
     @app.timer(interval=settings.topic_discovery_interval_s)

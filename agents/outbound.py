@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any
@@ -11,33 +12,16 @@ import faust
 from orchestrator import metrics
 from orchestrator.core.commands import Command
 from orchestrator.ingest import Rejection
-from orchestrator.kafka.clients import ensure_topics
+from orchestrator.kafka.clients import LEADER_WAIT_S, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, encode_payload
 
-LEADERS_WAIT_S = 30.0
-
-
-def declare_outbound_topics(settings: Settings, names: TopicNames) -> None:
-    """Create what the worker writes to before it starts: the dead letters, decisions, audit
-    log and the actions of every configured channel, and wait for their leaders.
-
-    Created lazily, on the first record, a topic's first send raced its creation: the
-    broker answered NotLeaderForPartition, and twice (the demo, the bad-input test) the
-    worker's producer then hung for good. A channel not configured still gets its
-    action topic on first use."""
-    retention = {"retention.ms": str(int(settings.topic_retention_s * 1000))}
-    replication = settings.replication_factor
-    bootstrap = settings.kafka_bootstrap
-    ensure_topics(bootstrap, [names.dlq], 1, retention, replication, wait_s=LEADERS_WAIT_S)
-    ensure_topics(bootstrap, [names.audit], 1, None, replication, wait_s=LEADERS_WAIT_S)
-    wide = [names.decisions] + [names.actions(c) for c in sorted(settings.channels)]
-    ensure_topics(bootstrap, wide, settings.partitions, retention, replication, wait_s=LEADERS_WAIT_S)
-
 
 class Outbound:
-    """Action topics are created on first use, so a new channel needs no deploy step."""
+    """What the worker writes to. The topics are created at start (:meth:`create_topics`);
+    a channel that is not configured gets its action topic on first use, so a new channel
+    needs no deploy step."""
 
     def __init__(self, app: faust.App, names: TopicNames, encoding: str, retention_s: float | None = None) -> None:
         self._app = app
@@ -50,6 +34,24 @@ class Outbound:
         self.dlq = app.topic(names.dlq, partitions=1, **self._log_topic())
         self.decisions = app.topic(names.decisions, **self._log_topic())
         self.audit_log = app.topic(names.audit, key_serializer="raw", value_serializer="raw", partitions=1)
+
+    def create_topics(self, settings: Settings) -> None:
+        """Create the dead-letter, decision and audit topics and the actions of every
+        configured channel before the worker starts, and wait for their leaders.
+
+        Created lazily, on the first record, a topic's first send raced its creation: the
+        broker answered NotLeaderForPartition, and twice (the demo, the bad-input test) the
+        worker's producer then hung for good."""
+        names, replication = self._names, settings.replication_factor
+        retention = {"retention.ms": str(int(self._retention_s * 1000))} if self._retention_s else None
+        actions = [names.actions(c) for c in sorted(settings.channels)]
+        create = functools.partial(
+            ensure_topics, settings.kafka_bootstrap, replication=replication, wait_s=LEADER_WAIT_S
+        )
+        create([names.dlq], 1, retention)
+        create([names.audit], 1)
+        create([names.decisions, *actions], settings.partitions, retention)
+        self._declared |= {names.dlq, names.audit, names.decisions, *actions}  # Faust need not declare them again
 
     async def command(self, command: Command, received_at: float) -> None:
         topic = await self._action_topic(command.channel)
@@ -103,6 +105,6 @@ class Outbound:
         topic = self._actions.get(channel)
         if topic is None:
             topic = self._app.topic(self._names.actions(channel), **self._log_topic())
-            await topic.maybe_declare()
+            await self._declare(topic)
             self._actions[channel] = topic
         return topic

@@ -14,6 +14,7 @@ from kafka.errors import KafkaConnectionError, KafkaError, RetriableError, Topic
 from orchestrator.errors import CliError, Unreachable
 
 TIMEOUT_MS = 8000
+LEADER_WAIT_S = 30.0  # how long the worker waits at start for the leaders of topics it created
 COMPACTED = {"cleanup.policy": "compact"}  # topics that keep the latest record per key
 
 # kafka-python logs every failed connection attempt; the CLI says it once itself.
@@ -110,7 +111,7 @@ def _wait_for_leaders(admin: KafkaAdminClient, topics: list[str], wait_s: float)
 
 def _all_led(described: list[dict[str, Any]], topics: list[str]) -> bool:
     """True when every topic named is described, with partitions, each with a leader."""
-    found = {t.get("name", t.get("topic")): t for t in described}
+    found = {t.get("name", t.get("topic")): t for t in described}  # kafka-python 3 spells them name/leader_id
     for name in topics:
         topic = found.get(name)
         if topic is None or topic.get("error_code") or not topic.get("partitions"):
