@@ -12,12 +12,13 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,11 @@ from typing import Any
 from rocksdict import Options, Rdict
 
 from agents.journeys import DueCursor
+from orchestrator.core.commands import Command
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
+from orchestrator.history import event_parser, parse_all, read_lines, replay_scanned, scan
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
@@ -39,28 +42,33 @@ from orchestrator.simulator import Simulator
 ROOT = Path(__file__).parents[1]
 
 
-def history(steps: int, span_s: float = 30 * 86400) -> list[Event]:
+def history_docs(steps: int, span_s: float = 30 * 86400) -> list[dict[str, Any]]:
+    """Simulated ChannelEvents (with their channel), as a history file holds them."""
     sim = Simulator(customers=2000, seed=3, run_id="bench")
     start = 1_790_000_000.0
-    events = []
-    for i in range(steps):
-        for out in sim.records(start + span_s * i / steps):
-            if out.event:
-                doc = out.event
-                events.append(
-                    Event(
-                        doc["event_id"],
-                        doc["type"],
-                        doc["ts"],
-                        doc["customer_id"],
-                        out.channel,
-                        doc["ts"],
-                        doc["customer_id"],
-                        {},
-                        doc["properties"],
-                    )
-                )
-    return events
+    return [
+        out.event | {"channel": out.channel}
+        for i in range(steps)
+        for out in sim.records(start + span_s * i / steps)
+        if out.event
+    ]
+
+
+def history(steps: int, span_s: float = 30 * 86400) -> list[Event]:
+    return [
+        Event(
+            doc["event_id"],
+            doc["type"],
+            doc["ts"],
+            doc["customer_id"],
+            doc["channel"],
+            doc["ts"],
+            doc["customer_id"],
+            {},
+            doc["properties"],
+        )
+        for doc in history_docs(steps, span_s)
+    ]
 
 
 def engine() -> Engine:
@@ -113,10 +121,78 @@ def replay_rate(events: list[Event], *, in_place: bool) -> tuple[float, int]:
 
 def split_rate(events: list[Event], processes: int) -> tuple[float, int]:
     """Replay split by identity groups over ``processes`` (orchestrator.replay_split)."""
+    player = cli_player()
     started = time.perf_counter()
-    commands, _ = replay_split(events, lambda: Replay(Policy(rules=frozenset()), engine()), processes)
+    commands, _ = replay_split(events, player, processes)
     count = sum(1 for _ in commands)
     return len(events) / (time.perf_counter() - started), count
+
+
+def bench_replay_file(steps: int) -> None:
+    """``orchestrator replay`` as a user runs it, from a file, with its output thrown away:
+    parsed in the parent before the customers are shared out (as it was), then parsed by
+    the processes that replay them. What the parent spends per event is the serial part:
+    no number of cores can replay faster than one process does that part alone."""
+    cores = default_processes(10**9)
+    folder = Path(tempfile.mkdtemp(prefix="replay-bench-"))
+    try:
+        path = folder / "history.jsonl"
+        path.write_text("".join(json.dumps(doc) + "\n" for doc in history_docs(steps)), encoding="utf-8")
+        lines = read_lines(path)
+        events = sum(1 for line in lines if line.strip())
+        print(f"replay of a {events:,}-event file over {cores} processes (the CLI's path, output discarded):")
+        for label, run in (
+            ("parsed in the parent", lambda: parsed_in_parent(lines, cores)),
+            ("parsed where replayed", lambda: parsed_where_replayed(lines, cores)),
+        ):
+            wall, parent, others = cpu_split(run)
+            print(
+                f"  {label:<22} {events / wall:10,.0f} events/s; the parent {parent / events * 1e6:5.1f} us/event "
+                f"(at most {events / parent:,.0f} events/s on any number of cores), "
+                f"the others {others / events * 1e6:5.1f} us/event"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def parsed_in_parent(lines: list[bytes], processes: int) -> None:
+    events = parse_all(lines, event_parser("replay"))
+    commands, _ = replay_split(events, cli_player(), processes, render=as_json)
+    for _ in commands:
+        pass
+
+
+def parsed_where_replayed(lines: list[bytes], processes: int) -> None:
+    parse = event_parser("replay")
+    scanned = scan(lines, parse, processes)
+    commands, _ = replay_scanned(lines, parse, scanned, cli_player(), processes, scanned.last_ts, render=as_json)
+    for _ in commands:
+        pass
+
+
+def cli_player() -> Callable[[], Replay]:
+    """Players as the CLI makes them: the journeys loaded once, before the processes fork."""
+    journeys = engine()
+    return lambda: Replay(Policy(rules=frozenset()), journeys)
+
+
+def as_json(command: Command) -> str:
+    """A command as ``orchestrator replay --json`` prints it."""
+    return json.dumps(command.to_wire(), sort_keys=True)
+
+
+def cpu_split(run: Any) -> tuple[float, float, float]:
+    """Wall seconds, this process's CPU seconds and its children's, for ``run()``."""
+    self_before = resource.getrusage(resource.RUSAGE_SELF)
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    run()
+    wall = time.perf_counter() - started
+    self_after = resource.getrusage(resource.RUSAGE_SELF)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parent = self_after.ru_utime + self_after.ru_stime - self_before.ru_utime - self_before.ru_stime
+    children = children_after.ru_utime + children_after.ru_stime - children_before.ru_utime - children_before.ru_stime
+    return wall, parent, children
 
 
 def plain_value(condition: Condition, context: Mapping[str, Any]) -> Any:
@@ -210,8 +286,9 @@ def main() -> None:
     print(f"{len(events):,} simulated events, 2,000 customers, 30 days")
     bench_decide(events)
     bench_replay(events)
+    bench_replay_file(steps)
     bench_timer_index()
-    print("Not measured here yet: timer lateness p99 on a live worker under load (issue 3).")
+    print("Timer lateness on a live worker under load: make bench-timers (see bench/README.md).")
 
 
 if __name__ == "__main__":

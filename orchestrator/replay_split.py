@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -57,6 +57,14 @@ def plan(ordered: Sequence[Event], processes: int) -> Plan:
     """Share identity groups between ``processes``, biggest first onto the least loaded.
 
     Deterministic: the same history and count give the same shares."""
+    routed = [event.customer_key for event in ordered]
+    linked = {rank: keys[1:] for rank, event in enumerate(ordered) if len(keys := keys_of(event)) > 1}
+    return plan_keys(routed, linked, processes)
+
+
+def plan_keys(routed: Sequence[str], linked: Mapping[int, Sequence[str]], processes: int) -> Plan:
+    """:func:`plan` from the key each event (by rank in time order) is routed by, and the
+    other keys of the few that name more (:func:`keys_of`)."""
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
@@ -65,16 +73,15 @@ def plan(ordered: Sequence[Event], processes: int) -> Plan:
             key = parent[key]
         return key
 
-    for event in ordered:
-        keys = keys_of(event)
-        first = root(keys[0])
-        for other in keys[1:]:
+    for rank, others in linked.items():
+        first = root(routed[rank])
+        for other in others:
             top = root(other)
             if top != first:
                 parent[top] = first
     members: dict[str, list[int]] = {}
-    for rank, event in enumerate(ordered):
-        members.setdefault(root(event.customer_key), []).append(rank)
+    for rank, key in enumerate(routed):  # a key never linked is its own root
+        members.setdefault(root(key) if key in parent else key, []).append(rank)
     shares: list[list[int]] = [[] for _ in range(processes)]
     loads = [(0, i) for i in range(processes)]
     for group in sorted(members.values(), key=lambda ranks: (-len(ranks), ranks[0])):
@@ -105,7 +112,24 @@ def replay_split(
     if processes <= 1 or len(ordered) < 2:
         return _single(ordered, make_player(), until, render, progress, summary), summary
     shares = plan(ordered, processes).shares
-    return _merged(ordered, shares, make_player, until, render, progress, summary), summary
+    last = ordered[-1].ts if until is None else until
+    return _merged(ordered.__getitem__, shares, make_player, last, render, progress, summary), summary
+
+
+def replay_shared(
+    fetch: Callable[[int], Event],
+    shares: list[list[int]],
+    make_player: Callable[[], Replay],
+    until: float,
+    *,
+    render: Callable[[Command], Any] = lambda command: command,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Iterator[Any], Summary]:
+    """:func:`replay_split` of a history already planned: ``shares`` hold ranks in time order,
+    and each process gets its events with ``fetch(rank)`` (parsing them, say: see
+    :mod:`orchestrator.history`)."""
+    summary = Summary()
+    return _merged(fetch, shares, make_player, until, render, progress, summary), summary
 
 
 def _single(
@@ -123,21 +147,20 @@ def _single(
 
 
 def _merged(
-    ordered: list[Event],
+    fetch: Callable[[int], Event],
     shares: list[list[int]],
     make_player: Callable[[], Replay],
-    until: float | None,
+    until: float,
     render: Callable[[Command], Any],
     progress: Callable[[int], None] | None,
     summary: Summary,
 ) -> Iterator[Any]:
-    last = ordered[-1].ts if until is None else until
     context = multiprocessing.get_context("fork")  # children share the parent's events, unpickled
     children = []
     streams = []
     for share in shares:
         receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(ordered, share, make_player, last, render, sender), daemon=True)
+        child = context.Process(target=_child, args=(fetch, share, make_player, until, render, sender), daemon=True)
         child.start()
         sender.close()
         children.append(child)
@@ -176,7 +199,7 @@ def _received(
 
 
 def _child(
-    ordered: list[Event],
+    fetch: Callable[[int], Event],
     share: list[int],
     make_player: Callable[[], Replay],
     until: float,
@@ -194,7 +217,7 @@ def _child(
     batch: list[tuple[tuple, Any]] = []
     try:
         player = make_player()
-        for command in player.run((ordered[rank] for rank in share), until=until, progress=counted):
+        for command in player.run([fetch(rank) for rank in share], until=until, progress=counted):
             batch.append((_global(player.position, share), render(command)))
             if len(batch) >= BATCH:
                 sender.send(("commands", batch, replayed - told))

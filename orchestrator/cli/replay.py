@@ -5,25 +5,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from orchestrator.cli.journeys import load_or_fail
 from orchestrator.cli.options import settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.commands import Command
-from orchestrator.core.event import Event
 from orchestrator.errors import CliError
-from orchestrator.ingest import describe, to_event
+from orchestrator.history import LineError, Parse, event_parser, parse_all, read_lines, replay_scanned, scan
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.durations import parse_duration
 from orchestrator.journeys.engine import Engine
-from orchestrator.replay import Replay
+from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import default_processes, replay_split
-from schemas.events import ChannelEvent
 
 
 def replay(
@@ -41,20 +39,14 @@ def replay(
     conf = settings()
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
-    history = _read(events, channel)
-    last = max((e.ts for e in history), default=0.0)
+    if not events.is_file():
+        raise CliError(f"no such file: {events}")
     started = time.perf_counter()
-    with progress_bar("replaying", total=len(history)) as advance:
-        lines, totals = replay_split(
-            history,
-            lambda: Replay(policy, engine),
-            processes or default_processes(len(history)),
-            until=last + parse_duration(after),
-            render=_json if as_json else _text,
-            progress=advance,
-        )
-        for line in lines:
-            typer.echo(line)
+    lines = read_lines(events)
+    try:
+        totals = _replay(lines, event_parser(channel), lambda: Replay(policy, engine), processes, after, as_json)
+    except LineError as exc:
+        raise CliError(f"{events}:{exc.number}: {exc.reason}") from None
     elapsed = time.perf_counter() - started
     summary = totals.as_dict() | {"seconds": round(elapsed, 3)}
     if as_json:
@@ -63,20 +55,44 @@ def replay(
         _print_summary(summary, elapsed)
 
 
-def _read(path: Path, channel: str) -> list[Event]:
-    if not path.is_file():
-        raise CliError(f"no such file: {path}")
-    history = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = ChannelEvent.model_validate_json(line)
-            except ValidationError as exc:
-                raise CliError(f"{path}:{number}: {describe(exc)}") from None
-            history.append(to_event(doc, channel, received_at=doc.ts))
-    return history
+def _replay(
+    lines: list[bytes], parse: Parse, make_player: Callable[[], Replay], processes: int, after: str, as_json: bool
+) -> Summary:
+    """Print the commands in the order one process gives them; return the summary.
+
+    Big histories are read and replayed by as many processes as there are cores (see
+    orchestrator.history); small ones here."""
+    render = _json if as_json else _text
+    share_out = processes or default_processes(sum(1 for line in lines if line.strip()))
+    if share_out > 1:
+        with progress_bar("reading", total=len(lines)) as advance:
+            scanned = scan(lines, parse, share_out, advance)
+        until = scanned.last_ts + parse_duration(after)
+        with progress_bar("replaying", total=len(scanned.lines)) as advance:
+            output, totals = replay_scanned(
+                lines, parse, scanned, make_player, share_out, until, render=render, progress=advance
+            )
+            _write(output)
+        return totals
+    history = parse_all(lines, parse)
+    until = max((e.ts for e in history), default=0.0) + parse_duration(after)
+    with progress_bar("replaying", total=len(history)) as advance:
+        output, totals = replay_split(history, make_player, 1, until=until, render=render, progress=advance)
+        _write(output)
+    return totals
+
+
+def _write(output: Iterator[str], batch: int = 2_000) -> None:
+    """Commands printed a batch at a time: the parent is the serial part of a big replay,
+    and a write per line costs it about 5 us per command, a batched one under 1 us."""
+    chunk: list[str] = []
+    for line in output:
+        chunk.append(line)
+        if len(chunk) >= batch:
+            typer.echo("\n".join(chunk))
+            chunk = []
+    if chunk:
+        typer.echo("\n".join(chunk))
 
 
 def _json(command: Command) -> str:

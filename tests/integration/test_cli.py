@@ -123,12 +123,13 @@ def test_tail_exits_3_when_too_few_commands_arrive_in_time(worker: WorkerProcess
     assert result.stderr.strip() == "orchestrator: timed out after 2s with 0 of 1 commands"
 
 
-def test_replay_prints_the_same_in_one_process_and_in_two(tmp_path: Path) -> None:
+def test_replay_prints_the_same_in_one_process_and_in_two_or_four(tmp_path: Path) -> None:
+    """Split over processes, the file read and replayed in parallel, the output is the same."""
     history = tmp_path / "history.jsonl"
     made = run("simulate", "--output", str(history), "--count", "6000", "--span", "10d", "--customers", "300")
     assert made.returncode == 0, made.stderr
     outputs = []
-    for processes in ("1", "2"):
+    for processes in ("1", "2", "4"):
         done = run("replay", str(history), "--journeys", str(JOURNEYS), "--json", "--processes", processes)
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
@@ -136,4 +137,22 @@ def test_replay_prints_the_same_in_one_process_and_in_two(tmp_path: Path) -> Non
         summary.pop("seconds")
         outputs.append((lines[:-1], summary))
     assert outputs[0][0], "the history should produce commands"
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+@pytest.mark.parametrize("processes", ["1", "4"])
+def test_replay_names_the_first_bad_line_and_prints_no_command(tmp_path: Path, processes: str) -> None:
+    history = tmp_path / "history.jsonl"
+    made = run("simulate", "--output", str(history), "--count", "400", "--customers", "50")
+    assert made.returncode == 0, made.stderr
+    lines = history.read_text().splitlines()
+    lines[300] = '{"event_id": "x", "type": "search", "ts": "yesterday", "customer_id": "c-1"}'
+    lines[350] = "not json"
+    history.write_text("\n".join(lines) + "\n")
+
+    done = run("replay", str(history), "--journeys", str(JOURNEYS), "--processes", processes)
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [message] = done.stderr.strip().splitlines()
+    assert message.startswith(f"orchestrator: error: {history}:301: ts: ")
