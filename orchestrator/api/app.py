@@ -33,10 +33,11 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _redis_lifetime(app: web.Application) -> AsyncIterator[None]:
-    """Warn at start when Redis is away (requests get 503 until it is back); close the pool at the end."""
+    """Open the Redis pool at start, or warn when Redis is away (requests get 503 until it is
+    back); close the pool at the end."""
     store = app[handlers.STORE]
     try:
-        await store.client.ping()
+        await store.warm()
     except redis.RedisError as exc:
         log.warning("Redis is not reachable yet (%s); answering 503 until it is", exc)
     yield

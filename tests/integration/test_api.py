@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import redis
 
+from orchestrator.api.store import POOL_SIZE
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.state import CustomerState
@@ -300,6 +301,21 @@ def test_unknown_routes_and_methods_answer_in_json(api: Server) -> None:
     status, body, headers = api.get("/v1/customers/c-alice", method="DELETE")
     assert (status, body) == (405, {"error": "method not allowed"})
     assert "GET" in headers["Allow"]
+
+
+def test_the_redis_pool_is_open_before_the_first_request(prefix: str, tmp_path: Path) -> None:
+    """A server that connected on demand shed the first burst after a start with 503s."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        before = client.info("clients")["connected_clients"]
+        server = Server(serve_env(prefix), tmp_path / "serve.log")
+        try:
+            opened = client.info("clients")["connected_clients"] - before
+        finally:
+            server.stop()
+    finally:
+        client.close()
+    assert opened >= POOL_SIZE
 
 
 def test_redis_down_is_a_json_503(prefix: str, tmp_path: Path) -> None:
