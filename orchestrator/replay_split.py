@@ -15,7 +15,6 @@ process would give. Summaries add up.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
+from orchestrator.forked import fork_each, reap
 from orchestrator.identity.tokens import profile_key_for, tokens_of
 from orchestrator.replay import Replay, Summary
 
@@ -155,25 +155,13 @@ def _merged(
     progress: Callable[[int], None] | None,
     summary: Summary,
 ) -> Iterator[Any]:
-    context = multiprocessing.get_context("fork")  # children share the parent's events, unpickled
-    children = []
-    streams = []
-    for share in shares:
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(fetch, share, make_player, until, render, sender), daemon=True)
-        child.start()
-        sender.close()
-        children.append(child)
-        streams.append(_received(receiver, progress, summary))
+    children, receivers = fork_each(_child, [(fetch, share, make_player, until, render) for share in shares])
+    streams = [_received(receiver, progress, summary) for receiver in receivers]
     try:
         for _position, rendered in heapq.merge(*streams, key=lambda item: item[0]):
             yield rendered
     finally:
-        for child in children:
-            child.join(timeout=5)
-            if child.is_alive():
-                child.kill()
-    failed = [child.exitcode for child in children if child.exitcode]
+        failed = reap(children)
     if failed:
         raise RuntimeError(f"a replay process failed (exit codes {failed})")
 

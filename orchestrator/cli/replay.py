@@ -68,7 +68,7 @@ def _replay(
         with progress_bar("reading", total=len(lines)) as advance:
             scanned = scan(lines, parse, share_out, advance)
         until = scanned.last_ts + parse_duration(after)
-        with progress_bar("replaying", total=len(scanned.lines)) as advance:
+        with progress_bar("replaying", total=len(scanned.line_index)) as advance:
             output, totals = replay_scanned(
                 lines, parse, scanned, make_player, share_out, until, render=render, progress=advance
             )
