@@ -94,9 +94,10 @@ def attach_decide(
                 for step in steps:  # waits that fired before it are written: carry them out
                     await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
-                continue
-            for step in steps:
-                await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
+            else:
+                for step in steps:
+                    await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
+            runtime.done(record.message.tp.topic, record.message.partition, record.message.offset)
 
     return table
 

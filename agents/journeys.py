@@ -19,8 +19,10 @@ stopped, so the next one *seeks* there instead of stepping again over the keys
 that fired since (deleted keys stay in RocksDB as tombstones until compaction).
 A key written below that place (a wait that is already due) moves it back.
 
-A wake is sent once and tracked until it has been processed: the consumer's
-committed offset passes the wake's own offset. Only then, if its key is still
+A wake is sent once and tracked until it has been processed: the decide agent
+has handled the record at the wake's own offset, which it reports to
+:class:`JourneyRuntime` (Faust has no public way to read a consumer's progress,
+and its committed offsets lag behind what was handled). Only then, if its key is still
 there (the wake failed to send, or its processing failed), is it sent again,
 after :data:`RETRY_AFTER_S`. So a worker that is behind does not add duplicate
 wakes to its backlog. A wake lost with a crash or a rebalance is sent again
@@ -57,7 +59,6 @@ from orchestrator.topics import TopicNames
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 30.0  # a wake processed without taking its key along is sent again after this
 RETRY_FAILED_SEND_S = 1.0  # a wake the producer could not send
-UNKNOWN_PROGRESS_S = 600.0  # if the consumer's progress cannot be read: a wake this old counts as processed
 MAX_IN_FLIGHT = 10_000  # wakes in flight per partition: bounds a tick's work and memory when far behind
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
 
@@ -76,6 +77,17 @@ class JourneyRuntime:
     engine: Engine
     catalogue_ready: asyncio.Event = field(default_factory=asyncio.Event)
     watermarks: dict[int, float] = field(default_factory=dict)  # event-time mode, per partition
+    handled: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
+
+    def done(self, topic: str, partition: int, offset: int) -> None:
+        """The decide agent has finished with the record at ``offset`` (fired, written and
+        sent what it had to, or dead-lettered it): the wakes up to it are processed."""
+        self.handled[(topic, partition)] = offset
+
+    def processed(self, metadata: Any) -> bool:
+        """Whether the decide agent has handled the record a send's metadata names."""
+        tp = metadata.topic_partition
+        return self.handled.get((tp.topic, tp.partition), -1) >= metadata.offset
 
     def observe(self, partition: int, ts: float) -> None:
         """Event time: an event of ``partition`` stamped ``ts`` arrived; the partition's
@@ -157,22 +169,18 @@ def _apply_published(catalogue: Catalogue, key: bytes | None, value: bytes | Non
 
 @dataclass
 class InFlight:
-    """A wake on its way: sent at ``sent_at`` (monotonic); ``future`` gives its offset."""
+    """A wake on its way; ``future`` gives its offset once the broker has it."""
 
-    sent_at: float
     future: Any = None
 
-    def progress(self, processed: Callable[[Any], bool | None], now: float) -> str:
+    def progress(self, processed: Callable[[Any], bool]) -> str:
         if self.future is None:
             return FAILED  # send() itself raised
         if not self.future.done():
             return PENDING
         if self.future.cancelled() or self.future.exception() is not None:
             return FAILED
-        done = processed(self.future.result())
-        if done is None:  # the consumer's progress is unknown: fall back on age
-            return PROCESSED if now - self.sent_at > UNKNOWN_PROGRESS_S else PENDING
-        return PROCESSED if done else PENDING
+        return PROCESSED if processed(self.future.result()) else PENDING
 
 
 class DueCursor:
@@ -212,7 +220,7 @@ class DueCursor:
         self.next_from = max(self.next_from, limit)
         return found
 
-    def settle(self, db: Any, processed: Callable[[Any], bool | None], now: float) -> list[bytes]:
+    def settle(self, db: Any, processed: Callable[[Any], bool], now: float) -> list[bytes]:
         """Forget the wakes that were processed; return the keys whose wake must go again.
 
         Oldest first, stopping at the first wake still on its way, so a tick costs the
@@ -221,7 +229,7 @@ class DueCursor:
         after :data:`RETRY_AFTER_S`. A wake the producer failed to send goes again at once."""
         finished: list[tuple[bytes, str]] = []
         for key, wake in self.inflight.items():
-            progress = wake.progress(processed, now)
+            progress = wake.progress(processed)
             if progress == PENDING:
                 break
             finished.append((key, progress))
@@ -276,15 +284,14 @@ async def _send_due_wakes(
     app: faust.App, due: TimerIndex, customer_events: Any, runtime: JourneyRuntime, settings: Settings
 ) -> None:
     now = time.monotonic()
-    processed = _processed(app)
     dbs = active_dbs(app, due)
     for partition, db in dbs:
         cursor = due.cursor(partition)
         clock = _clock(settings, runtime, partition)
         limit = f"{clock:017.3f}|".encode() + b"\xff"
-        keys = cursor.settle(db, processed, now)
+        keys = cursor.settle(db, runtime.processed, now)
         keys += cursor.due(db, limit, MAX_IN_FLIGHT - len(cursor.inflight) - len(keys))
-        wakes = [(key, InFlight(now)) for key in keys]
+        wakes = [(key, InFlight()) for key in keys]
         cursor.inflight.update(wakes)  # before the first await: the next tick must not send them again
         for key, wake in wakes:
             at, customer = parse_due_key(key)
@@ -295,20 +302,6 @@ async def _send_due_wakes(
     total = due.counts.advance(dbs)
     if total is not None:
         metrics.TIMERS_PENDING.set(total)
-
-
-def _processed(app: faust.App) -> Callable[[Any], bool | None]:
-    """Whether the decide agent has processed the record a send's metadata names: the
-    consumer's committed offset has passed it. None when that cannot be read."""
-    committed = getattr(app.consumer, "_committed_offset", None)
-
-    def processed(metadata: Any) -> bool | None:
-        if committed is None:
-            return None
-        offset = committed.get(metadata.topic_partition)
-        return offset is not None and offset > metadata.offset
-
-    return processed
 
 
 def _clock(settings: Settings, runtime: JourneyRuntime, partition: int) -> float:

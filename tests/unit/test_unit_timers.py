@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 from stories import JOURNEYS_ONLY, T0
 
 from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key
@@ -88,7 +89,7 @@ class FakeIterator:
 
 @dataclass(frozen=True)
 class Meta:
-    topic_partition: str
+    topic_partition: TopicPartition
     offset: int
 
 
@@ -96,7 +97,7 @@ class Sent:
     """A send's future that has resolved to a record's metadata (or failed)."""
 
     def __init__(self, offset: int, error: Exception | None = None) -> None:
-        self.meta, self.error = Meta("events-0", offset), error
+        self.meta, self.error = Meta(TopicPartition("events", 0), offset), error
 
     def done(self) -> bool:
         return True
@@ -119,14 +120,15 @@ def key(at: float, customer: str) -> bytes:
     return due_key(T0 + at, customer.encode())
 
 
-def tick(cursor: DueCursor, db: FakeDB, at: float, committed: int | None, room: int = 10_000) -> list[bytes]:
-    """What one tick at ``T0 + at`` sends, with the consumer committed up to ``committed``;
-    each wake sent gets the next offset."""
-    processed = (lambda meta: None) if committed is None else (lambda meta: committed > meta.offset)
-    keys = cursor.settle(db, processed, at)
+def tick(cursor: DueCursor, db: FakeDB, at: float, committed: int, room: int = 10_000) -> list[bytes]:
+    """What one tick at ``T0 + at`` sends, with the decide agent done with every offset below
+    ``committed``; each wake sent gets the next offset."""
+    runtime = JourneyRuntime(Engine(Catalogue.of([])))
+    runtime.done("events", 0, committed - 1)
+    keys = cursor.settle(db, runtime.processed, at)
     keys += cursor.due(db, limit(at), room - len(cursor.inflight) - len(keys))
     for k in keys:
-        cursor.inflight[k] = InFlight(at, Sent(tick.offset))
+        cursor.inflight[k] = InFlight(Sent(tick.offset))
         tick.offset += 1
     return keys
 
@@ -176,21 +178,23 @@ def test_a_wake_the_producer_failed_to_send_goes_again_soon() -> None:
     db, cursor = FakeDB(), DueCursor()
     db.put(key(1, "ann"))
     [k] = cursor.due(db, limit(2), 10)
-    cursor.inflight[k] = InFlight(2, Sent(0, error=RuntimeError("broker gone")))
+    cursor.inflight[k] = InFlight(Sent(0, error=RuntimeError("broker gone")))
 
     assert tick(cursor, db, 2.5, committed=0) == []
     assert tick(cursor, db, 4, committed=0) == [k]
 
 
-def test_without_the_consumer_progress_a_wake_counts_as_processed_only_when_old() -> None:
-    db, cursor = FakeDB(), DueCursor()
-    db.put(key(1, "ann"))
-    tick(cursor, db, 2, committed=None)
+def test_a_wake_counts_as_processed_once_the_decide_agent_is_done_with_its_offset_in_its_partition() -> None:
+    runtime = JourneyRuntime(Engine(Catalogue.of([])))
+    wake = Meta(TopicPartition("events", 1), 41)
+    assert not runtime.processed(wake)  # nothing handled on that partition yet
 
-    assert tick(cursor, db, 300, committed=None) == []
-    assert key(1, "ann") in cursor.inflight
-    tick(cursor, db, 700, committed=None)  # old enough: processed, key still there: retried later
-    assert key(1, "ann") in cursor.retry
+    runtime.done("events", 0, 500)  # another partition's progress says nothing about it
+    runtime.done("events", 1, 40)
+    assert not runtime.processed(wake)
+
+    runtime.done("events", 1, 41)
+    assert runtime.processed(wake)
 
 
 def test_a_key_written_below_where_the_last_tick_stopped_is_still_found() -> None:
