@@ -1,36 +1,52 @@
-"""Entry point: one typer app, every failure a single line on stderr."""
+"""Entry point: one typer app, every failure a single line on stderr.
+
+Only the command asked for is imported: each pulls in its own heavy libraries (Kafka,
+Redis, CEL, the HTTP server), and importing all of them made every command, ``--help``
+included, pay about a second before doing anything.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
 
-from orchestrator.cli import customer, erase, explain, journeys, replay, send, serve, simulate, tail, worker
 from orchestrator.errors import CliError
 
-app = typer.Typer(
-    name="orchestrator",
-    help="Real-time customer journey orchestrator: events in, next best actions out.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-app.command("worker")(worker.worker)
-app.command("send")(send.send)
-app.command("tail")(tail.tail)
-app.command("customer")(customer.customer)
-app.command("explain")(explain.explain)
-app.command("simulate")(simulate.simulate)
-app.command("replay")(replay.replay)
-app.command("serve")(serve.serve)
-app.command("erase")(erase.erase)
-app.add_typer(journeys.app, name="journeys")
+# command name -> the module under orchestrator.cli holding a function of the same name
+COMMANDS = ("worker", "send", "tail", "customer", "explain", "simulate", "replay", "serve", "erase")
+GROUPS = ("journeys",)  # name -> the module's typer ``app``
+
+
+def build(argv: list[str]) -> typer.Typer:
+    """The app with the command ``argv`` names, or with every command when it names none
+    (``--help``, a typo): then the help lists them all and click names the mistake."""
+    app = typer.Typer(
+        name="orchestrator",
+        help="Real-time customer journey orchestrator: events in, next best actions out.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    app.callback()(_group)
+    wanted = [name for name in argv[1:2] if name in COMMANDS + GROUPS] or list(COMMANDS + GROUPS)
+    for name in wanted:
+        module = importlib.import_module(f"orchestrator.cli.{name}")
+        if name in GROUPS:
+            app.add_typer(module.app, name=name)
+        else:
+            app.command(name)(getattr(module, name))
+    return app
+
+
+def _group() -> None:
+    """Keeps the app a group of commands even when only one is registered."""
 
 
 def main() -> None:
     try:
-        app()
+        build(sys.argv)()
     except CliError as exc:
         print(f"orchestrator: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cel
-
 TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
@@ -97,6 +95,8 @@ class Condition:
 
     @classmethod
     def compile(cls, expression: str) -> Condition:
+        import cel  # here, not at the top: importing it loads its own CLI's libraries (~0.2 s)
+
         try:
             program = cel.compile(expression)
         except (ValueError, RuntimeError) as exc:

@@ -1,0 +1,55 @@
+"""The ``orchestrator`` entry point: every command reachable, only the one asked for imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from orchestrator.cli.main import COMMANDS, GROUPS
+
+
+def run(*code_or_args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *code_or_args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return run("-m", "orchestrator", *args)
+
+
+def test_the_help_lists_every_command() -> None:
+    result = cli("--help")
+
+    assert result.returncode == 0, result.stderr
+    for name in COMMANDS + GROUPS:
+        assert f" {name} " in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS + GROUPS)
+def test_each_command_answers_its_own_help(name: str) -> None:
+    result = cli(name, "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert f"orchestrator {name}" in result.stdout
+
+
+def test_a_mistyped_command_is_named_with_a_non_zero_exit() -> None:
+    result = cli("wroker")
+
+    assert result.returncode == 2
+    assert "No such command 'wroker'" in result.stderr
+
+
+def test_a_command_loads_only_what_it_needs() -> None:
+    """``tail`` needs neither CEL, nor Redis, nor the journey engine."""
+    code = (
+        "import sys; sys.argv = ['orchestrator', 'tail', '--help']\n"
+        "from orchestrator.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('cel', 'redis', 'orchestrator.journeys.engine') if m in sys.modules))"
+    )
+    result = run("-c", code)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
