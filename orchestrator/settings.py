@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall: live; event: time from events.")
     allowed_lateness_s: float = Field(default=5.0, ge=0, description="Event-time mode: how far behind timers run.")
     timer_interval_s: float = Field(default=0.25, gt=0)
+    fetch_wait_ms: int = Field(
+        default=25,
+        ge=0,
+        le=1500,
+        description="How long the broker may hold a worker's fetch to gather fetch_min_bytes: fewer, larger "
+        "fetches cost far less CPU under a trickle of events, for at most this much latency per hop.",
+    )
+    fetch_min_bytes: int = Field(
+        default=65536, ge=1, description="Bytes a worker's fetch asks for before the broker answers; 1: at once."
+    )
     rebalance_stuck_s: float = Field(
         default=120.0,
         ge=0,
