@@ -15,10 +15,6 @@ from orchestrator.app import create_app
 from orchestrator.settings import Settings
 from tests.integration.conftest import BOOTSTRAP
 
-# Faust makes event loops for the app and its consumer thread, which an app that is never
-# started leaves open; nothing here runs on them.
-pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-
 
 def fetch_config(monkeypatch: pytest.MonkeyPatch, prefix: str, data_dir: Path, **env: str) -> tuple[int, int]:
     """The fetch wait and minimum of the consumer the worker's app creates."""
@@ -35,7 +31,11 @@ def fetch_config(monkeypatch: pytest.MonkeyPatch, prefix: str, data_dir: Path, *
         await consumer.stop()
         return consumer._fetch_max_wait_ms, consumer._fetch_min_bytes
 
-    return asyncio.run(create())
+    try:
+        return asyncio.run(create())
+    finally:  # Faust made event loops for the app and its consumer thread, never run: close them
+        thread.thread_loop.close()
+        app.loop.close()
 
 
 def test_the_worker_consumer_waits_to_gather_a_batch(
