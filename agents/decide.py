@@ -97,7 +97,7 @@ def attach_decide(
             else:
                 for step in steps:
                     await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
-            runtime.done(record.message.tp.topic, record.message.partition, record.message.offset)
+            runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
     return table
 

@@ -4,7 +4,7 @@ Faust's worker consumer asks for at least one byte (aiokafka's default), so unde
 steady trickle of events every record comes back in a fetch of its own, and each hop
 (channel topic, then the customer's partition) costs a fetch request and response over
 every partition the worker reads: about 1.4 ms of CPU each in aiokafka's Python protocol
-code. At 100 events/s that was most of a worker's CPU. Asking for ``min_bytes`` with a
+code. At 100 events/s that was about half of a worker's CPU. Asking for ``min_bytes`` with a
 wait of at most ``wait_ms`` makes the broker batch: measured side by side on one worker at
 100 events/s, CPU fell by about half with a 20-50 ms wait, for that much more latency per
 hop. A backlog is unaffected: there the bytes are already waiting.
