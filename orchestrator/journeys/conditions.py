@@ -245,10 +245,20 @@ def compile_payload(payload: Any) -> Any:
 
 
 def render_payload(payload: Any, context: Mapping[str, Any]) -> Any:
+    """The payload with every template filled in; TypeError when a template's value is not
+    plain JSON (a CEL timestamp, duration or bytes), which no command can carry."""
     if isinstance(payload, Template):
-        return payload.render(context)
+        value = payload.render(context)
+        if type(value) not in _SCALARS:
+            try:
+                _copied(value)  # maps and lists: anything inside must be JSON too
+            except TypeError as exc:
+                kind = exc.args[0].__name__ if exc.args and isinstance(exc.args[0], type) else "value"
+                raise TypeError(f"{payload.text!r} gives a {kind}, which a command cannot carry") from None
+        return value
     if isinstance(payload, dict):
         return {k: render_payload(v, context) for k, v in payload.items()}
     if isinstance(payload, list):
         return [render_payload(v, context) for v in payload]
     return payload
+

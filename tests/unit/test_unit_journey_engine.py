@@ -909,3 +909,25 @@ def test_catching_up_on_a_wait_judges_the_customer_as_they_were_when_it_fell_due
     late_timer.does("signup")
     decision = late_timer.does("purchase", at=6 * DAY, value=10.0)  # the day-5 timer did not come in time
     assert actions(decision) == [("j", "tips")]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{ timestamp("2024-01-01T00:00:00Z") }}',
+        '{{ duration("1h") }}',
+        '{{ [b"raw"] }}',
+        '{{ {"at": duration("1s")} }}',
+    ],
+)
+def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_why(template):
+    journey = define(
+        f"""
+        - action: {{channel: email, action: broken, payload: {{x: '{template}'}}}}
+        - action: {{channel: email, action: fine}}
+        """
+    )
+    decision = Customer(engine_of(journey)).does("signup")
+    assert actions(decision) == [("j", "fine")]
+    kind, _, reason = outcomes(decision)[1]
+    assert kind == "condition_error" and "which a command cannot carry" in reason
