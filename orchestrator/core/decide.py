@@ -16,7 +16,7 @@ from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import fold
 from orchestrator.core.policy import NOT_CONTACTS, Policy, contactable, forget_contact, hold_back_reason, record_contact
-from orchestrator.core.rules import Held, consent_withdrawn, post_purchase, remarketing
+from orchestrator.core.rules import Held, post_purchase, remarketing, stop_chasing
 from orchestrator.core.state import CustomerState, remember
 from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
 
@@ -92,9 +92,7 @@ def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Polic
     """Fold the event in, with the built-in reflex rules around it."""
     rm_commands, held = remarketing(new, event, policy, now) if "remarketing" in policy.rules else ([], [])
     fold(new, event, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
-    candidates: list[Command] = []
-    if "remarketing" in policy.rules:
-        candidates += consent_withdrawn(new, event, policy, now)
+    candidates = stop_chasing(new, event, policy, now)  # whatever started the ads, and rules or not
     if "post_purchase" in policy.rules:
         candidates += post_purchase(new, event, now)
     return candidates + rm_commands, held
@@ -155,20 +153,27 @@ def _final_check(state: CustomerState, commands: list[Command], held: list[Held]
 def _forget_sent(state: CustomerState, command: Command) -> None:
     """Undo :func:`_remember_sent` for a command that did not go out after all."""
     forget_contact(state, command, command.issued_at)
-    if command.action == "remarketing_ad" and command.journey == "remarketing":
-        subject = _remarketed_subject(command)
-        if state.remarketed.get(subject) == command.issued_at:
-            del state.remarketed[subject]
+    subject = _remarketed_subject(command)
+    if subject is not None and state.remarketed.get(subject) == command.issued_at:
+        del state.remarketed[subject]
 
 
-def _remarketed_subject(command: Command) -> str:
-    kind = "product" if "product" in command.payload else "query"
-    return f"{kind}:{command.payload[kind]}"
+def _remarketed_subject(command: Command) -> str | None:
+    """What a remarketing ad, the built-in rule's or a journey's, is about, so that a purchase
+    or an opt-out can stop it; None for other commands, or an ad about nothing known."""
+    if command.action != "remarketing_ad":
+        return None
+    for kind in ("product", "query"):
+        value = command.payload.get(kind)
+        if value:  # a journey's template gives "" for what its trigger did not carry
+            return f"{kind}:{value}"
+    return None
 
 
 def _remember_sent(state: CustomerState, command: Command, now: float) -> None:
     record_contact(state, command, now)
-    if command.action == "remarketing_ad" and command.journey == "remarketing":
-        remember(state.remarketed, _remarketed_subject(command), now)
+    subject = _remarketed_subject(command)
+    if subject is not None:
+        remember(state.remarketed, subject, now)
     elif command.action == "remarketing_stop":
         state.remarketed = {s: t for s, t in state.remarketed.items() if s not in command.payload["subjects"]}

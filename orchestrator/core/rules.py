@@ -80,20 +80,23 @@ def _remarketing_reason(event: Event, kind: str, value: str, percent: int) -> st
 
 
 def post_purchase(state: CustomerState, event: Event, now: float) -> list[Command]:
-    """Stop the chase, then upsell a first-time buyer or retain a returning one."""
-    if event.type != "purchase":
-        return []
-    stopped = sorted(s for s in state.remarketed if _answered_by_purchase(s, event))
-    commands = [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
-    commands.append(_follow_up(state, event, now))
-    return commands
+    """Upsell a first-time buyer or retain a returning one."""
+    return [_follow_up(state, event, now)] if event.type == "purchase" else []
 
 
-def consent_withdrawn(state: CustomerState, event: Event, policy: Policy, now: float) -> list[Command]:
-    """Ads already running stop the moment a customer says no, not when they expire."""
-    if event.type != "consent" or not state.remarketed or has_consent(state, "ads", policy):
+def stop_chasing(state: CustomerState, event: Event, policy: Policy, now: float) -> list[Command]:
+    """Stop the ads running for what a purchase answered, or all of them when the customer
+    withdraws consent for ads: whichever rule or journey started them. Not a rule one can
+    turn off: remarketing what was bought, or whom asked not to be, is what the seeds forbid."""
+    if not state.remarketed:
         return []
-    return [stop_remarketing(state, event, sorted(state.remarketed), "withdrew consent for ads; was remarketing", now)]
+    if event.type == "purchase":
+        stopped = sorted(s for s in state.remarketed if _answered_by_purchase(s, event))
+        return [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
+    if event.type == "consent" and not has_consent(state, "ads", policy):
+        subjects = sorted(state.remarketed)
+        return [stop_remarketing(state, event, subjects, "withdrew consent for ads; was remarketing", now)]
+    return []
 
 
 def stop_remarketing(state: CustomerState, event: Event, subjects: list[str], why: str, now: float) -> Command:

@@ -261,4 +261,3 @@ def render_payload(payload: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(payload, list):
         return [render_payload(v, context) for v in payload]
     return payload
-

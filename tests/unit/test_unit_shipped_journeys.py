@@ -65,7 +65,7 @@ def test_a_browser_who_does_not_buy_sees_a_remarketing_ad_a_day_later():
     ad = ads[0]
     assert ad.channel == "ads"
     assert ad.payload == {"product": "sku-tent-2p", "query": "", "incentive": {"type": "discount", "percent": 10}}
-    assert "journey remarketing_after_browse v1, step remarketing_ad" in ad.reason
+    assert "journey remarketing_after_browse v2, step remarketing_ad" in ad.reason
     assert customer.journeys == set()
 
 
@@ -104,6 +104,33 @@ def test_browsing_again_within_the_week_after_an_ad_does_not_start_another_one()
     assert outcomes(customer.does("product_view", 8 * DAY, product="sku-2")) == [
         ("enter", "remarketing_after_browse", "")
     ]
+
+
+def test_a_product_already_bought_is_not_remarketed_but_another_one_is():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.buys("sku-9", at=0)
+    assert customer.does("product_view", 2 * DAY, product="sku-9").outcomes == []
+    assert outcomes(customer.does("product_view", 2 * DAY, product="sku-10")) == [
+        ("enter", "remarketing_after_browse", "")
+    ]
+
+
+def test_buying_what_a_journey_s_ad_shows_stops_the_ad_without_the_built_in_rules():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("product_view", 0, product="sku-9")
+    customer.does("search", HOUR, via="search", query="tent")  # within the journey: no second entry
+    customer.timer_until(DAY)
+    (stop,) = customer.buys("sku-9", at=3 * DAY).commands
+    assert (stop.channel, stop.action, stop.payload) == ("ads", "remarketing_stop", {"subjects": ["product:sku-9"]})
+    assert customer.buys("sku-9", at=4 * DAY).commands == []  # stopped once
+
+
+def test_withdrawing_consent_for_ads_stops_a_journey_s_ads():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("search", 0, via="search", query="trail shoes")
+    customer.timer_until(DAY)
+    (stop,) = customer.does("consent", 2 * DAY, channel="ads", granted=False).commands
+    assert stop.action == "remarketing_stop" and stop.payload == {"subjects": ["query:trail shoes"]}
 
 
 # --- cart_abandoned: a reminder after an hour, an ad after a day ----------------------------------
@@ -425,3 +452,14 @@ def test_a_first_month_with_all_six_journeys_running_side_by_side():
         ("post_purchase", "retention_content", 30 * DAY + 5 * HOUR),
     ]
     assert customer.journeys == {"win_back"}
+
+
+def test_the_win_back_watch_does_not_keep_a_buyer_out_of_the_cart_journey():
+    customer = Customer(shipped())  # the default limit: three journeys at once
+    customer.buys("sku-1", at=0)
+    customer.does("product_view", 4 * DAY, product="sku-2")
+    decision = customer.does("add_to_cart", 4 * DAY + MINUTE, product="sku-2")
+    assert ("enter", "cart_abandoned", "") in outcomes(decision)
+    assert customer.journeys == {"post_purchase", "win_back", "remarketing_after_browse", "cart_abandoned"}
+    blocked = customer.does("signup", 4 * DAY + 2 * MINUTE)
+    assert outcomes(blocked) == [("blocked", "welcome", "max_active")]
