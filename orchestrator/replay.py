@@ -35,6 +35,8 @@ class Summary:
     conversions: Counter[str] = field(default_factory=Counter)
     commands: Counter[str] = field(default_factory=Counter)
     held: Counter[str] = field(default_factory=Counter)
+    blocked: Counter[str] = field(default_factory=Counter)  # entries refused: max_active
+    condition_errors: Counter[str] = field(default_factory=Counter)  # conditions and templates that failed
 
     def count(self, decision: Decision) -> None:
         for outcome in decision.outcomes:
@@ -44,6 +46,10 @@ class Summary:
                 self.exits[(outcome.journey, outcome.reason)] += 1
             elif outcome.kind == "convert":
                 self.conversions[outcome.journey] += 1
+            elif outcome.kind == "blocked":
+                self.blocked[outcome.journey] += 1
+            elif outcome.kind == "condition_error":
+                self.condition_errors[outcome.journey] += 1
         for command in decision.commands:
             self.commands[command.action] += 1
         for held in decision.held:
@@ -59,6 +65,8 @@ class Summary:
         self.conversions.update(other.conversions)
         self.commands.update(other.commands)
         self.held.update(other.held)
+        self.blocked.update(other.blocked)
+        self.condition_errors.update(other.condition_errors)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +78,8 @@ class Summary:
             "conversions": dict(self.conversions),
             "commands": dict(self.commands),
             "held": dict(self.held),
+            "blocked": dict(self.blocked),
+            "condition_errors": dict(self.condition_errors),
         }
 
 

@@ -122,6 +122,8 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         ("commands", "commands"),
         ("held back", "held"),
         ("exits", "exits"),
+        ("entries refused (ORCH_MAX_ACTIVE_JOURNEYS)", "blocked"),
+        ("condition errors (counted false; templates skip their action)", "condition_errors"),
     ):
         if summary[key]:
             err(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items())), err=True)

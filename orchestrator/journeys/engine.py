@@ -139,10 +139,18 @@ class Engine:
                 return False
         if definition.audience and not self._holds(journey, definition.audience, context, run):
             return False
-        if len(state.journeys) >= self.max_active:
+        if definition.counts_towards_limit and self._counted(state) >= self.max_active:
             run.outcomes.append(Outcome("blocked", journey.id, journey.version, "max_active"))
             return False
         return True
+
+    def _counted(self, state: CustomerState) -> int:
+        """The journeys the customer is in that count towards ``max_active``."""
+        counted = 0
+        for jid, instance in state.journeys.items():
+            journey = self.catalogue.get(jid, instance["v"])
+            counted += journey is None or journey.definition.counts_towards_limit
+        return counted
 
     def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun) -> None:
         state.journeys[journey.id] = {

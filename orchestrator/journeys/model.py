@@ -185,6 +185,9 @@ class Journey(Strict):
     goal: Match | None = None
     exit_on: list[Match] = Field(default_factory=list)
     reentry: Reentry = Reentry()
+    # False for a long watch that mostly waits (win-back's 90 days of silence): it must not
+    # keep a customer out of the journeys that talk to them (ORCH_MAX_ACTIVE_JOURNEYS).
+    counts_towards_limit: bool = True
     steps: list[Step] = Field(min_length=1)
     migrate: list[Migration] = Field(default_factory=list)
 
