@@ -28,13 +28,14 @@ from pydantic import ValidationError
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.forked import fork_each, reap
-from orchestrator.ingest import describe, to_event
+from orchestrator.ingest import Limits, bounds_problem, describe, to_event
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import keys_of, plan_keys, replay_shared
 from schemas.events import ChannelEvent
 
 PROGRESS_EVERY = 5_000  # lines a scanning process reads between progress reports
 Parse = Callable[[bytes], Event]
+DEFAULT_LIMITS = Limits()
 
 
 class LineError(ValueError):
@@ -59,15 +60,19 @@ class Scan:
 
 
 def read_lines(path: Path) -> list[bytes]:
-    """Every line of the file, blank ones too, so that indexes give line numbers."""
-    return path.read_bytes().split(b"\n")
+    """Every line of the file, blank ones too, so that indexes give line numbers (a UTF-8
+    byte-order mark, which some editors write, is not part of the first line)."""
+    return path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
 
 
-def event_parser(channel: str) -> Parse:
-    """The line -> Event function of ``orchestrator replay``: the contract, then ingestion."""
+def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:
+    """The line -> Event function of ``orchestrator replay``: the contract and the stream's
+    bounds (size, nesting, a time in seconds), then ingestion."""
 
     def parse(line: bytes) -> Event:
         doc = ChannelEvent.model_validate_json(line)
+        if problem := bounds_problem(line, doc, limits):
+            raise ValueError(problem)
         return to_event(doc, channel, received_at=doc.ts)
 
     return parse

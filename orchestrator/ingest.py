@@ -18,6 +18,7 @@ from schemas.codec import DecodeError, content_type_of, decode_payload
 from schemas.events import ChannelEvent
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
+LATEST_TS = 32503680000.0  # 3000-01-01: anything later is milliseconds (or worse), not seconds.
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,31 @@ def _normalise(
 ) -> Event | Rejection:
     if event.ts > now + limits.max_future_skew_s:
         return Rejection("future_timestamp", f"ts {event.ts:.0f} is {event.ts - now:.0f}s in the future")
-    if event.ts < EARLIEST_TS:
-        return Rejection("invalid", f"ts {event.ts!r} is before 2000; epoch seconds expected")
+    if problem := timestamp_problem(event.ts):
+        return Rejection("invalid", problem)
     channel = event.channel or topics.channel_of(topic)
     if not channel:
         return Rejection("invalid", f"no channel given and none in topic name {topic!r}")
     return to_event(event, channel, received_at, hasher)
+
+
+def timestamp_problem(ts: float) -> str | None:
+    """What is wrong with an event's time in any run, live or replayed: a unit mistake. (The
+    stream also refuses times ahead of its clock; a replay has no clock to compare with.)"""
+    if ts < EARLIEST_TS:
+        return f"ts {ts!r} is before 2000; epoch seconds expected"
+    if ts >= LATEST_TS:
+        return f"ts {ts!r} is after the year 3000; epoch seconds expected, not milliseconds"
+    return None
+
+
+def bounds_problem(line: bytes, event: ChannelEvent, limits: Limits) -> str | None:
+    """The stream's bounds for a replayed line: its size, its nesting and its time."""
+    if len(line) > limits.max_message_bytes:
+        return f"{len(line)} bytes > limit {limits.max_message_bytes}"
+    if depth_of(event.properties, limits.max_depth - 1) > limits.max_depth - 1:  # the event itself is one level
+        return f"nested deeper than {limits.max_depth} levels"
+    return timestamp_problem(event.ts)
 
 
 def to_event(event: ChannelEvent, channel: str, received_at: float, hasher: Hasher = PLAIN) -> Event:

@@ -25,3 +25,13 @@ def settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def duration_option(option: str, text: str) -> float:
+    """Seconds in a duration option (``--after 7d``); a bad one is a one-line CLI error."""
+    from orchestrator.journeys.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: {exc}") from None

@@ -12,13 +12,12 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.journeys import load_or_fail
-from orchestrator.cli.options import settings
+from orchestrator.cli.options import duration_option, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.commands import Command
 from orchestrator.errors import CliError
 from orchestrator.history import LineError, Parse, event_parser, parse_all, read_lines, replay_scanned, scan
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.durations import parse_duration
 from orchestrator.journeys.engine import Engine
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import default_processes, replay_split
@@ -37,6 +36,7 @@ def replay(
 ) -> None:
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
     conf = settings()
+    after_s = duration_option("--after", after)
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     if not events.is_file():
@@ -44,7 +44,8 @@ def replay(
     started = time.perf_counter()
     lines = read_lines(events)
     try:
-        totals = _replay(lines, event_parser(channel), lambda: Replay(policy, engine), processes, after, as_json)
+        parse = event_parser(channel, conf.limits())
+        totals = _replay(lines, parse, lambda: Replay(policy, engine), processes, after_s, as_json)
     except LineError as exc:
         raise CliError(f"{events}:{exc.number}: {exc.reason}") from None
     elapsed = time.perf_counter() - started
@@ -56,7 +57,7 @@ def replay(
 
 
 def _replay(
-    lines: list[bytes], parse: Parse, make_player: Callable[[], Replay], processes: int, after: str, as_json: bool
+    lines: list[bytes], parse: Parse, make_player: Callable[[], Replay], processes: int, after: float, as_json: bool
 ) -> Summary:
     """Print the commands in the order one process gives them; return the summary.
 
@@ -67,7 +68,7 @@ def _replay(
     if share_out > 1:
         with progress_bar("reading", total=len(lines)) as advance:
             scanned = scan(lines, parse, share_out, advance)
-        until = scanned.last_ts + parse_duration(after)
+        until = scanned.last_ts + after
         with progress_bar("replaying", total=len(scanned.line_index)) as advance:
             output, totals = replay_scanned(
                 lines, parse, scanned, make_player, share_out, until, render=render, progress=advance
@@ -75,7 +76,7 @@ def _replay(
             _write(output)
         return totals
     history = parse_all(lines, parse)
-    until = max((e.ts for e in history), default=0.0) + parse_duration(after)
+    until = max((e.ts for e in history), default=0.0) + after
     with progress_bar("replaying", total=len(history)) as advance:
         output, totals = replay_split(history, make_player, 1, until=until, render=render, progress=advance)
         _write(output)

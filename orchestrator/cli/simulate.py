@@ -9,9 +9,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.options import Bootstrap, Prefix, duration_option, settings
 from orchestrator.cli.progress import progress_bar
-from orchestrator.journeys.durations import parse_duration
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.simulator import Simulator
 from orchestrator.topics import TopicNames
@@ -34,7 +33,7 @@ def simulate(
 ) -> None:
     """Publish simulated events from several channels until stopped, or write them to a file."""
     if output is not None:
-        _write_history(output, Simulator(customers=customers, seed=seed), count, parse_duration(span))
+        _write_history(output, Simulator(customers=customers, seed=seed), count, duration_option("--span", span))
         return
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     names = TopicNames(conf.topic_prefix)

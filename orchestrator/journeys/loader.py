@@ -89,7 +89,17 @@ def compile_text(text: str, name: str) -> Compiled:
 
 
 def compile_file(path: Path) -> Compiled:
-    return compile_text(path.read_text(encoding="utf-8"), str(path))
+    """One file; what cannot be read (not a file, not UTF-8) is an error on its line, like any other."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidJourney([JourneyError(str(path), 0, f"cannot read it: {exc.strerror or exc}")]) from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidJourney([JourneyError(str(path), line, f"not UTF-8 text (byte {data[exc.start]:#04x})")]) from None
+    return compile_text(text, str(path))
 
 
 def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,20 @@ def test_a_command_loads_only_what_it_needs() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize(("command", "option"), [("replay", "--after"), ("simulate", "--span")])
+def test_a_bad_duration_option_is_one_line_and_exit_1(command: str, option: str, tmp_path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"event_id": "a", "type": "search", "ts": 1790000000, "customer_id": "c"}\n')
+    args = (
+        [str(history), "--journeys", str(Path(__file__).parents[2] / "journeys")]
+        if command == "replay"
+        else ["--output", str(history)]
+    )
+    result = cli(command, *args, option, "soon")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"orchestrator: error: {option}: 'soon' is not a duration like 30s, 15m, 1h30m, 3d or 2w"
+    ]

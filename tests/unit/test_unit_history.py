@@ -15,7 +15,7 @@ import pytest
 from test_unit_replay_equivalence import DAY, POLICIES, engine, history, probe
 
 from orchestrator.core.event import Event
-from orchestrator.history import LineError, event_parser, parse_all, replay_scanned, scan
+from orchestrator.history import LineError, event_parser, parse_all, read_lines, replay_scanned, scan
 from orchestrator.replay import Replay
 from orchestrator.replay_split import replay_split
 
@@ -98,3 +98,35 @@ def test_a_history_of_one_event_replays_over_many_processes() -> None:
     )
     assert sum(1 for _ in commands) >= 0
     assert summary.events == 1
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"event_id": "x", "type": "search", "ts": 1790000000000, "customer_id": "c"}', "not milliseconds"),
+        (b'{"event_id": "x", "type": "search", "ts": 631152000, "customer_id": "c"}', "before 2000"),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"q": "%s"}}'
+            % (b"x" * 70_000),
+            "bytes > limit",
+        ),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"a": %s}}'
+            % (b"[" * 8 + b"]" * 8),
+            "nested deeper than 8 levels",
+        ),
+    ],
+    ids=["milliseconds", "1990", "too large", "too deep"],
+)
+def test_a_line_the_stream_would_refuse_is_refused_by_replay_too(line: bytes, reason: str) -> None:
+    lines = as_lines(history(50, 4))
+    lines[7] = line
+    with pytest.raises(LineError, match=f"line 8: .*{reason}"):
+        scan(lines, PARSE, 2)
+
+
+def test_a_byte_order_mark_before_the_first_line_is_not_an_error(tmp_path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(as_lines(history(20, 6))))
+    lines = read_lines(path)
+    assert len(parse_all(lines, PARSE)) == sum(1 for line in lines if line.strip())

@@ -133,6 +133,18 @@ def test_a_folder_that_does_not_exist_is_one_error_naming_it(tmp_path):
     assert "no such folder" in errors[0].message
 
 
+def test_a_file_that_cannot_be_read_as_text_is_an_error_on_its_line_and_the_others_still_load(tmp_path):
+    (tmp_path / "good.yaml").write_text(MINIMAL)
+    (tmp_path / "latin1.yaml").write_bytes(MINIMAL.encode() + b"description: caf\xe9\n")
+    (tmp_path / "folder.yaml").mkdir()
+    (tmp_path / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + MINIMAL.replace("id: j", "id: k").encode())
+    good, errors = load_dir(tmp_path)
+    assert sorted(j.id for j in good) == ["j", "k"]
+    found = {Path(e.file).name: (e.line, e.message) for e in errors}
+    assert found["latin1.yaml"] == (MINIMAL.count("\n") + 1, "not UTF-8 text (byte 0xe9)")
+    assert found["folder.yaml"][1].startswith("cannot read it: ")
+
+
 def test_two_files_with_the_same_id_and_version_are_an_error(tmp_path):
     (tmp_path / "one.yaml").write_text(MINIMAL)
     (tmp_path / "two.yaml").write_text(MINIMAL)
