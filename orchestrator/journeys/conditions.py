@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
-STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
+STRINGS = re.compile(r'(?:(?<!\w)[bBrR]{1,2})?(?:"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\')')  # b"..", r'..' too
 GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
 # CEL's global functions and macros; methods such as .startsWith() or .exists() follow a dot.
 VARIABLES = re.compile(r"(?<![.\w])(event|state|trigger|now)\b")
@@ -23,6 +23,20 @@ VARIABLES = re.compile(r"(?<![.\w])(event|state|trigger|now)\b")
 CHAIN = re.compile(r"(?<![.\w])(event|state|trigger)((?:\s*\.\s*[A-Za-z_]\w*)*)(\s*\()?")
 SEGMENT = re.compile(r"[A-Za-z_]\w*")
 MAPS = ("event", "state", "trigger")
+# A name that is not a field, a method or a call: it must be a variable, a literal or a type.
+ROOT_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\b(?!\s*\()")
+# The variable a comprehension macro binds: ``state.cart.exists(x, x > 1)`` names ``x``.
+BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+VARIABLE_NAMES = ("event", "state", "trigger", "now")
+LITERALS_AND_TYPES = frozenset(
+    {"true", "false", "null", "in", "int", "uint", "double", "string", "bytes", "bool", "list", "map", "type", "dyn"}
+)
+EVENT_FIELDS = ("event_id", "type", "channel", "ts", "properties")
+STATE_FIELDS = (
+    "customer_id", "stage", "events", "purchases", "revenue", "first_seen", "last_seen", "channel_counts",
+    "type_counts", "cart", "cart_size", "purchased", "consent", "identifiers",
+)  # fmt: skip
+FIELDS = {"event": EVENT_FIELDS, "trigger": EVENT_FIELDS, "state": STATE_FIELDS}  # what each map variable holds
 CEL_FUNCTIONS = frozenset(
     {
         "has",
@@ -172,6 +186,23 @@ def _copied(value: Any) -> Any:
     raise TypeError(kind)
 
 
+def check_names(expression: str) -> None:
+    """Refuse a name CEL would only trip over at run time (``evnt.type``, ``state.purchses``):
+    in a journey a condition that fails counts as false, so a typo would quietly stop it."""
+    code = STRINGS.sub('""', expression)
+    if "'''" in expression or '"""' in expression:
+        return  # where such strings end is beyond these patterns: CEL has the last word
+    bound = set(BOUND.findall(code))
+    for name in ROOT_NAME.findall(code):
+        if name not in VARIABLE_NAMES and name not in LITERALS_AND_TYPES and name not in bound:
+            raise ConditionError(expression, f"unknown name {name!r} (the variables are {', '.join(VARIABLE_NAMES)})")
+    for variable, chain, call in CHAIN.findall(code):
+        path = SEGMENT.findall(chain)
+        if path and not (call and len(path) == 1) and path[0] not in FIELDS[variable]:
+            known = ", ".join(FIELDS[variable])
+            raise ConditionError(expression, f"{variable} has no field {path[0]!r} (it has {known})")
+
+
 def reads_of(expression: str, code: str, name: str) -> Reads:
     """What ``expression`` (``code`` is it with strings blanked) reads of map variable ``name``.
 
@@ -231,6 +262,14 @@ class Template:
             return self.parts[0].value(context)
         values = iter(self.parts)
         return TEMPLATE.sub(lambda _m: str(next(values).value(context)), self.text)
+
+
+def templates_in(payload: Any) -> list[Template]:
+    """Every template in a compiled payload tree."""
+    if isinstance(payload, Template):
+        return [payload]
+    children = payload.values() if isinstance(payload, dict) else payload if isinstance(payload, list) else ()
+    return [template for child in children for template in templates_in(child)]
 
 
 def compile_payload(payload: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.journeys.conditions import Condition, ConditionError, compile_payload
+from orchestrator.journeys.conditions import Condition, ConditionError, check_names, compile_payload, templates_in
 from orchestrator.journeys.model import Journey, Match, Migration, Step
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
 
@@ -214,12 +214,16 @@ def _compile_expressions(
     for path, expression in _expressions(journey):
         try:
             conditions[expression] = Condition.compile(expression)
+            check_names(expression)
         except ConditionError as exc:
             errors.append(JourneyError(name, line_of(lines, path), str(exc)))
     for i, step in enumerate(journey.steps):
         if step.action is not None:
             try:
                 payloads[step.id] = compile_payload(step.action.payload)
+                for template in templates_in(payloads[step.id]):
+                    for part in template.parts:
+                        check_names(part.expression)
             except ConditionError as exc:
                 payload_path = ("steps", i, "action", "payload")
                 where = _payload_path(step.action.payload, exc.expression, payload_path) or payload_path

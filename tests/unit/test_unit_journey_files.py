@@ -512,3 +512,48 @@ def test_nan_is_not_a_valid_split_percentage():
     )
     error = only_error(text)
     assert error.line == line_with(text, ".nan")
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ('evnt.properties.query == "x"', "unknown name 'evnt' (the variables are event, state, trigger, now)"),
+        ("state.purchses > 0", "state has no field 'purchses' (it has customer_id, stage, events,"),
+        ("event.propertes.plan == 'pro'", "event has no field 'propertes' (it has event_id, type, channel, ts,"),
+        ("trigger.kind == 'x'", "trigger has no field 'kind'"),
+        ("has(state.cart.x) && customer > 1", "unknown name 'customer'"),
+    ],
+)
+def test_a_misspelt_name_is_refused_on_its_line_not_left_to_count_as_false(when, message):
+    text = MINIMAL.replace("  event: signup\n", f"  event: signup\n  when: {when}\n")
+    error = only_error(text)
+    assert error.line == line_with(text, "when:")
+    assert message in error.message and repr(when) in error.message
+
+
+def test_a_misspelt_name_in_a_payload_template_is_refused_on_its_line():
+    text = MINIMAL.replace("action: hello", "action: hello\n      payload: {x: '{{ state.revenu }}'}")
+    error = only_error(text)
+    assert error.line == line_with(text, "payload:")
+    assert "state has no field 'revenu'" in error.message
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "state.cart.exists(sku, sku.startsWith('a')) && [1, 2].all(n, n > 0)",
+        "type(event.properties.x) == int || event.properties.x == null",
+        'trigger.properties.query == b"q" || r"raw" == event.type',
+        "has(state.consent.email) && now - state.last_seen > 60.0 && true",
+    ],
+)
+def test_names_that_are_variables_bound_literals_or_types_pass(when):
+    assert errors_of(MINIMAL.replace("  event: signup\n", f"  event: signup\n  when: {when}\n")) == []
+
+
+def test_the_fields_a_condition_may_name_are_the_ones_the_engine_shows():
+    from orchestrator.journeys import engine
+    from orchestrator.journeys.conditions import EVENT_FIELDS, STATE_FIELDS
+
+    assert tuple(engine._STATE_VIEW) == STATE_FIELDS
+    assert tuple(engine._EVENT_VIEW) == EVENT_FIELDS

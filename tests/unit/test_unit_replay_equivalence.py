@@ -43,7 +43,7 @@ description: Conditions of every shape
 trigger:
   event: [product_view, purchase, search, add_to_cart]
   when: size(state) > 3 && (has(event.properties.product) || event.properties.size() > 0)
-audience: state.nosuch == 1 || state.events >= 1
+audience: state.consent.nosuch == 1 || state.events >= 1
 goal:
   event: purchase
   when: trigger.properties.products.exists(p, p.id == "sku-a") || state.stage == "repeat"
@@ -287,8 +287,8 @@ EXPRESSIONS = [
     "event",
     "trigger",
     "trigger.type + ':' + event.type",
-    "state.nosuch == 1",
-    "state.nosuch == 1 || state.events > 0",
+    "state.consent.nosuch == 1",
+    "state.consent.nosuch == 1 || state.events > 0",
     "state.cart.nosuch",
     "event.properties.price * 2",
     "now - state.last_seen",
