@@ -78,6 +78,9 @@ def attach_decide(
 
     @app.agent(customer_events, name="decide")
     async def decide_events(stream: faust.StreamT) -> None:
+        # Not one record before the published journeys are read: a customer whose version
+        # is not known yet would be taken out of the journey as if it had been removed.
+        await runtime.catalogue_ready.wait()
         async for record in stream.events():
             steps: list[Step] = []
             try:

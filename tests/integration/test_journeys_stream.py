@@ -116,3 +116,26 @@ def test_customers_in_flight_finish_on_their_version_while_new_ones_get_the_new_
 
     assert walt["payload"] == {"product": "sku-new", "version": 4}
     assert vera["payload"] == {"product": "sku-old", "version": 3}
+
+
+def test_a_worker_restarted_with_events_waiting_keeps_its_customers_in_their_journeys(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """The journey is only on the catalogue topic: a worker that decided Ria's waiting event
+    before reading the topic would take her out of the journey (version_removed)."""
+    publish(journey_worker, tmp_path / "v5", 5, "20s")  # longer than the restart: sku-cap arrives mid-wait
+    journey_worker.publish("web", event("k-1", "product_view", "ria", product="sku-hat"))
+    time.sleep(1.5)  # decided and waiting
+
+    assert journey_worker.stop() == 0
+    journey_worker.publish("web", event("k-2", "product_view", "ria", product="sku-cap"))  # already in: no entry
+    journey_worker.start()
+    commands = journey_worker.commands(2, customer="ria", timeout=35)
+
+    assert [c["payload"] for c in commands] == [{"product": "sku-hat", "version": 5}]
+    assert (
+        journey_worker.metric(
+            "orchestrator_journey_exits_total", journey="nudge", version="5", reason="version_removed"
+        )
+        == 0
+    )
