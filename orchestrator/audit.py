@@ -26,7 +26,7 @@ from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
 
 RECORD_VERSION = 1
-JOURNEY_KINDS = frozenset({"enter", "exit", "convert", "blocked", "condition_error", "migrate"})
+JOURNEY_KINDS = frozenset({"enter", "assign", "exit", "convert", "blocked", "condition_error", "migrate"})
 MAX_OUTCOME_REASON = 200  # a condition error carries an expression and an exception: keep records small
 LATE_S = 1.0  # a command dated this much before its event was a wait that fell due earlier
 
@@ -78,7 +78,7 @@ def _outcome(outcome: Outcome) -> dict[str, Any]:
         "journey": outcome.journey,
         "version": int(outcome.version),
         "reason": outcome.reason[:MAX_OUTCOME_REASON],
-    }
+    } | ({"variant": outcome.variant} if outcome.variant else {})
 
 
 # -- why something was held back, in words ---------------------------------------------------------
@@ -169,8 +169,16 @@ def _journey_line(outcome: dict[str, Any]) -> str:
     kind, reason = outcome.get("kind"), str(outcome.get("reason") or "")
     if kind == "enter":
         return f"entered {name}"
+    if kind == "assign":
+        arm = outcome.get("variant")
+        return (
+            f"put in the holdout of {name}: tracked, never contacted"
+            if arm == "holdout"
+            else f"given arm {arm} of {name}"
+        )
     if kind == "convert":
-        return f"converted in {name}: reached its goal"
+        arm = f" (arm {outcome['variant']})" if outcome.get("variant") else ""
+        return f"converted in {name}{arm}: reached its goal"
     if kind == "blocked":
         return f"did not enter {name}: already in as many journeys as allowed at once"
     if kind == "condition_error":

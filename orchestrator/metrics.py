@@ -72,6 +72,11 @@ JOURNEY_EXITS = Counter(
 JOURNEY_CONVERSIONS = Counter(
     "orchestrator_journey_conversions_total", "Goals reached inside a journey.", ["journey", "version"]
 )
+JOURNEY_VARIANTS = Counter(
+    "orchestrator_journey_variant_total",
+    "A/B splits: customers assigned to each arm (holdout included), and the goals they reached.",
+    ["journey", "version", "variant", "outcome"],
+)
 JOURNEY_CONDITION_ERRORS = Counter(
     "orchestrator_journey_condition_errors_total",
     "Conditions or templates that failed at run time (treated as false / action skipped).",
@@ -119,8 +124,12 @@ def count_outcomes(outcomes: list[Any]) -> None:
             JOURNEY_EXITS.labels(o.journey, version, reason[:40]).inc()
         elif o.kind == "migrate":  # left the old version for this one; not a new entry
             JOURNEY_EXITS.labels(o.journey, str(o.from_version), f"migrated_to_v{o.version}"[:40]).inc()
+        elif o.kind == "assign":
+            JOURNEY_VARIANTS.labels(o.journey, version, o.variant[:40], "assigned").inc()
         elif o.kind == "convert":
             JOURNEY_CONVERSIONS.labels(o.journey, version).inc()
+            if o.variant:
+                JOURNEY_VARIANTS.labels(o.journey, version, o.variant[:40], "converted").inc()
         elif o.kind == "condition_error":
             JOURNEY_CONDITION_ERRORS.labels(o.journey, version).inc()
         elif o.kind == "blocked":

@@ -37,6 +37,7 @@ class Summary:
     held: Counter[str] = field(default_factory=Counter)
     blocked: Counter[str] = field(default_factory=Counter)  # entries refused: max_active
     condition_errors: Counter[str] = field(default_factory=Counter)  # conditions and templates that failed
+    variants: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (journey, arm, assigned|converted)
 
     def count(self, decision: Decision) -> None:
         for outcome in decision.outcomes:
@@ -46,6 +47,10 @@ class Summary:
                 self.exits[(outcome.journey, outcome.reason)] += 1
             elif outcome.kind == "convert":
                 self.conversions[outcome.journey] += 1
+                if outcome.variant:
+                    self.variants[(outcome.journey, outcome.variant, "converted")] += 1
+            elif outcome.kind == "assign":
+                self.variants[(outcome.journey, outcome.variant, "assigned")] += 1
             elif outcome.kind == "blocked":
                 self.blocked[outcome.journey] += 1
             elif outcome.kind == "condition_error":
@@ -67,6 +72,14 @@ class Summary:
         self.held.update(other.held)
         self.blocked.update(other.blocked)
         self.condition_errors.update(other.condition_errors)
+        self.variants.update(other.variants)
+
+    def _variants(self) -> dict[str, dict[str, int]]:
+        """``{"journey:arm": {"assigned": n, "converted": m}}``, the figures of an A/B test."""
+        found: dict[str, dict[str, int]] = {}
+        for (journey, arm, what), n in sorted(self.variants.items()):
+            found.setdefault(f"{journey}:{arm}", {"assigned": 0, "converted": 0})[what] = n
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +93,7 @@ class Summary:
             "held": dict(self.held),
             "blocked": dict(self.blocked),
             "condition_errors": dict(self.condition_errors),
+            "variants": self._variants(),
         }
 
 

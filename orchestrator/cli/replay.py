@@ -128,3 +128,6 @@ def _print_summary(summary: dict, elapsed: float) -> None:
     ):
         if summary[key]:
             err(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items())), err=True)
+    for arm, seen in summary["variants"].items():  # an A/B test: each split arm, holdout included
+        rate = f" ({seen['converted'] / seen['assigned']:.1%})" if seen["assigned"] else ""
+        err(f"arm {arm}: {seen['assigned']} assigned, {seen['converted']} converted in the journey{rate}", err=True)

@@ -39,11 +39,12 @@ MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # enter | exit | convert | condition_error | blocked | migrate
+    kind: str  # enter | assign | exit | convert | condition_error | blocked | migrate
     journey: str
     version: int  # for migrate: the version moved to
     reason: str = ""
     from_version: int = 0  # for migrate: the version moved from
+    variant: str = ""  # assign: the split arm chosen; exit and convert: the arm the customer was in
 
 
 @dataclass
@@ -214,6 +215,7 @@ class Engine:
             arm = _choose(step, state.key, journey.id)
             instance["variant"] = arm.variant or "holdout"
             instance["holdout"] = arm.holdout
+            run.outcomes.append(Outcome("assign", journey.id, journey.version, variant=instance["variant"]))
             return arm.next or journey.after(step)
         return journey.after(step)
 
@@ -357,13 +359,14 @@ class Engine:
 def _leave(
     state: CustomerState, jid: str, version: int, reason: str, now: float, run: JourneyRun, converted: bool = False
 ) -> None:
-    state.journeys.pop(jid, None)
+    instance = state.journeys.pop(jid, None)
+    variant = (instance or {}).get("variant") or ""
     log = state.journey_log.setdefault(jid, {"entries": 0, "conversions": 0})
     log["last_exit"] = now
     if converted:
         log["conversions"] = log.get("conversions", 0) + 1
-        run.outcomes.append(Outcome("convert", jid, version))
-    run.outcomes.append(Outcome("exit", jid, version, reason))
+        run.outcomes.append(Outcome("convert", jid, version, variant=variant))
+    run.outcomes.append(Outcome("exit", jid, version, reason, variant=variant))
 
 
 class _Context(Variables):

@@ -463,3 +463,31 @@ def test_the_win_back_watch_does_not_keep_a_buyer_out_of_the_cart_journey():
     assert customer.journeys == {"post_purchase", "win_back", "remarketing_after_browse", "cart_abandoned"}
     blocked = customer.does("signup", 4 * DAY + 2 * MINUTE)
     assert outcomes(blocked) == [("blocked", "welcome", "max_active")]
+
+
+@pytest.mark.parametrize("variant", ["discount", "free_shipping", "holdout"])
+def test_the_welcome_test_reports_each_arm_and_the_goals_reached_in_it(variant):
+    from orchestrator import audit, metrics
+    from orchestrator.replay import Summary
+
+    customer = welcome_customer(variant)
+    customer.does("signup", 0)
+    (wake,) = [customer.wakes(2 * DAY)]
+    assigned = [o for o in wake.outcomes if o.kind == "assign"]
+    assert [(o.journey, o.variant) for o in assigned] == [("welcome", variant)]
+    purchase = customer.buys("sku-1", at=3 * DAY)
+    assert [(o.kind, o.variant) for o in purchase.outcomes if o.journey == "welcome"] == [
+        ("convert", variant),
+        ("exit", variant),
+    ]
+
+    summary = Summary()
+    summary.count(wake)
+    summary.count(purchase)
+    assert summary.as_dict()["variants"] == {f"welcome:{variant}": {"assigned": 1, "converted": 1}}
+    before = metrics.JOURNEY_VARIANTS.labels("welcome", "1", variant, "converted")._value.get()
+    metrics.count_outcomes(purchase.outcomes)
+    assert metrics.JOURNEY_VARIANTS.labels("welcome", "1", variant, "converted")._value.get() == before + 1
+    lines = [audit._journey_line(audit._outcome(o)) for o in wake.outcomes + purchase.outcomes]
+    assert any("of journey welcome v1" in line for line in lines)
+    assert f"converted in journey welcome v1 (arm {variant}): reached its goal" in lines
