@@ -45,6 +45,7 @@ class Simulator:
         self._people = [f"sim-{self._run_id}-{i:04d}" for i in range(customers)]
         self._broken_every = broken_every
         self._count = 0
+        self._signed_up: set[str] = set()
 
     def records(self, now: float) -> Iterator[Outgoing]:
         """One step of one random person's journey (one or a few records)."""
@@ -53,6 +54,10 @@ class Simulator:
             yield Outgoing("web", raw=self._rng.choice(BROKEN))
             return
         person = self._rng.choice(self._people)
+        if person not in self._signed_up:  # everyone's first step: a new account (the welcome journey)
+            self._signed_up.add(person)
+            yield self._event("web", person, now, "signup", via=self._rng.choice(["web", "app", "store"]))
+            return
         yield from self._step(person, now)
 
     def _step(self, person: str, now: float) -> Iterator[Outgoing]:

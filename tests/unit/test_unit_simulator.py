@@ -79,3 +79,12 @@ def test_the_simulator_runs_a_thousand_steps_and_makes_valid_consent_events():
         ChannelEvent.model_validate(event)
         assert event["properties"]["channel"] in {"email", "ads"}
         assert isinstance(event["properties"]["granted"], bool)
+
+
+def test_everyone_s_first_event_is_a_sign_up_and_only_the_first():
+    events = [out.event for step in run(clean_sim(), STEPS) for out in step if out.event]
+    first: dict[str, str] = {}
+    for event in events:
+        first.setdefault(event["customer_id"], event["type"])
+    assert set(first.values()) == {"signup"}
+    assert sum(event["type"] == "signup" for event in events) == len(first) == 10
