@@ -189,9 +189,9 @@ def _copied(value: Any) -> Any:
 def check_names(expression: str) -> None:
     """Refuse a name CEL would only trip over at run time (``evnt.type``, ``state.purchses``):
     in a journey a condition that fails counts as false, so a typo would quietly stop it."""
-    code = STRINGS.sub('""', expression)
     if "'''" in expression or '"""' in expression:
         return  # where such strings end is beyond these patterns: CEL has the last word
+    code = STRINGS.sub('""', expression)
     bound = set(BOUND.findall(code))
     for name in ROOT_NAME.findall(code):
         if name not in VARIABLE_NAMES and name not in LITERALS_AND_TYPES and name not in bound:

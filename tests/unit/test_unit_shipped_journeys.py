@@ -472,7 +472,7 @@ def test_the_welcome_test_reports_each_arm_and_the_goals_reached_in_it(variant):
 
     customer = welcome_customer(variant)
     customer.does("signup", 0)
-    (wake,) = [customer.wakes(2 * DAY)]
+    wake = customer.wakes(2 * DAY)
     assigned = [o for o in wake.outcomes if o.kind == "assign"]
     assert [(o.journey, o.variant) for o in assigned] == [("welcome", variant)]
     purchase = customer.buys("sku-1", at=3 * DAY)
