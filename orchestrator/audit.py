@@ -26,7 +26,7 @@ from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
 
 RECORD_VERSION = 1
-JOURNEY_KINDS = frozenset({"enter", "assign", "exit", "convert", "blocked", "condition_error", "migrate"})
+JOURNEY_KINDS = frozenset({"enter", "assign", "exit", "convert", "blocked", "condition_error", "migrate", "delay"})
 MAX_OUTCOME_REASON = 200  # a condition error carries an expression and an exception: keep records small
 LATE_S = 1.0  # a command dated this much before its event was a wait that fell due earlier
 
@@ -178,7 +178,12 @@ def _journey_line(outcome: dict[str, Any]) -> str:
         )
     if kind == "convert":
         arm = f" (arm {outcome['variant']})" if outcome.get("variant") else ""
+        if reason == "after_exit":
+            return f"converted for {name}{arm}: reached its goal within its conversion window after leaving it"
         return f"converted in {name}{arm}: reached its goal"
+    if kind == "delay":
+        step, _, until = reason.partition(" until ")
+        return f"{name} holds step {step} until the customer's quiet hours end at {until}"
     if kind == "blocked":
         return f"did not enter {name}: already in as many journeys as allowed at once"
     if kind == "condition_error":

@@ -70,7 +70,14 @@ JOURNEY_EXITS = Counter(
     ["journey", "version", "reason"],
 )
 JOURNEY_CONVERSIONS = Counter(
-    "orchestrator_journey_conversions_total", "Goals reached inside a journey.", ["journey", "version"]
+    "orchestrator_journey_conversions_total",
+    "Goals reached inside a journey (when=in_journey) or within its conversion window after (after_exit).",
+    ["journey", "version", "when"],
+)
+JOURNEY_DELAYED = Counter(
+    "orchestrator_journey_delayed_total",
+    "Journey actions delayed to the end of the customer's quiet hours.",
+    ["journey", "version"],
 )
 JOURNEY_VARIANTS = Counter(
     "orchestrator_journey_variant_total",
@@ -127,13 +134,15 @@ def count_outcomes(outcomes: list[Any]) -> None:
         elif o.kind == "assign":
             JOURNEY_VARIANTS.labels(o.journey, version, o.variant[:40], "assigned").inc()
         elif o.kind == "convert":
-            JOURNEY_CONVERSIONS.labels(o.journey, version).inc()
+            JOURNEY_CONVERSIONS.labels(o.journey, version, o.reason or "in_journey").inc()
             if o.variant:
                 JOURNEY_VARIANTS.labels(o.journey, version, o.variant[:40], "converted").inc()
         elif o.kind == "condition_error":
             JOURNEY_CONDITION_ERRORS.labels(o.journey, version).inc()
         elif o.kind == "blocked":
             JOURNEY_BLOCKED.labels(o.journey).inc()
+        elif o.kind == "delay":
+            JOURNEY_DELAYED.labels(o.journey, version).inc()
 
 
 def exposition() -> tuple[bytes, str]:

@@ -22,7 +22,7 @@ from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.identity.records import Missing, Profile, Record
-from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.engine import AFTER_EXIT, Engine
 
 
 @dataclass
@@ -38,6 +38,8 @@ class Summary:
     blocked: Counter[str] = field(default_factory=Counter)  # entries refused: max_active
     condition_errors: Counter[str] = field(default_factory=Counter)  # conditions and templates that failed
     variants: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (journey, arm, assigned|converted)
+    converted_after_exit: Counter[str] = field(default_factory=Counter)  # of conversions: within the window after
+    delayed: Counter[str] = field(default_factory=Counter)  # actions delayed to the end of quiet hours
 
     def count(self, decision: Decision) -> None:
         for outcome in decision.outcomes:
@@ -47,6 +49,8 @@ class Summary:
                 self.exits[(outcome.journey, outcome.reason)] += 1
             elif outcome.kind == "convert":
                 self.conversions[outcome.journey] += 1
+                if outcome.reason == AFTER_EXIT:
+                    self.converted_after_exit[outcome.journey] += 1
                 if outcome.variant:
                     self.variants[(outcome.journey, outcome.variant, "converted")] += 1
             elif outcome.kind == "assign":
@@ -55,6 +59,8 @@ class Summary:
                 self.blocked[outcome.journey] += 1
             elif outcome.kind == "condition_error":
                 self.condition_errors[outcome.journey] += 1
+            elif outcome.kind == "delay":
+                self.delayed[outcome.journey] += 1
         for command in decision.commands:
             self.commands[command.action] += 1
         for held in decision.held:
@@ -73,6 +79,8 @@ class Summary:
         self.blocked.update(other.blocked)
         self.condition_errors.update(other.condition_errors)
         self.variants.update(other.variants)
+        self.converted_after_exit.update(other.converted_after_exit)
+        self.delayed.update(other.delayed)
 
     def _variants(self) -> dict[str, dict[str, int]]:
         """``{"journey:arm": {"assigned": n, "converted": m}}``, the figures of an A/B test."""
@@ -89,10 +97,12 @@ class Summary:
             "entries": dict(self.entries),
             "exits": {f"{j}:{r}": n for (j, r), n in sorted(self.exits.items())},
             "conversions": dict(self.conversions),
+            "converted_after_exit": dict(self.converted_after_exit),
             "commands": dict(self.commands),
             "held": dict(self.held),
             "blocked": dict(self.blocked),
             "condition_errors": dict(self.condition_errors),
+            "delayed": dict(self.delayed),
             "variants": self._variants(),
         }
 

@@ -120,8 +120,10 @@ def _print_summary(summary: dict, elapsed: float) -> None:
     for title, key in (
         ("entries", "entries"),
         ("conversions", "conversions"),
+        ("of which after leaving (conversion_window)", "converted_after_exit"),
         ("commands", "commands"),
         ("held back", "held"),
+        ("actions delayed to the end of quiet hours", "delayed"),
         ("exits", "exits"),
         ("entries refused (ORCH_MAX_ACTIVE_JOURNEYS)", "blocked"),
         ("condition errors (counted false; templates skip their action)", "condition_errors"),
@@ -130,4 +132,4 @@ def _print_summary(summary: dict, elapsed: float) -> None:
             err(f"{title}: " + ", ".join(f"{k} {v}" for k, v in sorted(summary[key].items())), err=True)
     for arm, seen in summary["variants"].items():  # an A/B test: each split arm, holdout included
         rate = f" ({seen['converted'] / seen['assigned']:.1%})" if seen["assigned"] else ""
-        err(f"arm {arm}: {seen['assigned']} assigned, {seen['converted']} converted in the journey{rate}", err=True)
+        err(f"arm {arm}: {seen['assigned']} assigned, {seen['converted']} converted{rate}", err=True)

@@ -11,13 +11,12 @@ in plain words by :mod:`orchestrator.audit`).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core.commands import Command
 from orchestrator.core.fold import ALL_CHANNELS, clock_minutes
+from orchestrator.core.localtime import next_local_time, zone
 from orchestrator.core.state import CustomerState
 
 DAY_S = 86400.0
@@ -86,20 +85,19 @@ def in_quiet_hours(state: CustomerState, channel: str, at: float, policy: Policy
     start, end = clock_minutes(state.quiet_hours.get("start")), clock_minutes(state.quiet_hours.get("end"))
     if start is None or end is None or start == end:
         return False
-    local = datetime.fromtimestamp(at, _zone(state.timezone or policy.default_timezone))
+    local = datetime.fromtimestamp(at, zone(state.timezone or policy.default_timezone))
     minute = local.hour * 60 + local.minute
     if start < end:
         return start <= minute < end
     return minute >= start or minute < end
 
 
-@functools.cache
-def _zone(name: str) -> ZoneInfo:
-    """A time zone by name; an unknown name means UTC rather than a failed decision."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
+def quiet_hours_end(state: CustomerState, channel: str, at: float, policy: Policy) -> float | None:
+    """When the quiet hours that ``at`` falls in end, on the customer's clock; None when
+    ``at`` is not in them (or ``channel`` is exempt), so a contact may go out now."""
+    if not in_quiet_hours(state, channel, at, policy):
+        return None
+    return next_local_time(at, state.quiet_hours["end"], state.timezone or policy.default_timezone)
 
 
 def hold_back_reason(

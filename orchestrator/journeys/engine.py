@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
 from orchestrator.core.lifecycle import stage
+from orchestrator.core.localtime import next_local_time
 from orchestrator.core.rules import Held, who
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue, Move
@@ -34,12 +34,13 @@ from orchestrator.journeys.model import Match, Step
 MAX_STEPS_PER_RUN = 64  # a journey that loops without waiting is stopped, not spun forever
 MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends anyway: a guard, not a limit
 TRIGGER_PROPERTIES_MAX = 20
+AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conversion window after leaving
 MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (``otherwise: exit``)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # enter | assign | exit | convert | condition_error | blocked | migrate
+    kind: str  # enter | assign | exit | convert | condition_error | blocked | migrate | delay
     journey: str
     version: int  # for migrate: the version moved to
     reason: str = ""
@@ -47,11 +48,17 @@ class Outcome:
     variant: str = ""  # assign: the split arm chosen; exit and convert: the arm the customer was in
 
 
+# When a contact on a channel may go out, if not at the given moment (the end of the
+# customer's quiet hours); None means now. The contact policy supplies it (decide()).
+QuietUntil = Callable[[CustomerState, str, float], float | None]
+
+
 @dataclass
 class JourneyRun:
     commands: list[tuple[int, Command]] = field(default_factory=list)  # (priority, command)
     held: list[Held] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    quiet_until: QuietUntil | None = None  # None: actions are never delayed (the policy may still hold them)
 
 
 @dataclass
@@ -72,6 +79,8 @@ class Engine:
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
+        if state.journey_log:
+            self._credit_after_exit(state, event, context, run)
         for journey in self.catalogue.triggered_by(event.type):
             if journey.id not in state.journeys and self._may_enter(state, journey, event, context, run):
                 self._enter(state, journey, event, context, run)
@@ -95,10 +104,8 @@ class Engine:
                 continue
             step = journey.steps[instance["step"]]
             instance["wake"] = None
-            wait = step.wait
-            timed_out = wait.on_timeout if wait is not None and wait.event else None
             context = _Context(state, None, wake, trigger=instance["trigger"])
-            self._go(state, journey, jid, timed_out or journey.after(step), context, run)
+            self._go(state, journey, jid, _after_wake(journey, step), context, run)
 
     # -- reacting to an event inside a journey -----------------------------------
     def _react(self, state: CustomerState, jid: str, event: Event, context: _Context, run: JourneyRun) -> None:
@@ -122,6 +129,25 @@ class Engine:
         if event.type in wait.event and (wait.when is None or self._holds(journey, wait.when, context, run)):
             instance["wake"] = None
             self._go(state, journey, jid, wait.on_event or journey.after(step), context, run)
+
+    def _credit_after_exit(self, state: CustomerState, event: Event, context: _Context, run: JourneyRun) -> None:
+        """A goal reached within a journey's ``conversion_window`` after the customer left it
+        (other than by the goal) is that journey's conversion, once: the ad that ended the
+        journey worked if they buy the next day. It counts for the arm they were in."""
+        for jid, log in state.journey_log.items():
+            after = log.get("after")
+            if after is None or jid in state.journeys:
+                continue
+            journey = self.catalogue.get(jid, after["v"])
+            if journey is None or context.now > after["until"]:
+                del log["after"]
+                continue
+            goal = journey.definition.goal
+            context.trigger = after["trigger"]
+            if goal is not None and self._matches(journey, goal, event, context, run):
+                del log["after"]
+                log["conversions"] = log.get("conversions", 0) + 1
+                run.outcomes.append(Outcome("convert", jid, journey.version, AFTER_EXIT, variant=after["variant"]))
 
     # -- entering ---------------------------------------------------------------
     def _may_enter(
@@ -164,6 +190,7 @@ class Engine:
             "holdout": False,
         }
         log = state.journey_log.setdefault(journey.id, {"entries": 0, "conversions": 0})
+        log.pop("after", None)  # a conversion from now on is the new instance's
         log["entries"] = log.get("entries", 0) + 1
         log["last_entry"] = context.now
         run.outcomes.append(Outcome("enter", journey.id, journey.version))
@@ -190,6 +217,8 @@ class Engine:
                 return
             if step.exit is not None:
                 self._end(state, journey, step.exit, context.now, run)
+                return
+            if step.action is not None and self._delayed(state, journey, step, context.now, run):
                 return
             target = self._run_step(state, journey, instance, step, context, run)
         # A journey that loops without waiting is broken: end it, and send nothing it queued.
@@ -254,10 +283,34 @@ class Engine:
         else:
             run.commands.append((action.priority, command))
 
+    def _delayed(self, state: CustomerState, journey: Compiled, step: Step, now: float, run: JourneyRun) -> bool:
+        """Whether the action must wait for the customer's quiet hours to end; if so the
+        instance rests on it until then, like on a wait (a goal still ends it at once)."""
+        action = step.action
+        assert action is not None
+        if run.quiet_until is None or action.quiet_hours == "skip":
+            return False
+        until = run.quiet_until(state, action.channel, now)
+        if until is None:
+            return False
+        state.journeys[journey.id]["wake"] = until
+        when = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%MZ")
+        run.outcomes.append(Outcome("delay", journey.id, journey.version, f"{step.id} until {when}"))
+        return True
+
     def _end(
         self, state: CustomerState, journey: Compiled, reason: str, now: float, run: JourneyRun, converted: bool = False
     ) -> None:
+        instance = state.journeys.get(journey.id)
         _leave(state, journey.id, journey.version, reason, now, run, converted)
+        window = journey.definition.conversion_window
+        if window and not converted and reason != "loop" and instance is not None and journey.definition.goal:
+            state.journey_log[journey.id]["after"] = {
+                "v": journey.version,
+                "until": now + window,
+                "variant": instance.get("variant") or "",
+                "trigger": instance["trigger"],
+            }
 
     # -- moving to a newer version -------------------------------------------------------------
     def migrate(self, state: CustomerState, now: float, run: JourneyRun) -> bool:
@@ -479,6 +532,15 @@ def _due(instance: dict[str, Any], until: float) -> bool:
     return wake is not None and wake <= until
 
 
+def _after_wake(journey: Compiled, step: Step) -> str | None:
+    """Where a customer resting on ``step`` goes when its time comes: on from a wait (its
+    timeout path for an event wait), or into an action that waited for quiet hours to end."""
+    wait = step.wait
+    if wait is None:
+        return step.id
+    return (wait.on_timeout if wait.event else None) or journey.after(step)
+
+
 def _choose(step: Step, customer: str, journey_id: str) -> Any:
     """Deterministic by customer and journey: the same person always lands in the same arm."""
     digest = hashlib.sha256(f"{journey_id}|{step.id}|{customer}".encode()).digest()
@@ -490,17 +552,3 @@ def _choose(step: Step, customer: str, journey_id: str) -> Any:
         if point < total:
             return arm
     return arms[-1]
-
-
-def next_local_time(now: float, hhmm: str, timezone: str) -> float:
-    """The next moment after ``now`` when the clock in ``timezone`` shows ``hhmm``."""
-    try:
-        zone = ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
-    hour, minute = (int(p) for p in hhmm.split(":"))
-    local = datetime.fromtimestamp(now, zone)
-    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate.timestamp() <= now:
-        candidate = (local + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    return candidate.timestamp()

@@ -111,6 +111,10 @@ class Action(Strict):
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=50, ge=0, le=100)
     ttl: Duration | None = None
+    # In the customer's quiet hours a journey's action waits for them to end ("delay"), and
+    # the rest of the journey with it; "skip" drops it (held back, reason quiet_hours) and
+    # goes on, for a message that is worth nothing later.
+    quiet_hours: Literal["delay", "skip"] = "delay"
 
 
 class Step(Strict):
@@ -188,6 +192,9 @@ class Journey(Strict):
     # False for a long watch that mostly waits (win-back's 90 days of silence): it must not
     # keep a customer out of the journeys that talk to them (ORCH_MAX_ACTIVE_JOURNEYS).
     counts_towards_limit: bool = True
+    # How long after leaving (other than by its goal) a goal event still counts as this
+    # journey's conversion: a journey that ends with its ad still converts when they buy.
+    conversion_window: Duration | None = None
     steps: list[Step] = Field(min_length=1)
     migrate: list[Migration] = Field(default_factory=list)
 

@@ -241,6 +241,18 @@ def test_explain_reads_every_exit_reason():
     ]
 
 
+def test_explain_reads_a_delay_for_quiet_hours_and_a_conversion_after_leaving():
+    outcomes = [
+        {"kind": "delay", "journey": "j", "version": 1, "reason": "hello until 2027-01-16T08:00Z"},
+        {"kind": "convert", "journey": "k", "version": 2, "reason": "after_exit", "variant": "a"},
+    ]
+    record = {"event_ts": T0, "event_type": "x", "channel": "web", "event_id": "e", "journeys": outcomes}
+    assert explain_lines([record])[0].splitlines()[1:] == [
+        "  journey j v1 holds step hello until the customer's quiet hours end at 2027-01-16T08:00Z",
+        "  converted for journey k v2 (arm a): reached its goal within its conversion window after leaving it",
+    ]
+
+
 # --- the decision log's batching (no Redis needed: nothing listens on the port) -------------------
 
 

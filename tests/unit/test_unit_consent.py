@@ -254,12 +254,69 @@ def test_exempt_channels_ignore_quiet_hours():
     assert held(strict.does("search", at=15 * HOUR, query="tent")) == [("remarketing_ad", "quiet_hours")]
 
 
-def test_a_wait_that_fell_due_in_quiet_hours_is_judged_when_it_fell_due():
-    person = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY)
+HELLO_OR_NEVER = define("- wait: 1h\n- {id: hello, action: {channel: email, action: hello, quiet_hours: skip}}")
+HELLO_THEN_BYE = define(
+    """
+    - wait: 1h
+    - {id: hello, action: {channel: email, action: hello}}
+    - wait: 1h
+    - {id: bye, action: {channel: email, action: bye}}
+    """
+)
+
+
+def test_a_journey_action_due_in_quiet_hours_waits_for_them_to_end_and_the_journey_with_it():
+    person = customer(HELLO_THEN_BYE, policy=stories.JOURNEYS_ONLY)
     person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
     person.does("signup", at=12 * HOUR)  # 20:00 UTC: hello falls due at 21:00
+    at_nine = person.wakes(13 * HOUR)
+    assert at_nine.commands == [] and held(at_nine) == []
+    assert [(o.kind, o.reason) for o in at_nine.outcomes] == [("delay", "hello until 2027-01-16T08:00Z")]
+    assert person.next_wake == 24 * HOUR  # 08:00 the next morning
+    morning = person.wakes(24 * HOUR)
+    assert sent(morning) == [("email", "hello")]
+    assert morning.commands[0].issued_at == T0 + 24 * HOUR
+    assert person.next_wake == 25 * HOUR  # the rest of the journey moved with it
+
+
+def test_a_delayed_action_fired_late_goes_out_as_of_the_end_of_the_quiet_hours():
+    person = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY)
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)
     decision = person.does("page_view", at=26 * HOUR)  # 10:00 the next day, the timer never came
+    assert [(c.action, c.issued_at) for c in decision.commands] == [("hello", T0 + 24 * HOUR)]
+
+
+def test_a_goal_ends_a_journey_whose_action_waits_for_quiet_hours_to_end():
+    text = HELLO_IN_AN_HOUR.source.replace("steps:", "goal: {event: purchase}\nsteps:")
+    person = customer(compile_text(text, "j.yaml"), policy=stories.JOURNEYS_ONLY)
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)
+    person.wakes(13 * HOUR)
+    bought = person.does("purchase", at=14 * HOUR, value=10)
+    assert ("exit", "goal") in [(o.kind, o.reason) for o in bought.outcomes]
+    assert person.next_wake is None
+    assert person.timer_until(48 * HOUR) == []
+
+
+def test_an_action_marked_skip_is_held_back_in_quiet_hours_as_of_when_it_fell_due():
+    person = customer(HELLO_OR_NEVER, policy=stories.JOURNEYS_ONLY)
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)
+    decision = person.does("page_view", at=26 * HOUR)
     assert held(decision) == [("hello", "quiet_hours")]
+
+
+def test_a_delay_follows_the_customer_s_own_clock():
+    person = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY, timezone="America/New_York")
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=16 * HOUR)  # 19:00 in New York: hello falls due at 20:00, not quiet
+    assert sent(person.wakes(17 * HOUR)) == [("email", "hello")]
+    other = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY, timezone="America/New_York")
+    other.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    other.does("signup", at=17 * HOUR)  # 20:00 there: due at 21:00, delayed to 08:00 New York = 13:00 UTC
+    other.wakes(18 * HOUR)
+    assert other.next_wake == 29 * HOUR
 
 
 # --- expiry ---------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from stories import JOURNEYS_ONLY, T0
 
 from orchestrator.core.decide import WAKE, Decision, decide
 from orchestrator.core.event import Event
+from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.engine import Engine, Outcome, next_local_time
+from orchestrator.journeys.engine import Engine, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
 
 MINUTE = 60.0
@@ -931,3 +932,76 @@ def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_w
     assert actions(decision) == [("j", "fine")]
     kind, _, reason = outcomes(decision)[1]
     assert kind == "condition_error" and "which a command cannot carry" in reason
+
+
+# --- conversions after leaving (conversion_window) ------------------------------------------------
+
+AD_THEN_DONE = define(
+    """
+    - wait: 1h
+    - {id: ad, action: {channel: ads, action: remarketing_ad, payload: {product: '{{ trigger.properties.product }}'}}}
+    """,
+    head="""
+    trigger: {event: product_view}
+    goal: {event: purchase, when: 'event.properties.product == trigger.properties.product'}
+    conversion_window: 2d
+    reentry: always
+    """,
+    id="ad",
+)
+
+
+def test_a_goal_within_the_conversion_window_after_the_journey_ended_counts_once_for_it():
+    person = Customer(engine_of(AD_THEN_DONE), "c-1")
+    person.does("product_view", product="tent")
+    assert [c.action for c in person.timer_until(2 * HOUR)] == ["remarketing_ad"]
+    assert person.journeys == {}
+    bought = person.does("purchase", at=DAY, product="tent")
+    assert outcomes(bought) == [("convert", "ad", "after_exit")]
+    assert outcomes(person.does("purchase", at=DAY + HOUR, product="tent")) == []  # once
+    assert person.state is not None and person.state.journey_log["ad"]["conversions"] == 1
+
+
+def test_a_goal_after_the_conversion_window_or_not_matching_the_trigger_is_not_a_conversion():
+    person = Customer(engine_of(AD_THEN_DONE), "c-1")
+    person.does("product_view", product="tent")
+    person.timer_until(2 * HOUR)
+    assert outcomes(person.does("purchase", at=DAY, product="lamp")) == []
+    assert outcomes(person.does("purchase", at=3 * DAY, product="tent")) == []
+
+
+def test_without_a_conversion_window_only_goals_inside_the_journey_count():
+    plain = define(
+        AD_THEN_DONE.source.split("steps:")[1], head="trigger: {event: product_view}\ngoal: {event: purchase}"
+    )
+    person = Customer(engine_of(plain), "c-1")
+    person.does("product_view", product="tent")
+    person.timer_until(2 * HOUR)
+    assert outcomes(person.does("purchase", at=HOUR * 3, product="tent")) == []
+
+
+def test_entering_again_closes_the_window_of_the_instance_before():
+    person = Customer(engine_of(AD_THEN_DONE), "c-1")
+    person.does("product_view", product="tent")
+    person.timer_until(2 * HOUR)
+    person.does("product_view", at=3 * HOUR, product="lamp")  # a new instance, about the lamp
+    bought = person.does("purchase", at=4 * HOUR, product="tent")
+    assert ("convert", "ad", "after_exit") not in outcomes(bought)
+
+
+def test_a_conversion_after_leaving_is_credited_to_the_arm_the_customer_was_in():
+    split = define(
+        """
+        - split: [{variant: a, percent: 50}, {holdout: true, percent: 50}]
+        - {id: hello, action: {channel: email, action: hello}}
+        """,
+        head="trigger: {event: signup}\ngoal: {event: purchase}\nconversion_window: 7d",
+    )
+    arms = Counter()
+    for n in range(40):
+        person = Customer(engine_of(split), f"c-{n}")
+        person.does("signup")
+        converted = [o for o in person.buys("x", at=DAY).outcomes if o.kind == "convert"]
+        assert [o.reason for o in converted] == ["after_exit"]
+        arms[converted[0].variant] += 1
+    assert set(arms) == {"a", "holdout"} and sum(arms.values()) == 40

@@ -65,8 +65,20 @@ def test_a_browser_who_does_not_buy_sees_a_remarketing_ad_a_day_later():
     ad = ads[0]
     assert ad.channel == "ads"
     assert ad.payload == {"product": "sku-tent-2p", "query": "", "incentive": {"type": "discount", "percent": 10}}
-    assert "journey remarketing_after_browse v2, step remarketing_ad" in ad.reason
+    assert "journey remarketing_after_browse v3, step remarketing_ad" in ad.reason
     assert customer.journeys == set()
+
+
+def test_a_purchase_within_a_week_of_the_ad_is_the_remarketing_journey_s_conversion():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("product_view", 0, product="sku-tent-2p")
+    customer.timer_until(24 * HOUR)
+    bought = customer.buys("sku-tent-2p", at=3 * DAY)
+    assert ("convert", "remarketing_after_browse", "after_exit") in outcomes(bought)
+    later = Customer(shipped("remarketing_after_browse"))
+    later.does("product_view", 0, product="sku-tent-2p")
+    later.timer_until(24 * HOUR)
+    assert not [o for o in later.buys("sku-tent-2p", at=9 * DAY).outcomes if o.kind == "convert"]
 
 
 def test_a_search_is_remarketed_by_its_query():
@@ -485,9 +497,30 @@ def test_the_welcome_test_reports_each_arm_and_the_goals_reached_in_it(variant):
     summary.count(wake)
     summary.count(purchase)
     assert summary.as_dict()["variants"] == {f"welcome:{variant}": {"assigned": 1, "converted": 1}}
-    before = metrics.JOURNEY_VARIANTS.labels("welcome", "1", variant, "converted")._value.get()
+    before = metrics.JOURNEY_VARIANTS.labels("welcome", "2", variant, "converted")._value.get()
     metrics.count_outcomes(purchase.outcomes)
-    assert metrics.JOURNEY_VARIANTS.labels("welcome", "1", variant, "converted")._value.get() == before + 1
+    assert metrics.JOURNEY_VARIANTS.labels("welcome", "2", variant, "converted")._value.get() == before + 1
     lines = [audit._journey_line(audit._outcome(o)) for o in wake.outcomes + purchase.outcomes]
-    assert any("of journey welcome v1" in line for line in lines)
-    assert f"converted in journey welcome v1 (arm {variant}): reached its goal" in lines
+    assert any("of journey welcome v2" in line for line in lines)
+    assert f"converted in journey welcome v2 (arm {variant}): reached its goal" in lines
+
+
+def test_a_first_purchase_within_two_weeks_after_the_welcome_series_counts_for_its_arm():
+    from orchestrator import metrics
+    from orchestrator.replay import Summary
+
+    customer = welcome_customer("discount")
+    customer.does("signup", 0)
+    customer.timer_until(8 * DAY)
+    assert customer.journeys == set()  # the series is over
+    purchase = customer.buys("sku-1", at=10 * DAY)
+    converted = [(o.kind, o.reason, o.variant) for o in purchase.outcomes if o.journey == "welcome"]
+    assert converted == [("convert", "after_exit", "discount")]
+    summary = Summary()
+    summary.count(purchase)
+    assert summary.as_dict()["converted_after_exit"] == {"welcome": 1}
+    assert summary.as_dict()["variants"] == {"welcome:discount": {"assigned": 0, "converted": 1}}
+    counter = metrics.JOURNEY_CONVERSIONS.labels("welcome", "2", "after_exit")
+    before = counter._value.get()
+    metrics.count_outcomes(purchase.outcomes)
+    assert counter._value.get() == before + 1
