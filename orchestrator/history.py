@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 
@@ -59,10 +59,12 @@ class Scan:
     last_ts: float
 
 
-def read_lines(path: Path) -> list[bytes]:
-    """Every line of the file, blank ones too, so that indexes give line numbers (a UTF-8
-    byte-order mark, which some editors write, is not part of the first line)."""
-    return path.read_bytes().removeprefix(b"\xef\xbb\xbf").split(b"\n")
+def read_lines(path: Path | BinaryIO) -> list[bytes]:
+    """Every line of the file (or of a stream, such as standard input), blank ones too, so
+    that indexes give line numbers (a UTF-8 byte-order mark, which some editors write, is
+    not part of the first line)."""
+    data = path.read_bytes() if isinstance(path, Path) else path.read()
+    return data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
 
 
 def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from orchestrator.replay_split import default_processes, replay_split
 
 
 def replay(
-    events: Annotated[Path, typer.Argument(help="JSON lines of ChannelEvents, any order.")],
+    events: Annotated[Path, typer.Argument(help="JSON lines of ChannelEvents, any order; - reads standard input.")],
     journeys: Annotated[Path, typer.Option("--journeys", "-j", help="Folder of journey files.")],
     as_json: Annotated[bool, typer.Option("--json", help="Commands and the summary as JSON lines.")] = False,
     rules: Annotated[bool, typer.Option(help="Also run the built-in reflex rules.")] = False,
@@ -39,15 +40,16 @@ def replay(
     after_s = duration_option("--after", after)
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
-    if not events.is_file():
+    from_stdin = str(events) == "-"
+    if not from_stdin and not events.is_file():
         raise CliError(f"no such file: {events}")
     started = time.perf_counter()
-    lines = read_lines(events)
+    lines = read_lines(sys.stdin.buffer if from_stdin else events)
     try:
         parse = event_parser(channel, conf.limits())
         totals = _replay(lines, parse, lambda: Replay(policy, engine), processes, after_s, as_json)
     except LineError as exc:
-        raise CliError(f"{events}:{exc.number}: {exc.reason}") from None
+        raise CliError(f"{'<stdin>' if from_stdin else events}:{exc.number}: {exc.reason}") from None
     elapsed = time.perf_counter() - started
     summary = totals.as_dict() | {"seconds": round(elapsed, 3)}
     if as_json:

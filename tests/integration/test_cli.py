@@ -140,6 +140,23 @@ def test_replay_prints_the_same_in_one_process_and_in_two_or_four(tmp_path: Path
     assert outputs[0] == outputs[1] == outputs[2]
 
 
+def test_replay_reads_standard_input_as_it_reads_a_file(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    made = run("simulate", "--output", str(history), "--count", "600", "--customers", "60")
+    assert made.returncode == 0, made.stderr
+    outputs = []
+    for source, stdin in ((str(history), ""), ("-", history.read_text())):
+        done = run("replay", source, "--journeys", str(JOURNEYS), "--json", "--processes", "2", stdin=stdin)
+        assert done.returncode == 0, done.stderr
+        *commands, last = done.stdout.splitlines()
+        summary = json.loads(last)["summary"]
+        summary.pop("seconds")
+        outputs.append((commands, summary))
+    assert outputs[0][0] and outputs[0] == outputs[1]
+    bad = run("replay", "-", "--journeys", str(JOURNEYS), stdin="not json\n")
+    assert bad.returncode == 1 and bad.stderr.startswith("orchestrator: error: <stdin>:1: ")
+
+
 @pytest.mark.parametrize("processes", ["1", "4"])
 def test_replay_names_the_first_bad_line_and_prints_no_command(tmp_path: Path, processes: str) -> None:
     history = tmp_path / "history.jsonl"
