@@ -66,6 +66,15 @@ for _ in $(seq 1 120); do
 done
 echo " ready"
 
+# The shipped journeys run beside the built-in rules: the rules answer at once (an ad after a
+# search), the journeys greet each sign-up (welcome, with its A/B split) and keep their waits.
+# Publishing again is harmless: versions already on the topic are left as they are.
+if [[ -n "${DEMO_JOURNEYS-journeys}" ]]; then
+  echo "==> publishing the journeys in ${DEMO_JOURNEYS-journeys}/ (DEMO_JOURNEYS= to run the rules alone)"
+  $BIN/orchestrator journeys publish "${DEMO_JOURNEYS-journeys}" >>"$LOGS/journeys.log" 2>&1 \
+    || echo "warning: publishing the journeys failed, the demo runs the rules alone (see $LOGS/journeys.log)" >&2
+fi
+
 echo "==> simulating customers on web, search, ads, email, store, app and social (log: $LOGS/simulator.log)"
 $BIN/orchestrator simulate --rate "${DEMO_RATE:-4}" >"$LOGS/simulator.log" 2>&1 &
 pids+=($!)
@@ -73,6 +82,8 @@ pids+=($!)
 cat <<TIPS
 ==> commands as they are decided (Ctrl-C to stop). In another terminal try:
       .venv/bin/orchestrator customer <id from a line below>   # that customer's state from Redis
+      .venv/bin/orchestrator explain <id from a line below>    # why they got (or did not get) each command
+      .venv/bin/orchestrator journeys list                     # the journeys the worker runs
       curl -s localhost:$ORCH_WEB_PORT/metrics | grep ^orchestrator_
       kcat -b 127.0.0.1:9092 -C -t orchestrator.dlq -e -J   # what was refused, and why
 
