@@ -6,26 +6,9 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-KNOWN_TYPES = frozenset(
-    {
-        "page_view",
-        "search",
-        "product_view",
-        "add_to_cart",
-        "remove_from_cart",
-        "purchase",
-        "email_open",
-        "email_click",
-        "ad_click",
-        "ad_impression",
-        "store_visit",
-        "app_open",
-        "support_contact",
-        "consent",
-        "identify",
-        "signup",
-    }
-)
+from schemas.events import KNOWN_EVENT_TYPES
+
+KNOWN_TYPES = KNOWN_EVENT_TYPES  # event types with their own label value; others count as 'other'
 
 EVENTS_CONSUMED = Counter(
     "orchestrator_events_consumed_total",

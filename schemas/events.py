@@ -9,6 +9,30 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+# The event types the product knows and documents. Channels may send others (any name that
+# matches NAME_PATTERN): metrics count those as "other", and ``journeys validate`` warns of a
+# journey waiting for one, which is more often a typo than a type nobody sends yet.
+KNOWN_EVENT_TYPES = frozenset(
+    {
+        "page_view",
+        "search",
+        "product_view",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "email_open",
+        "email_click",
+        "ad_click",
+        "ad_impression",
+        "store_visit",
+        "app_open",
+        "support_contact",
+        "consent",
+        "preferences",
+        "identify",
+        "signup",
+    }
+)
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 

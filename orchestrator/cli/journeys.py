@@ -12,7 +12,7 @@ from kafka import TopicPartition
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.loader import Compiled, InvalidJourney, check_migrations, compile_text, load_dir
+from orchestrator.journeys.loader import Compiled, InvalidJourney, check_dir, check_migrations, compile_text
 from orchestrator.journeys.model import Migration
 from orchestrator.kafka.clients import COMPACTED, consumer, ensure_topics, producer
 from orchestrator.topics import TopicNames
@@ -23,7 +23,8 @@ Folder = Annotated[Path, typer.Argument(help="Folder of journey YAML files.")]
 
 @app.command()
 def validate(folder: Folder) -> None:
-    """Check every journey file; print each error as file:line: message (exit 1 on any)."""
+    """Check every journey file; print each error as file:line: message (exit 1 on any), and
+    each warning as file:line: warning: message (warnings alone still exit 0)."""
     journeys = load_or_fail(folder)
     for journey in journeys:
         typer.echo(f"ok  {journey.id} v{journey.version}  {journey.definition.description}")
@@ -132,14 +133,16 @@ def _check_against_published(journeys: list[Compiled], published: dict[str, str]
 
 
 def load_or_fail(folder: Path) -> list[Compiled]:
-    journeys, errors = load_dir(folder)
-    if errors:
-        for error in errors:
-            typer.echo(str(error), err=True)
-        raise CliError(f"{len(errors)} error(s) in {folder}")
-    if not journeys:
+    """The folder's journeys; each error and warning printed as file:line, in file order; a
+    CliError if there is any error (warnings alone refuse nothing)."""
+    checked = check_dir(folder)
+    for problem in sorted([*checked.errors, *checked.warnings], key=lambda p: (p.file, p.line)):
+        typer.echo(str(problem), err=True)
+    if checked.errors:
+        raise CliError(f"{len(checked.errors)} error(s) in {folder}")
+    if not checked.journeys:
         raise CliError(f"no journey files (*.yaml) in {folder}")
-    return journeys
+    return checked.journeys
 
 
 def _read_published(bootstrap: str, topic: str) -> dict[str, str]:

@@ -57,11 +57,17 @@ CEL_FUNCTIONS = frozenset(
 
 
 class ConditionError(ValueError):
-    """An expression failed to compile; carries the expression for the message."""
+    """An expression failed to compile; carries the expression (whole) for the message
+    (shortened: a long expression quoted whole would bury the error; the line finds it)."""
 
     def __init__(self, expression: str, detail: str) -> None:
-        super().__init__(f"{detail} in expression {expression!r}")
+        super().__init__(f"{_shortened(detail, 240)} in expression {_shortened(expression, 80)!r}")
         self.expression = expression
+
+
+def _shortened(text: str, most: int) -> str:
+    """``text``, cut to ``most`` characters with an ellipsis when it is longer."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 # What an expression reads of a map: each field it selects, with what it reads of that

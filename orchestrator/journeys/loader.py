@@ -3,27 +3,33 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.journeys import graph
 from orchestrator.journeys.conditions import Condition, ConditionError, check_names, compile_payload, templates_in
 from orchestrator.journeys.model import Journey, Match, Migration, Step
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
+from schemas.events import KNOWN_EVENT_TYPES
 
 
 @dataclass(frozen=True)
 class JourneyError:
+    """An error, or with ``warning`` something that may be right (it refuses nothing)."""
+
     file: str
     line: int
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+        return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 class InvalidJourney(ValueError):
@@ -68,11 +74,15 @@ def compile_text(text: str, name: str) -> Compiled:
         raise InvalidJourney([JourneyError(name, exc.line, str(exc))]) from None
     if not isinstance(doc, dict):
         raise InvalidJourney([JourneyError(name, 1, "a journey file is a mapping with id, version, trigger, steps")])
+    # Expressions are read from the mapping itself, so a schema error elsewhere hides none of theirs.
+    conditions, errors = _compile_conditions(doc, name, lines)
+    payloads, payload_errors = _compile_payloads(doc, name, lines)
+    errors += payload_errors
     try:
         journey = Journey.model_validate(doc)
     except ValidationError as exc:
-        raise InvalidJourney([_from_pydantic(name, lines, err, doc) for err in exc.errors()]) from None
-    conditions, payloads, errors = _compile_expressions(journey, name, lines)
+        schema_errors = [_from_pydantic(name, lines, err, doc) for err in exc.errors()]
+        raise InvalidJourney(sorted([*schema_errors, *errors], key=lambda e: e.line)) from None
     errors += _check_migrate(journey, name, lines, _migrate_paths(doc, journey))
     if errors:
         raise InvalidJourney(errors)
@@ -84,7 +94,7 @@ def compile_text(text: str, name: str) -> Compiled:
         steps={s.id: s for s in journey.steps},
         successor={sid: (order[i + 1] if i + 1 < len(order) else None) for i, sid in enumerate(order)},
         conditions=conditions,
-        payloads=payloads,
+        payloads={step.id: payloads[i] for i, step in enumerate(journey.steps) if step.action is not None},
     )
 
 
@@ -102,19 +112,80 @@ def compile_file(path: Path) -> Compiled:
     return compile_text(text, str(path))
 
 
-def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:
-    """Every ``*.yaml``/``*.yml`` in ``folder``: the good ones and all errors of the bad ones."""
+@dataclass(frozen=True)
+class Checked:
+    """A folder after every check: the good journeys, the errors of the bad ones, and warnings
+    about things that may well be right (an event type the product does not know yet)."""
+
+    journeys: list[Compiled]
+    errors: list[JourneyError]
+    warnings: list[JourneyError]
+
+
+def check_dir(folder: Path) -> Checked:
+    """Every ``*.yaml``/``*.yml`` in ``folder``, compiled and then reviewed (see :func:`review`)."""
     if not folder.is_dir():
-        return [], [JourneyError(str(folder), 0, "no such folder")]
-    good, errors = [], []
+        return Checked([], [JourneyError(str(folder), 0, "no such folder")], [])
+    good, errors, warnings = [], [], []
     for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
         try:
-            good.append(compile_file(path))
+            journey = compile_file(path)
         except InvalidJourney as exc:
             errors.extend(exc.errors)
+            continue
+        problems, notes = review(journey)
+        errors.extend(problems)
+        warnings.extend(notes)
+        if not problems:
+            good.append(journey)
     errors.extend(_duplicates(good))
     errors.extend(check_migrations(good, good)[0])
-    return good, errors
+    return Checked(good, errors, warnings)
+
+
+def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:
+    """Every ``*.yaml``/``*.yml`` in ``folder``: the good ones and all errors of the bad ones."""
+    checked = check_dir(folder)
+    return checked.journeys, checked.errors
+
+
+def review(journey: Compiled) -> tuple[list[JourneyError], list[JourneyError]]:
+    """What a folder being validated or published must not hold though :func:`compile_text`
+    lets it through: errors in the shape of the steps (see :mod:`graph`), and warnings for
+    event types the product does not know. Not part of ``compile_text``, which also reads
+    journeys already published (a worker must keep running those whatever this learns to
+    refuse) and whose engine stops a loop at run time anyway."""
+    _, lines = load_with_lines(journey.source)
+    errors = [
+        JourneyError(journey.origin, line_of(lines, problem.path), problem.message)
+        for problem in graph.problems(journey.definition)
+    ]
+    return sorted(errors, key=lambda e: e.line), _unknown_event_types(journey, lines)
+
+
+def _unknown_event_types(journey: Compiled, lines: dict[Any, int]) -> list[JourneyError]:
+    """A warning for each event type named that the product does not know: a typo never
+    matches, but channels may send new types, so it refuses nothing."""
+    warnings = []
+    for path, event_type in _event_types(journey.definition):
+        if event_type not in KNOWN_EVENT_TYPES:
+            close = get_close_matches(event_type, KNOWN_EVENT_TYPES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            message = f"{_where(path[:-1])}: event type '{event_type}' is not one the product knows{hint}"
+            warnings.append(JourneyError(journey.origin, line_of(lines, path), message, warning=True))
+    return warnings
+
+
+def _event_types(journey: Journey) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every event type the journey names, with its path in the file."""
+    matches: list[tuple[tuple[Any, ...], Match | None]] = [(("trigger",), journey.trigger), (("goal",), journey.goal)]
+    matches += [(("exit_on", i), match) for i, match in enumerate(journey.exit_on)]
+    for path, match in matches:
+        for k, event_type in enumerate(match.event if match else []):
+            yield (*path, "event", k), event_type
+    for i, step in enumerate(journey.steps):
+        for k, event_type in enumerate((step.wait.event or []) if step.wait else []):
+            yield ("steps", i, "wait", "event", k), event_type
 
 
 def _duplicates(journeys: list[Compiled]) -> list[JourneyError]:
@@ -170,65 +241,84 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple({"for_": "for", "else_": "else"}.get(p, p) if isinstance(p, str) else p for p in loc)
 
 
-def _expressions(journey: Journey) -> list[tuple[tuple[Any, ...], str]]:
-    """Every CEL expression in the journey with its path in the file."""
+def _items(node: Any) -> list[tuple[int, Any]]:
+    return list(enumerate(node)) if isinstance(node, list) else []
+
+
+def _conditions_in(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """Every condition in the file with its path, read from the mapping as written (whatever
+    the schema makes of the rest): trigger, goal, exit_on and wait ``when``, ``audience``, branch cases."""
     found: list[tuple[tuple[Any, ...], str]] = []
 
-    def match(path: tuple[Any, ...], m: Match | None) -> None:
-        if m is not None and m.when:
-            found.append(((*path, "when"), m.when))
+    def when(path: tuple[Any, ...], node: Any) -> None:
+        if isinstance(node, dict) and isinstance(node.get("when"), str):
+            found.append(((*path, "when"), node["when"]))
 
-    match(("trigger",), journey.trigger)
-    match(("goal",), journey.goal)
-    for i, m in enumerate(journey.exit_on):
-        match(("exit_on", i), m)
-    if journey.audience:
-        found.append((("audience",), journey.audience))
-    for i, step in enumerate(journey.steps):
-        if step.wait and step.wait.when:
-            found.append((("steps", i, "wait", "when"), step.wait.when))
-        for j, case in enumerate(step.branch or ()):
-            if case.when:
-                found.append((("steps", i, "branch", j, "when"), case.when))
+    when(("trigger",), doc.get("trigger"))
+    when(("goal",), doc.get("goal"))
+    for i, match in _items(doc.get("exit_on")):
+        when(("exit_on", i), match)
+    if isinstance(doc.get("audience"), str):
+        found.append((("audience",), doc["audience"]))
+    for i, step in _items(doc.get("steps")):
+        if isinstance(step, dict):
+            when(("steps", i, "wait"), step.get("wait"))
+            for j, case in _items(step.get("branch")):
+                when(("steps", i, "branch", j), case)
     return found
 
 
-def _payload_path(payload: Any, expression: str, path: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The path of the payload value whose template holds ``expression``."""
-    if isinstance(payload, str):
-        return path if expression in payload else ()
-    items = payload.items() if isinstance(payload, dict) else enumerate(payload) if isinstance(payload, list) else ()
-    for key, value in items:
-        found = _payload_path(value, expression, (*path, key))
-        if found:
-            return found
-    return ()
-
-
-def _compile_expressions(
-    journey: Journey, name: str, lines: dict[Any, int]
-) -> tuple[dict[str, Condition], dict[str, Any], list[JourneyError]]:
+def _compile_conditions(
+    doc: dict[str, Any], name: str, lines: dict[Any, int]
+) -> tuple[dict[str, Condition], list[JourneyError]]:
     conditions: dict[str, Condition] = {}
-    payloads: dict[str, Any] = {}
     errors: list[JourneyError] = []
-    for path, expression in _expressions(journey):
+    for path, expression in _conditions_in(doc):
         try:
             conditions[expression] = Condition.compile(expression)
             check_names(expression)
         except ConditionError as exc:
             errors.append(JourneyError(name, line_of(lines, path), str(exc)))
-    for i, step in enumerate(journey.steps):
-        if step.action is not None:
-            try:
-                payloads[step.id] = compile_payload(step.action.payload)
-                for template in templates_in(payloads[step.id]):
-                    for part in template.parts:
-                        check_names(part.expression)
-            except ConditionError as exc:
-                payload_path = ("steps", i, "action", "payload")
-                where = _payload_path(step.action.payload, exc.expression, payload_path) or payload_path
-                errors.append(JourneyError(name, line_of(lines, where), str(exc)))
-    return conditions, payloads, errors
+    return conditions, errors
+
+
+def _compile_payloads(
+    doc: dict[str, Any], name: str, lines: dict[Any, int]
+) -> tuple[dict[int, Any], list[JourneyError]]:
+    """Each action step's payload compiled, by the step's position; every bad template is an
+    error on its own line."""
+    payloads: dict[int, Any] = {}
+    errors: list[JourneyError] = []
+    for i, step in _items(doc.get("steps")):
+        action = step.get("action") if isinstance(step, dict) else None
+        if not isinstance(action, dict):
+            continue
+        payload = action.get("payload", {})
+        try:
+            payloads[i] = _checked(compile_payload(payload))
+        except ConditionError:
+            for path, exc in _bad_templates(payload, ("steps", i, "action", "payload")):
+                errors.append(JourneyError(name, line_of(lines, path), str(exc)))
+    return payloads, errors
+
+
+def _checked(payload: Any) -> Any:
+    """A compiled payload whose templates name only what exists; ConditionError otherwise."""
+    for template in templates_in(payload):
+        for part in template.parts:
+            check_names(part.expression)
+    return payload
+
+
+def _bad_templates(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], ConditionError]]:
+    """The path and error of every string in a payload that is not a good template."""
+    if isinstance(node, str):
+        try:
+            _checked(compile_payload(node))
+        except ConditionError as exc:
+            yield path, exc
+    for key, child in node.items() if isinstance(node, dict) else _items(node):
+        yield from _bad_templates(child, (*path, key))
 
 
 # -- migration rules -------------------------------------------------------------------------------
