@@ -51,7 +51,7 @@ from orchestrator.core.event import Event
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.journeys.loader import InvalidJourney, compile_text, load_dir
+from orchestrator.journeys.loader import load_dir
 from orchestrator.kafka.clients import COMPACTED, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
@@ -152,19 +152,18 @@ async def _follow_catalogue(bootstrap: str, topic: str, runtime: JourneyRuntime)
 
 
 def _apply_published(catalogue: Catalogue, key: bytes | None, value: bytes | None) -> None:
-    name = (key or b"?").decode(errors="replace")
-    if value is None:
-        journey_id = name.split(":")[0]
-        catalogue.retire(journey_id)
-        log.info("journey %s retired", journey_id)
-        return
+    """One catalogue topic record, live (see :meth:`Catalogue.apply`): a version or its removal,
+    a retirement marker or its removal. A record that means nothing is logged and skipped."""
+    name = (key or b"").decode(errors="replace")
     try:
-        journey = compile_text(value.decode(), f"published {name}")
-    except (InvalidJourney, UnicodeDecodeError) as exc:
-        log.error("ignoring published journey %s: %s", name, exc)
+        change = catalogue.apply(name, None if value is None else value.decode())
+    except ValueError as exc:  # BadRecord, InvalidJourney, UnicodeDecodeError
+        log.error("ignoring catalogue record %r: %s", name, exc)
         return
-    catalogue.add(journey)
-    log.info("journey %s version %d is live", journey.id, journey.version)
+    except Exception:  # one odd record must not stop every later version reaching this worker
+        log.exception("ignoring catalogue record %r", name)
+        return
+    log.info("%s", change)
 
 
 @dataclass

@@ -1,24 +1,27 @@
-"""``orchestrator journeys validate|publish|list``: the journey catalogue."""
+"""``orchestrator journeys validate|publish|list|retire|reopen``: the journey catalogue."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from kafka import TopicPartition
+from kafka import KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
-from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.loader import Compiled, InvalidJourney, check_dir, check_migrations, compile_text
+from orchestrator.journeys.catalogue import Catalogue, parse_key, record_key
+from orchestrator.journeys.loader import Compiled, check_dir, check_migrations
 from orchestrator.journeys.model import Migration
 from orchestrator.kafka.clients import COMPACTED, consumer, ensure_topics, producer
 from orchestrator.topics import TopicNames
 
-app = typer.Typer(help="Validate, publish and list journeys.", no_args_is_help=True)
+app = typer.Typer(help="Validate, publish, list, retire and reopen journeys.", no_args_is_help=True)
 Folder = Annotated[Path, typer.Argument(help="Folder of journey YAML files.")]
+JourneyId = Annotated[str, typer.Argument(help="The journey's id.", show_default=False)]
 
 
 @app.command()
@@ -40,7 +43,8 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     A published version is immutable: to change a journey, raise its version.
     Customers already inside a journey finish on the version they entered, unless
     a newer version's migrate rule moves them; its old steps are checked against
-    the versions in the folder and those already published.
+    the versions in the folder and those already published. A new version of a
+    retired journey reopens it.
     """
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     journeys = load_or_fail(folder)
@@ -48,20 +52,31 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED, conf.replication_factor)
     published = _read_published(conf.kafka_bootstrap, topic)
     _check_against_published(journeys, published)
+    retired = {parsed[0] for parsed in map(parse_key, published) if parsed and parsed[1] is None}
     client = producer(conf.kafka_bootstrap)
     fresh = 0
-    for journey in journeys:
-        key = f"{journey.id}:{journey.version}"
-        if key in published:
-            if published[key] != journey.source:
-                raise CliError(f"{key} is already published with other content; raise its version")
-            typer.echo(f"same  {journey.id} v{journey.version}")
-            continue
-        client.send(topic, key=key.encode(), value=journey.source.encode())
-        typer.echo(f"new   {journey.id} v{journey.version}")
-        fresh += 1
-    client.flush(timeout=30)
-    client.close()
+    try:
+        for journey in journeys:
+            key = record_key(journey.id, journey.version)
+            if key in published:
+                if published[key] != journey.source:
+                    raise CliError(f"{key} is already published with other content; raise its version")
+                typer.echo(f"same  {journey.id} v{journey.version}")
+                continue
+            if journey.id in retired:  # the marker's tombstone first: one partition keeps them in order
+                _write(client, topic, record_key(journey.id), None)
+                retired.discard(journey.id)
+                typer.echo(f"reopen {journey.id}")
+            client.send(topic, key=key.encode(), value=journey.source.encode())
+            typer.echo(f"new   {journey.id} v{journey.version}")
+            fresh += 1
+        client.flush(timeout=30)
+    finally:
+        client.close()
+    for jid in sorted(retired & {j.id for j in journeys}):
+        typer.echo(
+            f"note: {jid} stays retired; publish a new version or run 'orchestrator journeys reopen {jid}'", err=True
+        )
     typer.echo(f"published {fresh} new journey version(s) to {topic}", err=True)
 
 
@@ -71,14 +86,12 @@ def list_(
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:
-    """Published journeys: id, version, status (active, or superseded by a newer version)."""
-    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
-    topic = TopicNames(conf.topic_prefix).journeys
-    catalogue = Catalogue.of(_compile_published(_read_published(conf.kafka_bootstrap, topic)))
+    """Published journeys: id, version, status (active, superseded, or retired: every version of a retired one)."""
+    *_, catalogue = _published_catalogue(bootstrap, prefix)
     active = {(j.id, j.version) for j in catalogue.active()}
     for jid, versions in sorted(catalogue.versions.items()):
         for version, journey in sorted(versions.items(), reverse=True):
-            status = "active" if (jid, version) in active else "superseded"
+            status = "retired" if jid in catalogue.retired else "active" if (jid, version) in active else "superseded"
             moves_to = [j.version for j, _ in catalogue.migrations_from(jid, version)]
             row = {
                 "id": jid,
@@ -97,6 +110,38 @@ def list_(
             if moves_to:
                 to = ", ".join(f"v{v}" for v in moves_to)
                 typer.echo(f"{'':<41}customers in flight here move to {to} where its rules say (see there)")
+
+
+@app.command()
+def retire(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
+    """Retire a journey: nobody new enters; customers inside finish the version they are on.
+
+    Writes the marker ID:retired, which compaction keeps, to the catalogue topic.
+
+    Publishing a new version, or 'orchestrator journeys reopen ID', opens it again.
+    """
+    servers, topic, catalogue = _published_catalogue(bootstrap, prefix)
+    versions = sorted(catalogue.versions.get(journey_id, {}))
+    if not versions:
+        raise CliError(f"{journey_id} is not published on {topic}; nothing to retire")
+    if journey_id in catalogue.retired:
+        raise CliError(f"{journey_id} is already retired; 'orchestrator journeys reopen {journey_id}' opens it again")
+    marker = json.dumps({"retired_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    _write_one(servers, topic, record_key(journey_id), marker.encode())
+    typer.echo(f"retired {journey_id} (v{', v'.join(map(str, versions))}): nobody new enters; customers inside finish")
+
+
+@app.command()
+def reopen(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
+    """Reopen a retired journey without a new version: newcomers enter its newest version again."""
+    servers, topic, catalogue = _published_catalogue(bootstrap, prefix)
+    if journey_id not in catalogue.retired:
+        published = journey_id in catalogue.versions
+        raise CliError(f"{journey_id} is not retired" if published else f"{journey_id} is not published on {topic}")
+    _write_one(servers, topic, record_key(journey_id), None)
+    versions = catalogue.versions.get(journey_id)
+    where = f"newcomers enter v{max(versions)} again" if versions else "no version is published"
+    typer.echo(f"reopened {journey_id}: {where}")
 
 
 def _rule_json(rule: Migration) -> dict[str, object]:
@@ -121,8 +166,9 @@ def _check_against_published(journeys: list[Compiled], published: dict[str, str]
         return
     ids = {j.id for j in journeys}
     here = {(j.id, j.version) for j in journeys}
-    mine = {key: text for key, text in published.items() if key.partition(":")[0] in ids}
-    others = [j for j in _compile_published(mine) if (j.id, j.version) not in here]
+    mine = {key: text for key, text in published.items() if key.rpartition(":")[0] in ids}
+    known = _catalogue(mine).versions.values()
+    others = [j for by_version in known for j in by_version.values() if (j.id, j.version) not in here]
     errors, notes = check_migrations(journeys, [*journeys, *others])
     for note in notes:
         typer.echo(f"note: {note}", err=True)
@@ -146,11 +192,13 @@ def load_or_fail(folder: Path) -> list[Compiled]:
 
 
 def _read_published(bootstrap: str, topic: str) -> dict[str, str]:
-    """The catalogue topic from start to end: ``{"id:version": yaml text}``."""
-    client = consumer(bootstrap, auto_offset_reset="earliest")
+    """The catalogue topic from start to end, as compaction would leave it: ``{"id:version":
+    yaml text, "id:retired": marker}``."""
+    # Never create the topic: a broker would give it its default partitions and no compaction.
+    client = consumer(bootstrap, auto_offset_reset="earliest", allow_auto_create_topics=False)
     try:
         tp = TopicPartition(topic, 0)
-        if client.partitions_for_topic(topic) is None:
+        if not client.partitions_for_topic(topic):  # None or empty: not there
             return {}
         client.assign([tp])
         client.seek_to_beginning(tp)
@@ -159,20 +207,45 @@ def _read_published(bootstrap: str, topic: str) -> dict[str, str]:
         while client.position(tp) < end:
             for records in client.poll(timeout_ms=1000).values():
                 for r in records:
+                    key = (r.key or b"").decode(errors="replace")
                     if r.value is None:
-                        found.pop(r.key.decode(), None)
+                        found.pop(key, None)
                     else:
-                        found[r.key.decode()] = r.value.decode()
+                        found[key] = r.value.decode(errors="replace")
         return found
     finally:
         client.close()
 
 
-def _compile_published(published: dict[str, str]) -> list[Compiled]:
-    compiled = []
+def _published_catalogue(bootstrap: str | None, prefix: str | None) -> tuple[str, str, Catalogue]:
+    """``(bootstrap servers, catalogue topic, the catalogue on it)``."""
+    conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
+    topic = TopicNames(conf.topic_prefix).journeys
+    return conf.kafka_bootstrap, topic, _catalogue(_read_published(conf.kafka_bootstrap, topic))
+
+
+def _catalogue(published: dict[str, str]) -> Catalogue:
+    """The catalogue a worker builds from these records; unreadable ones are noted and skipped."""
+    catalogue = Catalogue()
     for key, text in published.items():
         try:
-            compiled.append(compile_text(text, key))
-        except InvalidJourney as exc:
-            typer.echo(f"orchestrator: skipping unreadable published journey {key}: {exc}", err=True)
-    return compiled
+            catalogue.apply(key, text)
+        except ValueError as exc:
+            typer.echo(f"orchestrator: skipping unreadable published record {key}: {exc}", err=True)
+    return catalogue
+
+
+def _write_one(bootstrap: str, topic: str, key: str, value: bytes | None) -> None:
+    client = producer(bootstrap)
+    try:
+        _write(client, topic, key, value)
+    finally:
+        client.close()
+
+
+def _write(client: KafkaProducer, topic: str, key: str, value: bytes | None) -> None:
+    """Send one record and wait until the broker has it, so whatever is sent next comes after it."""
+    try:
+        client.send(topic, key=key.encode(), value=value).get(timeout=30)
+    except KafkaError as exc:
+        raise CliError(f"could not write {key} to {topic}: {exc}") from exc

@@ -3,6 +3,11 @@
 Customers already inside a journey finish on the version they entered, so old
 versions stay here for as long as anyone may still be in them, unless a newer
 version's ``migrate`` rule moves them: :meth:`Catalogue.migration` says where to.
+
+The published catalogue is the compacted ``orchestrator.journeys`` topic, read as the
+key-value state it stands for (:meth:`Catalogue.apply`): ``id:version`` holds a version's
+YAML, ``id:retired`` marks a retired journey. Its meaning never depends on the order of the
+records, so compaction, which keeps only the last record of each key, never changes it.
 """
 
 from __future__ import annotations
@@ -11,12 +16,36 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.journeys.loader import Compiled, check_migrations
+from orchestrator.journeys.loader import Compiled, check_migrations, compile_text
 from orchestrator.journeys.model import Migration
 
 log = logging.getLogger(__name__)
 MAX_CACHED_TYPES = 1024
 MAX_LOGGED = 1024
+RETIRED = "retired"  # ``<id>:retired``: the key of a journey's retirement marker
+
+
+def record_key(journey_id: str, version: int | None = None) -> str:
+    """A catalogue topic key: ``id:version`` for a version, ``id:retired`` for the marker."""
+    return f"{journey_id}:{RETIRED if version is None else version}"
+
+
+def parse_key(key: str) -> tuple[str, int | None] | None:
+    """``(id, version)`` of a catalogue topic key, version None for a retirement marker;
+    None for a key of any other shape."""
+    journey_id, _, rest = key.rpartition(":")
+    if not journey_id:
+        return None
+    if rest == RETIRED:
+        return journey_id, None
+    if rest.isascii() and rest.isdigit():
+        return journey_id, int(rest)
+    return None
+
+
+class BadRecord(ValueError):
+    """A catalogue topic record that means nothing: a key of no known shape, or a version
+    whose YAML is another journey or version than its key says."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +59,12 @@ class Move:
 
 @dataclass
 class Catalogue:
-    """Change it through :meth:`add` and :meth:`retire`: they drop the cached lists of
-    active journeys, which every event would otherwise rebuild."""
+    """Change it through :meth:`add`, :meth:`remove`, :meth:`retire` and :meth:`reopen` (or
+    :meth:`apply`, one topic record): they drop the cached lists of active journeys, which
+    every event would otherwise rebuild.
+
+    A retired journey keeps its versions, so the customers inside finish the one they are on,
+    but has no :meth:`active` version: nobody new enters."""
 
     versions: dict[str, dict[int, Compiled]] = field(default_factory=dict)
     retired: set[str] = field(default_factory=set)
@@ -50,16 +83,63 @@ class Catalogue:
             catalogue.add(journey)
         return catalogue
 
-    def add(self, journey: Compiled) -> None:
+    def add(self, journey: Compiled, *, reopen: bool = True) -> None:
+        """Know ``journey``; it reopens its journey if retired, unless ``reopen`` is False (the
+        topic's records: there only removing the marker reopens, see :meth:`apply`)."""
         self.versions.setdefault(journey.id, {})[journey.version] = journey
-        self.retired.discard(journey.id)
+        if reopen:
+            self.retired.discard(journey.id)
         self._changed()
         self._check(journey.id)
+
+    def remove(self, journey_id: str, version: int) -> bool:
+        """Forget a version; True if it was known. Customers still on it leave the journey the
+        next time the engine looks at them (reason ``version_removed``), unless a newer
+        version's migration rule moves them; newcomers enter the newest version left."""
+        by_version = self.versions.get(journey_id, {})
+        if by_version.pop(version, None) is None:
+            return False
+        if not by_version:
+            del self.versions[journey_id]
+        self._changed()
+        return True
 
     def retire(self, journey_id: str) -> None:
         """No new entries; customers inside finish their version."""
         self.retired.add(journey_id)
         self._changed()
+
+    def reopen(self, journey_id: str) -> None:
+        """A retired journey takes newcomers again, into its newest version."""
+        self.retired.discard(journey_id)
+        self._changed()
+
+    def apply(self, key: str, text: str | None) -> str:
+        """One record of the catalogue topic (``text`` None for a tombstone), applied as the
+        state its key now has; returns what changed, in words.
+
+        ``id:version`` with YAML adds that version (without reopening a retired journey); its
+        tombstone removes it. ``id:retired`` with any value retires the journey; its tombstone
+        reopens it. Raises :class:`BadRecord` for a key of another shape or a version whose YAML
+        says another id or version, ``InvalidJourney`` for YAML that does not compile."""
+        parsed = parse_key(key)
+        if parsed is None:
+            raise BadRecord(f"a key is id:version or id:{RETIRED}, not {key!r}")
+        journey_id, version = parsed
+        if version is None:
+            if text is None:
+                self.reopen(journey_id)
+                return f"journey {journey_id} reopened"
+            self.retire(journey_id)
+            return f"journey {journey_id} retired"
+        if text is None:
+            known = self.remove(journey_id, version)
+            return f"journey {journey_id} version {version} removed" + ("" if known else " (was not known)")
+        journey = compile_text(text, f"published {key}")
+        if (journey.id, journey.version) != parsed:
+            raise BadRecord(f"the journey under {key} is {record_key(journey.id, journey.version)}")
+        self.add(journey, reopen=False)
+        return f"journey {journey_id} version {version} is live" + (" (retired)" if journey_id in self.retired else "")
 
     def get(self, journey_id: str, version: int) -> Compiled | None:
         return self.versions.get(journey_id, {}).get(version)

@@ -1,0 +1,233 @@
+"""Retiring, reopening and removing journeys through the real broker and a real worker."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.kafka.clients import list_topics
+from orchestrator.kafka.tail import Record, follow
+from orchestrator.topics import TopicNames
+from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
+from tests.integration.harness import WorkerProcess, cli_env, event
+from tests.integration.test_cli import run
+
+WAIT_S = 10  # long enough to retire the journey while a customer waits in it, on a busy machine
+
+SUNSET = f"""
+id: sunset
+version: 1
+description: Browsed - a last nudge, from a journey on its way out
+trigger:
+  event: product_view
+reentry: always
+steps:
+  - wait: {WAIT_S}s
+  - action: {{channel: email, action: sunset_nudge, payload: {{product: '{{{{ trigger.properties.product }}}}'}}}}
+"""
+
+BEACON = """
+id: beacon
+version: {version}
+description: Signed up - a hello at once (and a sign that the records before it are applied)
+trigger:
+  event: signup
+reentry: always
+steps:
+  - action: {{channel: email, action: beacon_v{version}}}
+"""
+
+FLEETING = """
+id: fleeting
+version: 1
+description: Searched - a long wait nobody finishes
+trigger:
+  event: search
+steps:
+  - wait: 1h
+  - action: {channel: email, action: fleeting}
+"""
+
+
+@pytest.fixture(scope="module")
+def journey_worker(prefix: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """A worker that runs journeys only (no built-in rules), with a fast timer."""
+    with running_worker(prefix, tmp_path_factory.mktemp("rworker"), ORCH_RULES="", ORCH_TIMER_INTERVAL_S="0.1") as w:
+        yield w
+
+
+def cli(prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("journeys", *args, env=cli_env(prefix, BOOTSTRAP, REDIS_URL))
+
+
+def ok(prefix: str, *args: str) -> str:
+    result = cli(prefix, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def refused(prefix: str, *args: str) -> str:
+    """The one-line error of a command that must fail."""
+    result = cli(prefix, *args)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+    return result.stderr
+
+
+def publish(prefix: str, folder: Path, **files: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / f"{name}.yaml").write_text(text)
+    result = cli(prefix, "publish", str(folder))
+    assert result.returncode == 0, result.stderr
+    return result.stdout + result.stderr
+
+
+def until(what: str, holds: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not holds():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def loaded(worker: WorkerProcess) -> float:
+    return worker.metric("orchestrator_journeys_loaded")
+
+
+def entries(worker: WorkerProcess, journey: str) -> float:
+    return worker.metric("orchestrator_journey_entries_total", journey=journey, version="1")
+
+
+def statuses(prefix: str) -> dict[tuple[str, int], str]:
+    """``journeys list --json``: (id, version) -> status; the text listing must agree."""
+    rows = [json.loads(line) for line in ok(prefix, "list", "--json").splitlines()]
+    found = {(row["id"], row["version"]): row["status"] for row in rows}
+    text = ok(prefix, "list")
+    for (jid, version), status in found.items():
+        assert re.search(rf"^{jid} +v{version} +{status} ", text, re.MULTILINE), text
+    return found
+
+
+def catalogue_records(prefix: str, count: int) -> list[Record]:
+    topic = TopicNames(prefix).journeys
+    records = []
+    for record in follow(BOOTSTRAP, f"^{re.escape(topic)}$", from_beginning=True, deadline=time.monotonic() + 15):
+        records.append(record)
+        if len(records) == count:
+            break
+    return records
+
+
+# --- a worker --------------------------------------------------------------------------------------------
+
+
+def test_a_retired_journey_admits_nobody_new_while_a_customer_inside_still_gets_the_action(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    prefix = journey_worker.prefix
+    publish(prefix, tmp_path / "sunset", sunset=SUNSET)
+    until("the worker never loaded sunset", lambda: loaded(journey_worker) >= 1)
+    entered_at = time.time()
+    journey_worker.publish("web", event("a-1", "product_view", "ann", product="sku-lamp"))
+    until("ann never entered sunset", lambda: entries(journey_worker, "sunset") >= 1)
+
+    assert ok(prefix, "retire", "sunset").startswith("retired sunset (v1)")
+    publish(prefix, tmp_path / "beacon1", beacon=BEACON.format(version=1))  # after the marker on the topic
+    until("the worker never loaded beacon", lambda: loaded(journey_worker) >= 2)
+    assert time.time() < entered_at + WAIT_S, "too slow: ann's wait was over before the retirement"
+    journey_worker.publish(
+        "web", event("b-1", "product_view", "bob", product="sku-tent"), event("b-2", "signup", "bob")
+    )
+
+    [bobs] = journey_worker.commands(1, customer="bob", timeout=20)  # after his product_view was decided
+    [anns] = journey_worker.commands(1, customer="ann", timeout=WAIT_S + 20)
+
+    assert bobs["action"] == "beacon_v1"
+    assert entries(journey_worker, "sunset") == 1, "bob entered the retired journey"
+    assert anns["action"] == "sunset_nudge" and anns["payload"] == {"product": "sku-lamp"}
+    assert anns["issued_at"] >= entered_at + WAIT_S
+
+
+def test_a_reopened_journey_takes_newcomers_again(journey_worker: WorkerProcess, tmp_path: Path) -> None:
+    prefix = journey_worker.prefix
+    before = loaded(journey_worker)
+
+    assert ok(prefix, "reopen", "sunset") == "reopened sunset: newcomers enter v1 again\n"
+    publish(prefix, tmp_path / "beacon2", beacon=BEACON.format(version=2))
+    until("the worker never loaded beacon v2", lambda: loaded(journey_worker) >= before + 1)
+    journey_worker.publish("web", event("c-1", "product_view", "cy", product="sku-mug"))
+
+    until("cy never entered the reopened journey", lambda: entries(journey_worker, "sunset") >= 2)
+
+
+def test_a_tombstone_for_a_version_removes_it_and_its_customers_leave(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    prefix = journey_worker.prefix
+    before = loaded(journey_worker)
+    publish(prefix, tmp_path / "fleeting", fleeting=FLEETING)
+    until("the worker never loaded fleeting", lambda: loaded(journey_worker) >= before + 1)
+    journey_worker.publish("web", event("d-1", "search", "dee", query="q"))
+    until("dee never entered fleeting", lambda: entries(journey_worker, "fleeting") >= 1)
+
+    journey_worker.producer.send(TopicNames(prefix).journeys, key=b"fleeting:1", value=None)
+    journey_worker.producer.flush(timeout=30)
+    until("the worker never removed fleeting v1", lambda: loaded(journey_worker) == before)
+    journey_worker.publish("web", event("d-2", "page_view", "dee"))
+
+    removed = {"journey": "fleeting", "version": "1", "reason": "version_removed"}
+    until(
+        "dee never left the removed version",
+        lambda: journey_worker.metric("orchestrator_journey_exits_total", **removed) == 1,
+    )
+    assert "fleeting" not in {jid for jid, _ in statuses(prefix)}
+    assert "retired" not in statuses(prefix).values(), "removing a version retires nothing"
+
+
+# --- the command line -------------------------------------------------------------------------------------
+
+
+def test_retire_list_reopen_and_publish_round_trip(prefix: str, tmp_path: Path) -> None:
+    own = prefix + "cli."  # a catalogue of its own, removed with the module's prefix
+    v1, v2, v3 = (BEACON.format(version=v) for v in (1, 2, 3))
+
+    assert "beacon is not published" in refused(own, "retire", "beacon")
+    assert ok(own, "list") == ""
+    assert TopicNames(own).journeys not in list_topics(BOOTSTRAP), "reading must not create it (4 partitions)"
+    publish(own, tmp_path / "two", beacon_v1=v1, beacon_v2=v2)
+    assert statuses(own) == {("beacon", 2): "active", ("beacon", 1): "superseded"}
+    assert "beacon is not retired" in refused(own, "reopen", "beacon")
+
+    assert ok(own, "retire", "beacon") == "retired beacon (v1, v2): nobody new enters; customers inside finish\n"
+    assert "beacon is already retired" in refused(own, "retire", "beacon")
+    assert statuses(own) == {("beacon", 2): "retired", ("beacon", 1): "retired"}
+    assert "beacon stays retired" in publish(own, tmp_path / "two")  # nothing new: still retired
+    assert statuses(own) == {("beacon", 2): "retired", ("beacon", 1): "retired"}
+
+    assert ok(own, "reopen", "beacon") == "reopened beacon: newcomers enter v2 again\n"
+    assert statuses(own) == {("beacon", 2): "active", ("beacon", 1): "superseded"}
+
+    ok(own, "retire", "beacon")
+    out = publish(own, tmp_path / "three", beacon_v3=v3)
+    assert "reopen beacon\nnew   beacon v3\n" in out
+    assert statuses(own) == {("beacon", 3): "active", ("beacon", 2): "superseded", ("beacon", 1): "superseded"}
+
+    records = [(r.key, r.value) for r in catalogue_records(own, 7)]
+    assert [key for key, _ in records] == [
+        b"beacon:1",
+        b"beacon:2",
+        b"beacon:retired",
+        b"beacon:retired",  # reopen: the tombstone
+        b"beacon:retired",
+        b"beacon:retired",  # publish of v3: the tombstone first
+        b"beacon:3",
+    ]
+    marker = json.loads(records[2][1] or b"")
+    assert list(marker) == ["retired_at"] and marker["retired_at"].endswith("+00:00")
+    assert [value is None for _, value in records[3:6]] == [True, False, True]

@@ -1,0 +1,293 @@
+"""Retiring, reopening and removing journeys: the catalogue, and the topic records a worker applies.
+
+The catalogue topic is compacted, so a record's meaning may not depend on what came before
+it: the catalogue is the state of the topic's keys (``id:version`` -> YAML, ``id:retired``
+-> marker), and compaction, which keeps the last record of each key, must not change it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from textwrap import dedent
+
+import pytest
+import stories
+
+from agents.journeys import _apply_published
+from orchestrator.core.decide import Decision
+from orchestrator.journeys.catalogue import BadRecord, Catalogue, parse_key, record_key
+from orchestrator.journeys.engine import Engine, Outcome
+from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
+
+DAY = 86400.0
+MARKER = b'{"retired_at": "2027-01-15T08:00:00+00:00"}'
+
+
+def text(version: int, id: str = "j") -> str:
+    return dedent(
+        f"""\
+        id: {id}
+        version: {version}
+        trigger: {{event: signup}}
+        steps:
+          - wait: 1d
+          - action: {{channel: email, action: hello_v{version}}}
+        """
+    )
+
+
+def journey(version: int, id: str = "j") -> Compiled:
+    return compile_text(text(version, id), f"{id}.yaml")
+
+
+def record(key: str, value: str | bytes | None) -> tuple[bytes, bytes | None]:
+    return key.encode(), value.encode() if isinstance(value, str) else value
+
+
+def applied(*records: tuple[bytes | None, bytes | None]) -> Catalogue:
+    catalogue = Catalogue()
+    for key, value in records:
+        _apply_published(catalogue, key, value)
+    return catalogue
+
+
+def summary(catalogue: Catalogue) -> tuple[dict[str, list[int]], set[str], list[tuple[str, int]]]:
+    """What a catalogue knows: its versions, which journeys are retired, which versions take newcomers."""
+    versions = {jid: sorted(by_version) for jid, by_version in catalogue.versions.items()}
+    return versions, set(catalogue.retired), [(j.id, j.version) for j in catalogue.active()]
+
+
+def actions(decision: Decision) -> list[str]:
+    return [c.action for c in decision.commands]
+
+
+def entries(decision: Decision) -> list[tuple[str, int]]:
+    return [(o.journey, o.version) for o in decision.outcomes if o.kind == "enter"]
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+
+def test_keys_name_a_version_or_the_retirement_marker() -> None:
+    assert record_key("cart_abandoned", 3) == "cart_abandoned:3"
+    assert record_key("cart_abandoned") == "cart_abandoned:retired"
+    assert parse_key("cart_abandoned:3") == ("cart_abandoned", 3)
+    assert parse_key("cart_abandoned:retired") == ("cart_abandoned", None)
+
+
+@pytest.mark.parametrize("key", ["", "j", ":1", "j:", "j:v1", "j:1.5", "j:-1", "j:RETIRED", "j:\u0661"])
+def test_any_other_key_has_no_meaning(key: str) -> None:
+    assert parse_key(key) is None
+
+
+# --- the catalogue ------------------------------------------------------------------------------------
+
+
+def test_removing_the_newest_version_sends_newcomers_to_the_one_before() -> None:
+    catalogue = Catalogue.of([journey(1), journey(2)])
+
+    assert catalogue.remove("j", 2) is True
+
+    assert [(j.id, j.version) for j in catalogue.active()] == [("j", 1)]
+    assert [j.version for j in catalogue.triggered_by("signup")] == [1]
+    assert catalogue.get("j", 2) is None
+
+
+def test_removing_the_last_version_forgets_the_journey_and_an_unknown_one_is_no_change() -> None:
+    catalogue = Catalogue.of([journey(1)])
+
+    assert catalogue.remove("j", 1) is True
+    assert catalogue.remove("j", 1) is False
+    assert catalogue.remove("nobody", 1) is False
+
+    assert catalogue.versions == {} and len(catalogue) == 0
+    assert catalogue.triggered_by("signup") == ()
+
+
+def test_a_retired_journey_keeps_its_versions_and_reopens_into_its_newest() -> None:
+    catalogue = Catalogue.of([journey(1), journey(2)])
+
+    catalogue.retire("j")
+    assert catalogue.active() == [] and catalogue.triggered_by("signup") == ()
+    assert sorted(catalogue.versions["j"]) == [1, 2]
+
+    catalogue.reopen("j")
+    assert [j.version for j in catalogue.triggered_by("signup")] == [2]
+
+
+def test_a_version_added_from_the_topic_does_not_reopen_but_one_added_by_hand_does() -> None:
+    catalogue = Catalogue.of([journey(1)])
+    catalogue.retire("j")
+
+    catalogue.add(journey(2), reopen=False)
+    assert catalogue.active() == []
+
+    catalogue.add(journey(3))
+    assert [j.version for j in catalogue.active()] == [3]
+
+
+def test_apply_refuses_a_version_whose_yaml_is_another_journey_or_version() -> None:
+    catalogue = Catalogue()
+
+    with pytest.raises(BadRecord, match="the journey under j:2 is j:1"):
+        catalogue.apply("j:2", text(1))
+    with pytest.raises(BadRecord, match="the journey under k:1 is j:1"):
+        catalogue.apply("k:1", text(1))
+    with pytest.raises(BadRecord, match="not 'j'"):
+        catalogue.apply("j", text(1))
+    with pytest.raises(InvalidJourney):
+        catalogue.apply("j:1", "id: j\nversion: 1\n")
+
+    assert catalogue.versions == {}
+
+
+# --- records on the topic, applied by a worker --------------------------------------------------------
+
+
+def test_a_marker_retires_and_its_tombstone_reopens() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:retired", MARKER))
+    assert summary(catalogue) == ({"j": [1]}, {"j"}, [])
+
+    _apply_published(catalogue, b"j:retired", None)
+
+    assert summary(catalogue) == ({"j": [1]}, set(), [("j", 1)])
+
+
+def test_a_version_tombstone_removes_that_version_only_and_never_retires() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:2", text(2)), record("k:1", text(1, "k")))
+
+    _apply_published(catalogue, b"j:2", None)
+
+    assert summary(catalogue) == ({"j": [1], "k": [1]}, set(), [("j", 1), ("k", 1)])
+
+
+def test_a_new_version_on_the_topic_alone_does_not_reopen_a_retired_journey() -> None:
+    """Publish writes the marker's tombstone first; a version written by hand after the marker
+    leaves the journey retired, as it would be once compaction had run."""
+    catalogue = applied(record("j:1", text(1)), record("j:retired", MARKER), record("j:2", text(2)))
+
+    assert summary(catalogue) == ({"j": [1, 2]}, {"j"}, [])
+
+
+def test_what_publish_writes_to_reopen_with_a_new_version() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:retired", MARKER))
+
+    _apply_published(catalogue, b"j:retired", None)
+    _apply_published(catalogue, b"j:2", text(2).encode())
+
+    assert summary(catalogue) == ({"j": [1, 2]}, set(), [("j", 2)])
+
+
+HISTORY = [
+    record("j:1", text(1)),
+    record("k:1", text(1, "k")),
+    record("j:retired", MARKER),
+    record("j:2", text(2)),
+    record("k:2", text(2, "k")),
+    record("k:2", None),
+    record("j:retired", None),
+    record("k:retired", MARKER),
+    record("j:retired", MARKER),
+    record("j:1", None),
+]
+
+
+@pytest.mark.parametrize("end", range(1, len(HISTORY) + 1))
+def test_compaction_never_changes_what_the_topic_means(end: int) -> None:
+    """A worker that read every record agrees with one that starts after compaction kept only
+    the last record of each key and dropped the tombstones."""
+    history = HISTORY[:end]
+    last = {key: offset for offset, (key, _) in enumerate(history)}
+    compacted = [(key, value) for offset, (key, value) in enumerate(history) if last[key] == offset and value]
+
+    assert summary(applied(*history)) == summary(applied(*compacted))
+
+
+def test_the_last_records_of_the_keys_mean_the_same_in_any_order() -> None:
+    last = [record("j:1", text(1)), record("j:2", text(2)), record("j:retired", MARKER), record("k:1", text(1, "k"))]
+    meanings = [summary(applied(*order)) for order in itertools.permutations(last)]
+
+    assert all(meaning == ({"j": [1, 2], "k": [1]}, {"j"}, [("k", 1)]) for meaning in meanings)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        (None, b"id: j"),
+        (b"", None),
+        (b"j", text(1).encode()),
+        (b"j:v2", text(2).encode()),
+        (b"j:2:extra", None),
+        (b"\xff\xfe:1", text(1).encode()),
+        (b"j:2", b"\xff\xfe not utf-8"),
+        (b"j:2", b"steps: [unclosed"),
+        (b"j:2", text(3).encode()),
+    ],
+)
+def test_a_record_that_means_nothing_is_logged_and_changes_nothing(
+    key: bytes | None, value: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    catalogue = applied(record("j:1", text(1)))
+
+    with caplog.at_level(logging.ERROR, logger="agents.journeys"):
+        _apply_published(catalogue, key, value)
+
+    assert summary(catalogue) == ({"j": [1]}, set(), [("j", 1)])
+    assert [r.message for r in caplog.records if r.message.startswith("ignoring catalogue record")], caplog.text
+
+
+def test_a_tombstone_for_a_version_never_seen_is_harmless() -> None:
+    catalogue = applied(record("j:1", text(1)))
+
+    _apply_published(catalogue, b"j:7", None)
+    _apply_published(catalogue, b"nobody:1", None)
+
+    assert summary(catalogue) == ({"j": [1]}, set(), [("j", 1)])
+
+
+# --- customers ----------------------------------------------------------------------------------------
+
+
+def test_customers_inside_a_retired_journey_finish_and_nobody_new_enters() -> None:
+    catalogue = applied(record("j:1", text(1)))
+    engine = Engine(catalogue)
+    inside = stories.Customer(engine, customer_id="inside")
+    assert entries(inside.does("signup")) == [("j", 1)]
+
+    _apply_published(catalogue, b"j:retired", MARKER)
+
+    assert stories.Customer(engine, customer_id="new").does("signup", at=60).outcomes == []
+    assert actions(inside.wakes(DAY)) == ["hello_v1"]
+
+
+def test_reopened_journeys_take_newcomers_again() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:retired", MARKER))
+    engine = Engine(catalogue)
+    assert stories.Customer(engine, customer_id="before").does("signup").outcomes == []
+
+    _apply_published(catalogue, b"j:retired", None)
+
+    assert entries(stories.Customer(engine, customer_id="after").does("signup")) == [("j", 1)]
+
+
+def test_customers_on_a_removed_version_leave_it_and_newcomers_enter_the_one_left() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:2", text(2)))
+    engine = Engine(catalogue)
+    on_v2 = stories.Customer(engine, customer_id="on_v2")
+    assert entries(on_v2.does("signup")) == [("j", 2)]
+
+    _apply_published(catalogue, b"j:2", None)
+
+    decision = on_v2.wakes(DAY)
+    assert decision.commands == []
+    assert decision.outcomes == [Outcome("exit", "j", 2, "version_removed")]
+    assert on_v2.state is not None and on_v2.state.journeys == {}
+    assert entries(stories.Customer(engine, customer_id="new").does("signup", at=60)) == [("j", 1)]
+
+
+def test_any_value_under_the_marker_key_retires() -> None:
+    """``retired_at`` is for people reading the topic; a worker never reads the marker's value."""
+    catalogue = applied(record("j:1", text(1)), record("j:retired", b"anything at all"))
+
+    assert catalogue.retired == {"j"}
