@@ -10,7 +10,6 @@ streaming agents and offline replay share it.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 from orchestrator.core.commands import Command
@@ -22,7 +21,6 @@ from orchestrator.core.policy import (
     contactable,
     forget_contact,
     hold_back_reason,
-    quiet_hours_end,
     record_contact,
 )
 from orchestrator.core.rules import Held, post_purchase, remarketing, stop_chasing
@@ -67,7 +65,7 @@ def decide(
     new = _writable(state, in_place) if state is not None else CustomerState(key=event.customer_key)
     overdue = _overdue(new, now, policy, engine)
     candidates, held = _rule_candidates(new, event, now, policy)
-    run = JourneyRun(quiet_until=functools.partial(quiet_hours_end, policy=policy))
+    run = JourneyRun(policy=policy)
     if engine is not None:
         engine.react(new, event, now, run)  # the waits due by now have just fired
     candidates += _by_priority(run)
@@ -111,7 +109,7 @@ def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Dec
     """Fire waits due by ``now`` on a thawed state, judged by the policy as the state was
     then (quiet hours and fatigue at their due time, expiry at ``now``). Consent alone is
     judged again at the end of decide(): an opt-out folded in the same call still wins."""
-    run = JourneyRun(quiet_until=functools.partial(quiet_hours_end, policy=policy))
+    run = JourneyRun(policy=policy)
     engine.fire_due(new, now, run)
     if not (run.commands or run.held or run.outcomes):
         return Decision(state=new)  # nothing was due after all (a wake sent twice)

@@ -74,6 +74,7 @@ class Catalogue:
         default_factory=dict, init=False, repr=False, compare=False
     )
     _migrating: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _goal_types: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
     _logged: set[str] = field(default_factory=set, init=False, repr=False, compare=False)
 
     @classmethod
@@ -165,6 +166,20 @@ class Catalogue:
             self._triggered[event_type] = found
         return found
 
+    @property
+    def goal_types(self) -> frozenset[str]:
+        """Event types that are a goal of some version with a ``conversion_window``: only
+        these can convert a customer after they left, so other events need not look."""
+        if self._goal_types is None:
+            self._goal_types = frozenset(
+                event_type
+                for versions in self.versions.values()
+                for journey in versions.values()
+                if journey.definition.conversion_window and journey.definition.goal
+                for event_type in journey.definition.goal.event
+            )
+        return self._goal_types
+
     # -- migrations ----------------------------------------------------------------------------
     @property
     def migrating(self) -> frozenset[str]:
@@ -222,6 +237,7 @@ class Catalogue:
         self._triggered = {}
         self._sources = {}
         self._migrating = None
+        self._goal_types = None
 
     def __len__(self) -> int:
         return len(self.versions)

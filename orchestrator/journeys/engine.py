@@ -24,6 +24,7 @@ from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.localtime import next_local_time
+from orchestrator.core.policy import Policy, quiet_hours_end
 from orchestrator.core.rules import Held, who
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue, Move
@@ -48,17 +49,12 @@ class Outcome:
     variant: str = ""  # assign: the split arm chosen; exit and convert: the arm the customer was in
 
 
-# When a contact on a channel may go out, if not at the given moment (the end of the
-# customer's quiet hours); None means now. The contact policy supplies it (decide()).
-QuietUntil = Callable[[CustomerState, str, float], float | None]
-
-
 @dataclass
 class JourneyRun:
     commands: list[tuple[int, Command]] = field(default_factory=list)  # (priority, command)
     held: list[Held] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
-    quiet_until: QuietUntil | None = None  # None: actions are never delayed (the policy may still hold them)
+    policy: Policy | None = None  # decide()'s: its quiet hours delay actions; None: never delayed
 
 
 @dataclass
@@ -79,7 +75,7 @@ class Engine:
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
-        if state.journey_log:
+        if state.journey_log and event.type in self.catalogue.goal_types:
             self._credit_after_exit(state, event, context, run)
         for journey in self.catalogue.triggered_by(event.type):
             if journey.id not in state.journeys and self._may_enter(state, journey, event, context, run):
@@ -288,9 +284,9 @@ class Engine:
         instance rests on it until then, like on a wait (a goal still ends it at once)."""
         action = step.action
         assert action is not None
-        if run.quiet_until is None or action.quiet_hours == "skip":
+        if run.policy is None or action.quiet_hours == "skip":
             return False
-        until = run.quiet_until(state, action.channel, now)
+        until = quiet_hours_end(state, action.channel, now, run.policy)
         if until is None:
             return False
         state.journeys[journey.id]["wake"] = until
