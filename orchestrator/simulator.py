@@ -2,7 +2,7 @@
 
 Each simulated person walks a funnel across channels: sees an ad, searches,
 views products, fills a cart, sometimes buys, opens emails, visits a store,
-and now and then withdraws consent. A few records are deliberately broken
+and now and then withdraws consent. At sign-up some set a time zone and quiet hours. A few records are deliberately broken
 so the dead-letter path is visible too. Seeded, so a run can be repeated.
 """
 
@@ -23,6 +23,14 @@ PRODUCTS = {
     "sku-tent-2p": 349.0,
 }
 QUERIES = ["trail running shoes", "waterproof jacket", "lightweight tent", "hiking socks", "headlamp"]
+# Some people set a time zone and quiet hours when they sign up.
+PREFERENCES_SHARE = 0.4
+PREFERENCES = [
+    ("Europe/Berlin", "22:00", "08:00"),
+    ("America/New_York", "21:00", "09:00"),
+    ("Asia/Tokyo", "23:00", "07:00"),
+    ("UTC", "20:00", "08:00"),
+]
 BROKEN = [b"\x00\x01garbage", b'{"event_id": 7, "type": "search"}', b'{"type": "page_view"}']
 
 
@@ -57,6 +65,11 @@ class Simulator:
         if person not in self._signed_up:  # everyone's first step: a new account (the welcome journey)
             self._signed_up.add(person)
             yield self._event("web", person, now, "signup", via=self._rng.choice(["web", "app", "store"]))
+            if self._rng.random() < PREFERENCES_SHARE:  # quiet hours hold emails back, or delay journeys'
+                zone, start, end = self._rng.choice(PREFERENCES)
+                yield self._event(
+                    "web", person, now, "preferences", timezone=zone, quiet_hours={"start": start, "end": end}
+                )
             return
         yield from self._step(person, now)
 

@@ -49,14 +49,16 @@ def test_without_broken_every_nothing_is_broken():
 def test_every_event_the_simulator_makes_is_a_valid_channel_event():
     records = [r for step in run(broken_sim(), STEPS) for r in step]
     events = [r for r in records if r.event is not None]
-    assert len(events) == STEPS - STEPS // 5
+    preferences = [r for r in events if r.event is not None and r.event["type"] == "preferences"]
+    assert len(events) - len(preferences) == STEPS - STEPS // 5  # one per step, and a sign-up's preferences
+    assert preferences and all(r.event["properties"]["quiet_hours"] for r in preferences if r.event)
     types = set()
     for record in events:
         parsed = ChannelEvent.model_validate(record.event)
         assert T0 <= parsed.ts < T0 + STEPS
         assert parsed.customer_id.startswith("sim-t-")
         types.add(parsed.type)
-    assert {"search", "product_view", "add_to_cart", "purchase"} <= types
+    assert {"search", "product_view", "add_to_cart", "purchase", "preferences"} <= types
 
 
 def test_two_runs_with_the_same_seed_never_reuse_an_event_id():
