@@ -2,8 +2,9 @@
 
 Each simulated person walks a funnel across channels: sees an ad, searches,
 views products, fills a cart, sometimes buys, opens emails, visits a store,
-and now and then withdraws consent. At sign-up some set a time zone and quiet hours. A few records are deliberately broken
-so the dead-letter path is visible too. Seeded, so a run can be repeated.
+and now and then withdraws consent. At sign-up some set a time zone and quiet
+hours. A few records are deliberately broken so the dead-letter path is visible
+too. Seeded, so a run can be repeated.
 """
 
 from __future__ import annotations

@@ -15,14 +15,7 @@ from dataclasses import dataclass, field
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import fold
-from orchestrator.core.policy import (
-    NOT_CONTACTS,
-    Policy,
-    contactable,
-    forget_contact,
-    hold_back_reason,
-    record_contact,
-)
+from orchestrator.core.policy import NOT_CONTACTS, Policy, contactable, forget_contact, hold_back_reason, record_contact
 from orchestrator.core.rules import Held, post_purchase, remarketing, stop_chasing
 from orchestrator.core.state import CustomerState, remember
 from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
