@@ -50,6 +50,11 @@ def prefix() -> Iterator[str]:
     Faust's rebalance hangs in the demo. Failing to clean up is only logged."""
     name = f"it-{uuid.uuid4().hex[:8]}."
     yield name
+    forget_prefix(name)
+
+
+def forget_prefix(name: str) -> None:
+    """Delete the topics, consumer group and Redis keys of prefix ``name``; failing is only logged."""
     try:
         remove_prefix(BOOTSTRAP, REDIS_URL, name)
     except Exception as exc:  # never turn a test's result into a cleanup error

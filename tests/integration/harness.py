@@ -56,6 +56,7 @@ class WorkerProcess:
 
     def launch(self) -> None:
         """Start the process without waiting for it to be ready."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "orchestrator", "worker", "--loglevel", "info"],
