@@ -28,11 +28,13 @@ from typing import Any
 import faust
 import msgpack
 
+from agents import outbox
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from agents.web import CountedTable
 from orchestrator import metrics
 from orchestrator.audit import decision_record
+from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.decisionlog import DecisionLogWriter
@@ -88,18 +90,19 @@ def attach_decide(
                 if event_time and event.type != WAKE:
                     runtime.observe(record.message.partition, event.ts)
                 now = _now(event, event_time)
+                where = outbox.place(record.message.partition, record.message.offset)
                 if event_time:
-                    apply_in_event_time(table, due, record.key, event, now, ctx, steps)
+                    apply_in_event_time(table, due, record.key, event, now, ctx, steps, where)
                 else:
-                    steps.append(Step(event, now, apply(table, due, record.key, event, now, ctx)))
+                    steps.append(decide_step(table, due, record.key, event, now, ctx, where))
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
                 for step in steps:  # waits that fired before it are written: carry them out
-                    await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
+                    await _carry_out(step, customer_events, outbound, writers)
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
             else:
                 for step in steps:
-                    await _carry_out(step.effects, step.event, step.now, customer_events, outbound, writers)
+                    await _carry_out(step, customer_events, outbound, writers)
             runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
     return table
@@ -107,11 +110,13 @@ def attach_decide(
 
 @dataclass(frozen=True)
 class Step:
-    """One decision to carry out: the record in hand, or a wait that fired before it."""
+    """One decision to carry out: the record in hand, or a wait that fired before it; and
+    what the record sent the first time, when it is read again after a crash."""
 
     event: Event
     now: float
     effects: Effects
+    owed: tuple[records.Sent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,13 +127,12 @@ class Writers:
     decisions: DecisionLogWriter
 
 
-async def _carry_out(
-    effects: Effects, event: Event, now: float, customer_events: Any, outbound: Outbound, writers: Writers
-) -> None:
+async def _carry_out(step: Step, customer_events: Any, outbound: Outbound, writers: Writers) -> None:
     """Everything after the table write: follow-up events, commands, audit records, read model."""
+    effects, event, now = step.effects, step.event, step.now
+    await _send_again(step.owed, event, customer_events, outbound)
     for follow_up in effects.sends:
-        value = msgpack.packb(follow_up.to_wire(), use_bin_type=True)
-        await customer_events.send(key=follow_up.customer_key.encode(), value=value)
+        await _follow_up(follow_up.to_wire(), customer_events)
     decision = effects.decision
     if decision is not None and not decision.duplicate:
         for command in decision.commands:
@@ -149,6 +153,22 @@ async def _carry_out(
         writers.readmodel.stage(effects.record.state, time.time())
 
 
+async def _send_again(owed: tuple[records.Sent, ...], event: Event, customer_events: Any, outbound: Outbound) -> None:
+    """A redelivered record's first sends, again: they may have died in the producer."""
+    for sent in owed:
+        for wire in sent.sends:
+            await _follow_up(wire, customer_events)
+        for wire in sent.commands:
+            command = Command(**wire)
+            await outbound.command(command, event.received_at)
+            metrics.COMMANDS_RESENT.labels(command.channel, command.action).inc()
+
+
+async def _follow_up(wire: dict[str, Any], customer_events: Any) -> None:
+    value = msgpack.packb(wire, use_bin_type=True)
+    await customer_events.send(key=wire["customer_key"].encode(), value=value)
+
+
 def _worth_recording(event: Event, decision: Decision) -> bool:
     """Every event's decision is recorded; a timer's wake only when it did something."""
     return event.type != WAKE or bool(decision.commands or decision.held or decision.outcomes)
@@ -164,7 +184,14 @@ def _now(event: Event, event_time: bool) -> float:
 
 
 def apply_in_event_time(
-    table: Any, due: Any, key: bytes, event: Event, now: float, ctx: Context, steps: list[Step]
+    table: Any,
+    due: Any,
+    key: bytes,
+    event: Event,
+    now: float,
+    ctx: Context,
+    steps: list[Step],
+    where: str | None = None,
 ) -> None:
     """Event time: fire the key's waits due by ``now`` one due time at a time, then the event.
 
@@ -185,9 +212,9 @@ def apply_in_event_time(
         if wake is None or wake > now or wake == fired_at:  # nothing (more) due, or it would not move
             break
         fired, fired_at = _wake_at(key, wake, event.received_at), wake
-        steps.append(Step(fired, wake, apply(table, due, key, fired, wake, ctx, read)))
+        steps.append(decide_step(table, due, key, fired, wake, ctx, where, read))
         read = _read(table, key)
-    steps.append(Step(event, now, apply(table, due, key, event, now, ctx, read)))
+    steps.append(decide_step(table, due, key, event, now, ctx, where, read))
 
 
 def _wake_at(key: bytes, wake: float, received_at: float) -> Event:
@@ -202,6 +229,24 @@ def _read(table: Any, key: bytes) -> tuple[bytes | None, records.Record]:
     return raw, records.decode(raw)
 
 
+def decide_step(
+    table: Any,
+    due: Any,
+    key: bytes,
+    event: Event,
+    now: float,
+    ctx: Context,
+    where: str | None,
+    read: tuple[bytes | None, records.Record] | None = None,
+) -> Step:
+    """:func:`apply`, with the record's outbox kept (``where`` is the record's place in the
+    log; None keeps none) and, if the record is read again, what it sent the first time."""
+    read = read if read is not None else _read(table, key)
+    effects = apply(table, due, key, event, now, ctx, read, where)
+    owed = outbox.owed(read[1], effects, where) if where is not None else ()
+    return Step(event, now, effects, owed)
+
+
 def apply(
     table: Any,
     due: Any,
@@ -210,15 +255,19 @@ def apply(
     now: float,
     ctx: Context,
     read: tuple[bytes | None, records.Record] | None = None,
+    where: str | None = None,
 ) -> Effects:
     """Read the key's record (unless ``read`` holds it), handle the event, write the record
-    and the timer index."""
+    (with its outbox, see :mod:`agents.outbox`, when ``where`` says where the event was
+    read from) and the timer index."""
     raw, record = read if read is not None else _read(table, key)
     pending = record.state.next_wake() if isinstance(record, records.Profile) else None
     old_wake = new_wake = pending
     if event.type == WAKE:
         old_wake, new_wake = event.ts, None  # the key that sent this wake goes, even if it was stale
     effects = handle(key.decode(), record, event, now, ctx)
+    if where is not None:
+        outbox.keep(record, effects, where, time.time())
     if pending is not None and pending <= now and effects.decision is not None and not effects.decision.duplicate:
         due.fired(pending)  # waits fell due and fired here, by a wake or before an event: lateness
     if effects.record is not None:

@@ -24,6 +24,12 @@ EVENTS_DUPLICATE = Counter(
     "orchestrator_events_duplicate_total",
     "Events dropped because their event_id was already processed for that customer.",
 )
+COMMANDS_RESENT = Counter(
+    "orchestrator_commands_resent_total",
+    "Commands sent again because the record that decided them was read again after a crash "
+    "(same action ids: channels drop the copy), by channel and action.",
+    ["channel", "action"],
+)
 COMMANDS_EMITTED = Counter(
     "orchestrator_commands_emitted_total",
     "Commands sent to action topics, by channel and action.",

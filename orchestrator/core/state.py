@@ -99,11 +99,19 @@ class CustomerState:
         return asdict(self)
 
     def to_bytes(self) -> bytes:
-        return msgpack.packb({f: getattr(self, f) for f in _FIELDS} | {"key": self.key}, use_bin_type=True)
+        return msgpack.packb(self.to_map(), use_bin_type=True)
+
+    def to_map(self) -> dict[str, Any]:
+        """The fields as stored: plain values, containers shared with ``self``, not copied."""
+        return {f: getattr(self, f) for f in _FIELDS} | {"key": self.key}
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CustomerState:
-        raw = msgpack.unpackb(data, raw=False)
+        return cls.from_map(msgpack.unpackb(data, raw=False))
+
+    @classmethod
+    def from_map(cls, raw: dict[str, Any]) -> CustomerState:
+        """From stored fields; a field this version does not know (a newer writer's) is ignored."""
         return cls(**{k: v for k, v in raw.items() if k in _ALL_FIELDS})
 
 

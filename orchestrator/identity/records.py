@@ -10,12 +10,16 @@ writes, so they can never be mistaken for a state record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import msgpack
 
 from orchestrator.core.state import CustomerState
 
 MARK = b"\xc1"
 FORWARD = MARK + b"F"
 SUPPRESSED = MARK + b"S"
+OUTBOX = "_outbox"  # stored beside the state's fields, which it can never be mistaken for
 
 
 @dataclass(frozen=True)
@@ -36,8 +40,22 @@ class Suppressed:
 
 
 @dataclass(frozen=True)
+class Sent:
+    """What the decisions on one record sent: commands and follow-up events, as on the wire.
+
+    Kept with the profile (see :mod:`agents.outbox`) under ``place``, where the record was
+    read from, so that the same record read again after a crash sends them again."""
+
+    place: str
+    at: float  # wall clock of the decision: old entries are dropped
+    commands: tuple[dict[str, Any], ...] = ()
+    sends: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     state: CustomerState
+    outbox: tuple[Sent, ...] = ()
 
 
 Record = Missing | Forward | Suppressed | Profile
@@ -50,7 +68,14 @@ def decode(raw: bytes | None) -> Record:
         return Forward(raw[len(FORWARD) :].decode())
     if raw.startswith(SUPPRESSED):
         return Suppressed()
-    return Profile(CustomerState.from_bytes(raw))
+    fields = msgpack.unpackb(raw, raw=False)
+    outbox = fields.pop(OUTBOX, None)
+    state = CustomerState.from_map(fields)
+    return Profile(state, tuple(_sent(*entry) for entry in outbox)) if outbox else Profile(state)
+
+
+def _sent(place: str, at: float, commands: list[dict[str, Any]], sends: list[dict[str, Any]]) -> Sent:
+    return Sent(place, at, tuple(commands), tuple(sends))
 
 
 def encode(record: Record) -> bytes | None:
@@ -61,4 +86,7 @@ def encode(record: Record) -> bytes | None:
         return FORWARD + record.target.encode()
     if isinstance(record, Suppressed):
         return SUPPRESSED
-    return record.state.to_bytes()
+    if not record.outbox:
+        return record.state.to_bytes()
+    outbox = [[s.place, s.at, s.commands, s.sends] for s in record.outbox]
+    return msgpack.packb(record.state.to_map() | {OUTBOX: outbox}, use_bin_type=True)

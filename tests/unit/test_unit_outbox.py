@@ -1,0 +1,162 @@
+"""The outbox without a broker: a record read again after a crash sends what it sent before.
+
+The decide agent's own functions run over an in-memory table. A crash is what the
+broker test ``test_a_worker_killed_right_after_a_wait_fired_still_sends_its_command``
+makes happen: the table holds the decision, the producer lost its commands, and the
+same record (the same partition and offset) is read again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stories import JOURNEYS_ONLY, T0
+
+from agents import outbox
+from agents.decide import Step, apply_in_event_time, decide_step
+from orchestrator.core.decide import WAKE
+from orchestrator.core.event import Event
+from orchestrator.identity import records
+from orchestrator.identity.graph import Context, Effects
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import compile_text
+
+NUDGE = compile_text(
+    "id: nudge\nversion: 1\ntrigger: {event: product_view}\nsteps:\n"
+    "  - action: {channel: web, action: welcome}\n"
+    "  - wait: 1h\n"
+    "  - action: {channel: email, action: nudge}\n",
+    "nudge.yaml",
+)
+CTX = Context(JOURNEYS_ONLY, Engine(Catalogue.of([NUDGE])))
+KEY = b"c-1"
+
+
+class Due(dict[bytes, bytes]):
+    """The timer index, in memory."""
+
+    def fired(self, due_at: float) -> None:
+        """Lateness metric of the real index: nothing to measure here."""
+
+
+def viewed(event_id: str = "e-1", at: float = 0.0) -> Event:
+    return Event(event_id, "product_view", T0 + at, "c-1", "web", T0 + at, customer_id="c-1")
+
+
+def wake(at: float) -> Event:
+    return Event(f"wake:{T0 + at:.3f}", WAKE, T0 + at, "c-1", "", T0 + at)
+
+
+def step(table: dict[bytes, bytes], event: Event, where: str, at: float | None = None) -> Step:
+    now = event.ts if at is None else T0 + at
+    return decide_step(table, Due(), KEY, event, now, CTX, where)
+
+
+def commands(step: Step) -> list[dict[str, Any]]:
+    decision = step.effects.decision
+    assert decision is not None and not decision.duplicate
+    return [c.to_wire() for c in decision.commands]
+
+
+def owed_commands(step: Step) -> list[dict[str, Any]]:
+    return [wire for sent in step.owed for wire in sent.commands]
+
+
+def test_an_event_read_again_from_its_place_sends_its_commands_again() -> None:
+    table: dict[bytes, bytes] = {}
+    first = step(table, viewed(), "0@10")
+    assert [c["action"] for c in commands(first)] == ["welcome"]
+
+    again = step(table, viewed(), "0@10")  # the worker died before the producer sent them
+
+    assert again.effects.counted == "duplicate"
+    assert owed_commands(again) == commands(first)  # the same action ids: channels drop a copy
+
+
+def test_the_same_event_from_a_channel_again_is_a_silent_duplicate() -> None:
+    table: dict[bytes, bytes] = {}
+    step(table, viewed(), "0@10")
+
+    repeat = step(table, viewed(), "0@11")  # sent twice by the channel: a record of its own
+
+    assert repeat.effects.counted == "duplicate" and repeat.owed == ()
+
+
+def test_a_wake_read_again_after_its_wait_fired_sends_the_wait_s_command_again() -> None:
+    table: dict[bytes, bytes] = {}
+    step(table, viewed(), "0@10")
+    fired = step(table, wake(3600), "0@11")
+    assert [c["action"] for c in commands(fired)] == ["nudge"]
+
+    again = step(table, wake(3600), "0@11", at=3601)
+
+    assert again.effects.counted == "stale_wake"
+    assert owed_commands(again) == commands(fired)
+
+
+def test_a_later_record_of_the_customer_keeps_what_earlier_ones_are_owed() -> None:
+    """Several records of one customer between two commits: each is owed its own sends."""
+    table: dict[bytes, bytes] = {}
+    first = step(table, viewed(), "0@10")
+    fired = step(table, wake(3600), "0@11")
+    step(table, viewed("e-2", 3700), "0@12")  # sends nothing: the customer is in the journey
+
+    assert owed_commands(step(table, viewed(), "0@10", at=3800)) == commands(first)
+    assert owed_commands(step(table, wake(3600), "0@11", at=3800)) == commands(fired)
+
+
+def test_waits_fired_before_an_event_in_event_time_are_owed_with_it() -> None:
+    """Event time fires the overdue wait, then decides the event: both under the event's place."""
+    table: dict[bytes, bytes] = {}
+    step(table, viewed(), "0@10")
+    first: list[Step] = []
+    apply_in_event_time(table, Due(), KEY, viewed("e-2", 7200), T0 + 7200, CTX, first, "0@11")
+    sent = [c for s in first if s.effects.decision for c in commands(s)]
+    assert [c["action"] for c in sent] == ["nudge"]
+
+    again: list[Step] = []
+    apply_in_event_time(table, Due(), KEY, viewed("e-2", 7200), T0 + 7200, CTX, again, "0@11")
+
+    assert [s.effects.counted for s in again] == ["duplicate"]
+    assert owed_commands(again[0]) == sent
+
+
+def test_without_a_place_no_outbox_is_kept() -> None:
+    """Replay and the tests that run the agent's functions keep none: nothing can be redelivered."""
+    table: dict[bytes, bytes] = {}
+    decide_step(table, Due(), KEY, viewed(), T0, CTX, None)
+
+    stored = records.decode(table[KEY])
+    assert isinstance(stored, records.Profile) and stored.outbox == ()
+    assert table[KEY] == stored.state.to_bytes()  # stored exactly as before outboxes
+
+
+def test_the_outbox_is_bounded_and_forgets_old_entries() -> None:
+    table: dict[bytes, bytes] = {}
+    step(table, viewed(), "0@10")
+    profile = records.decode(table[KEY])
+    assert isinstance(profile, records.Profile)
+    full = records.Profile(profile.state, tuple(records.Sent(f"0@{i}", 1000.0 + i) for i in range(outbox.MOST)))
+    effects = Effects(record=records.Profile(profile.state), sends=[viewed("link")])
+
+    outbox.keep(full, effects, "0@99", wall=1000.0 + outbox.MOST)
+    assert isinstance(effects.record, records.Profile)
+    assert [s.place for s in effects.record.outbox] == [f"0@{i}" for i in range(1, outbox.MOST)] + ["0@99"]
+
+    later = Effects(record=records.Profile(profile.state))
+    outbox.keep(effects.record, later, "0@100", wall=1001.5 + outbox.KEEP_S)  # 0@1 is older than KEEP_S
+    assert isinstance(later.record, records.Profile)
+    assert [s.place for s in later.record.outbox] == [f"0@{i}" for i in range(2, outbox.MOST)] + ["0@99"]
+
+
+def test_a_profile_with_an_outbox_survives_the_table_s_bytes() -> None:
+    table: dict[bytes, bytes] = {}
+    first = step(table, viewed(), "0@10")
+    stored = records.decode(table[KEY])
+
+    assert isinstance(stored, records.Profile) and isinstance(first.effects.record, records.Profile)
+    assert stored.state == first.effects.record.state
+    assert stored.outbox == first.effects.record.outbox
+    assert [c["action"] for s in stored.outbox for c in s.commands] == ["welcome"]
+    assert records.OUTBOX not in stored.state.to_map()  # the read model and the API never see it
