@@ -1,4 +1,4 @@
-"""``orchestrator journeys validate|publish|list|retire|reopen``: the journey catalogue."""
+"""``orchestrator journeys validate|publish|list|retire|reopen|remove``: the journey catalogue."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from orchestrator.journeys.model import Migration
 from orchestrator.kafka.clients import COMPACTED, consumer, ensure_topics, producer
 from orchestrator.topics import TopicNames
 
-app = typer.Typer(help="Validate, publish, list, retire and reopen journeys.", no_args_is_help=True)
+app = typer.Typer(help="Validate, publish, list, retire, reopen and remove journeys.", no_args_is_help=True)
 Folder = Annotated[Path, typer.Argument(help="Folder of journey YAML files.")]
 JourneyId = Annotated[str, typer.Argument(help="The journey's id.", show_default=False)]
+# A string, not an int: a bad one is then one line of ours, not a usage box.
+Version = Annotated[str, typer.Argument(help="The version's number, as in 'list' (2 for v2).", show_default=False)]
 
 
 @app.command()
@@ -86,10 +88,14 @@ def list_(
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:
-    """Published journeys: id, version, status (active, superseded, or retired: every version of a retired one)."""
-    *_, catalogue = _published_catalogue(bootstrap, prefix)
+    """Published journeys: id, version, status (active, superseded, or retired: every version of a retired one).
+
+    A retired one shows the time its marker gives, so nobody has to read the topic to learn since when.
+    """
+    _, _, records, catalogue = _published_catalogue(bootstrap, prefix)
     active = {(j.id, j.version) for j in catalogue.active()}
     for jid, versions in sorted(catalogue.versions.items()):
+        since = marker_time(records.get(record_key(jid))) if jid in catalogue.retired else None
         for version, journey in sorted(versions.items(), reverse=True):
             status = "retired" if jid in catalogue.retired else "active" if (jid, version) in active else "superseded"
             moves_to = [j.version for j, _ in catalogue.migrations_from(jid, version)]
@@ -97,6 +103,7 @@ def list_(
                 "id": jid,
                 "version": version,
                 "status": status,
+                "retired_at": since,
                 "description": journey.definition.description,
                 "migrate": [_rule_json(rule) for rule in journey.definition.migrate],
                 "migrates_to": moves_to,
@@ -104,7 +111,8 @@ def list_(
             if as_json:
                 typer.echo(json.dumps(row))
                 continue
-            typer.echo(f"{jid:<28} v{version:<4} {status:<11} {row['description']}")
+            shown = f"{status} {since}" if since else status
+            typer.echo(f"{jid:<28} v{version:<4} {shown:<11} {row['description']}")
             if journey.definition.migrate:
                 typer.echo(f"{'':<41}{_migrates_in(journey)}")
             if moves_to:
@@ -120,7 +128,7 @@ def retire(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
 
     Publishing a new version, or 'orchestrator journeys reopen ID', opens it again.
     """
-    servers, topic, catalogue = _published_catalogue(bootstrap, prefix)
+    servers, topic, _, catalogue = _published_catalogue(bootstrap, prefix)
     versions = sorted(catalogue.versions.get(journey_id, {}))
     if not versions:
         raise CliError(f"{journey_id} is not published on {topic}; nothing to retire")
@@ -134,7 +142,7 @@ def retire(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
 @app.command()
 def reopen(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
     """Reopen a retired journey without a new version: newcomers enter its newest version again."""
-    servers, topic, catalogue = _published_catalogue(bootstrap, prefix)
+    servers, topic, _, catalogue = _published_catalogue(bootstrap, prefix)
     if journey_id not in catalogue.retired:
         published = journey_id in catalogue.versions
         raise CliError(f"{journey_id} is not retired" if published else f"{journey_id} is not published on {topic}")
@@ -142,6 +150,84 @@ def reopen(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
     versions = catalogue.versions.get(journey_id)
     where = f"newcomers enter v{max(versions)} again" if versions else "no version is published"
     typer.echo(f"reopened {journey_id}: {where}")
+
+
+@app.command()
+def remove(journey_id: JourneyId, version: Version, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
+    """Remove one version: newcomers enter the newest one left; customers inside it move or leave the journey.
+
+    Writes the tombstone for ID:VERSION to the catalogue topic, so compaction drops the version for good.
+
+    Unlike retiring, which lets them finish, it ends the customers inside: for a version that must not run on.
+
+    They leave at their next event or timer wake (reason version_removed) unless a migration rule takes them.
+
+    Removing the last version removes the journey: nobody new enters.
+    """
+    number = _version_number(version)
+    servers, topic, records, catalogue = _published_catalogue(bootstrap, prefix)
+    on_topic = _versions_on_topic(records, journey_id)
+    if not on_topic:
+        raise CliError(f"{journey_id} is not published on {topic}; nothing to remove")
+    keys = [key for key, v in on_topic.items() if v == number]
+    if not keys:
+        published = ", ".join(f"v{v}" for v in sorted(set(on_topic.values())))
+        raise CliError(f"{journey_id} has no version {number} on {topic}; published: {published}")
+    for key in keys:  # one, unless a key was written by hand as 'id:02'
+        _write_one(servers, topic, key, None)
+    typer.echo(removal_note(catalogue, journey_id, number))
+
+
+def marker_time(marker: str | None) -> str | None:
+    """The ISO time a retirement marker gives, as written; None if it gives none: workers only
+    look at the marker's key, so an old or hand-written one may hold anything."""
+    try:
+        when = json.loads(marker or "")["retired_at"]
+        datetime.fromisoformat(when)
+    except (TypeError, ValueError, KeyError):
+        return None
+    return str(when)
+
+
+def removal_note(catalogue: Catalogue, journey_id: str, version: int) -> str:
+    """What removing ``version`` does, read off the catalogue from before: whom newcomers enter,
+    and what the engine does with the customers inside, so nobody learns it from the exits."""
+    left = sorted(set(catalogue.versions.get(journey_id, {})) - {version})
+    if not left:
+        newcomers = "its last version: the journey is gone entirely, no newcomers"
+    elif journey_id in catalogue.retired:
+        newcomers = f"still retired, no newcomers (v{', v'.join(map(str, left))} left)"
+    else:
+        newcomers = f"newcomers enter v{left[-1]}"
+    inside = _removed_customers(catalogue, journey_id, version)
+    return f"removed {journey_id} v{version}, {newcomers}; customers inside v{version} {inside}"
+
+
+def _removed_customers(catalogue: Catalogue, journey_id: str, version: int) -> str:
+    """The engine's treatment of customers on a removed version, when it next looks at them: a
+    newer version's migration rule moves them, or ends them (reason migration) if it says
+    ``otherwise: exit``; the rest leave (reason version_removed)."""
+    when = "at their next event or timer wake"
+    rules = catalogue.migrations_from(journey_id, version)
+    if not rules:
+        return f"leave the journey {when} (reason version_removed)"
+    targets = ", ".join(f"v{j.version}" for j, _ in rules)
+    reason = "migration" if any(rule.otherwise == "exit" for _, rule in rules) else "version_removed"
+    return f"move {when} where a migration rule ({targets}) maps their step; the others leave (reason {reason})"
+
+
+def _version_number(text: str) -> int:
+    """VERSION as a number, read as a catalogue key's version is: ASCII digits only."""
+    if not (text.isascii() and text.isdigit()):
+        raise CliError(f"VERSION is a whole number as in 'list' (2 for v2), not {text!r}")
+    return int(text)
+
+
+def _versions_on_topic(records: dict[str, str], journey_id: str) -> dict[str, int]:
+    """``{key: version}`` of the journey's versions on the topic, also those workers skip as
+    unreadable: removing such a record is how to be rid of it."""
+    parsed = {key: parse_key(key) for key in records}
+    return {key: p[1] for key, p in parsed.items() if p and p[0] == journey_id and p[1] is not None}
 
 
 def _rule_json(rule: Migration) -> dict[str, object]:
@@ -217,11 +303,12 @@ def _read_published(bootstrap: str, topic: str) -> dict[str, str]:
         client.close()
 
 
-def _published_catalogue(bootstrap: str | None, prefix: str | None) -> tuple[str, str, Catalogue]:
-    """``(bootstrap servers, catalogue topic, the catalogue on it)``."""
+def _published_catalogue(bootstrap: str | None, prefix: str | None) -> tuple[str, str, dict[str, str], Catalogue]:
+    """``(bootstrap servers, catalogue topic, its records as _read_published gives them, the catalogue on it)``."""
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     topic = TopicNames(conf.topic_prefix).journeys
-    return conf.kafka_bootstrap, topic, _catalogue(_read_published(conf.kafka_bootstrap, topic))
+    records = _read_published(conf.kafka_bootstrap, topic)
+    return conf.kafka_bootstrap, topic, records, _catalogue(records)
 
 
 def _catalogue(published: dict[str, str]) -> Catalogue:

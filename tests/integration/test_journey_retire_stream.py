@@ -7,11 +7,12 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from orchestrator.kafka.clients import list_topics
+from orchestrator.kafka.clients import list_topics, producer
 from orchestrator.kafka.tail import Record, follow
 from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
@@ -106,11 +107,17 @@ def entries(worker: WorkerProcess, journey: str) -> float:
 
 def statuses(prefix: str) -> dict[tuple[str, int], str]:
     """``journeys list --json``: (id, version) -> status; the text listing must agree."""
+    return {key: status for key, (status, _) in listed(prefix).items()}
+
+
+def listed(prefix: str) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """``journeys list --json``: (id, version) -> (status, retired_at); the text listing must agree."""
     rows = [json.loads(line) for line in ok(prefix, "list", "--json").splitlines()]
-    found = {(row["id"], row["version"]): row["status"] for row in rows}
+    found = {(row["id"], row["version"]): (row["status"], row["retired_at"]) for row in rows}
     text = ok(prefix, "list")
-    for (jid, version), status in found.items():
-        assert re.search(rf"^{jid} +v{version} +{status} ", text, re.MULTILINE), text
+    for (jid, version), (status, since) in found.items():
+        shown = f"{status} {since}" if since else status
+        assert re.search(rf"^{jid} +v{version} +{re.escape(shown)} ", text, re.MULTILINE), text
     return found
 
 
@@ -166,9 +173,7 @@ def test_a_reopened_journey_takes_newcomers_again(journey_worker: WorkerProcess,
     until("cy never entered the reopened journey", lambda: entries(journey_worker, "sunset") >= 2)
 
 
-def test_a_tombstone_for_a_version_removes_it_and_its_customers_leave(
-    journey_worker: WorkerProcess, tmp_path: Path
-) -> None:
+def test_remove_takes_a_version_away_and_its_customers_leave(journey_worker: WorkerProcess, tmp_path: Path) -> None:
     prefix = journey_worker.prefix
     before = loaded(journey_worker)
     publish(prefix, tmp_path / "fleeting", fleeting=FLEETING)
@@ -176,8 +181,7 @@ def test_a_tombstone_for_a_version_removes_it_and_its_customers_leave(
     journey_worker.publish("web", event("d-1", "search", "dee", query="q"))
     until("dee never entered fleeting", lambda: entries(journey_worker, "fleeting") >= 1)
 
-    journey_worker.producer.send(TopicNames(prefix).journeys, key=b"fleeting:1", value=None)
-    journey_worker.producer.flush(timeout=30)
+    assert ok(prefix, "remove", "fleeting", "1").startswith("removed fleeting v1, its last version: the journey")
     until("the worker never removed fleeting v1", lambda: loaded(journey_worker) == before)
     journey_worker.publish("web", event("d-2", "page_view", "dee"))
 
@@ -231,3 +235,45 @@ def test_retire_list_reopen_and_publish_round_trip(prefix: str, tmp_path: Path) 
     marker = json.loads(records[2][1] or b"")
     assert list(marker) == ["retired_at"] and marker["retired_at"].endswith("+00:00")
     assert [value is None for _, value in records[3:6]] == [True, False, True]
+
+
+def test_list_shows_since_when_a_journey_is_retired(prefix: str, tmp_path: Path) -> None:
+    own = prefix + "since."
+    publish(own, tmp_path / "one", beacon=BEACON.format(version=1))
+    before = datetime.now(UTC).replace(microsecond=0)
+
+    ok(own, "retire", "beacon")
+
+    [(status, since)] = listed(own).values()  # the text listing shows it too: "retired <time>"
+    assert status == "retired" and since is not None
+    assert before <= datetime.fromisoformat(since) <= datetime.now(UTC)
+    client = producer(BOOTSTRAP)  # a marker written by hand, with no time in it
+    client.send(TopicNames(own).journeys, key=b"beacon:retired", value=b"retired by hand").get(timeout=30)
+    client.close()
+    assert listed(own) == {("beacon", 1): ("retired", None)}
+    ok(own, "reopen", "beacon")
+    assert listed(own) == {("beacon", 1): ("active", None)}
+
+
+def test_remove_takes_one_version_away_and_says_what_that_means(prefix: str, tmp_path: Path) -> None:
+    own = prefix + "remove."
+    inside = "customers inside v{} leave the journey at their next event or timer wake (reason version_removed)"
+
+    assert "beacon is not published" in refused(own, "remove", "beacon", "1")
+    publish(own, tmp_path / "two", beacon_v1=BEACON.format(version=1), beacon_v2=BEACON.format(version=2))
+    assert "VERSION is a whole number as in 'list' (2 for v2), not 'v2'" in refused(own, "remove", "beacon", "v2")
+    assert "beacon has no version 3 on" in refused(own, "remove", "beacon", "3")
+    assert "; published: v1, v2\n" in refused(own, "remove", "beacon", "3")
+    assert "nobody is not published" in refused(own, "remove", "nobody", "1")
+
+    assert ok(own, "remove", "beacon", "2") == f"removed beacon v2, newcomers enter v1; {inside.format(2)}\n"
+    assert statuses(own) == {("beacon", 1): "active"}
+    assert refused(own, "remove", "beacon", "2").endswith("; published: v1\n")
+
+    assert ok(own, "remove", "beacon", "1") == (
+        f"removed beacon v1, its last version: the journey is gone entirely, no newcomers; {inside.format(1)}\n"
+    )
+    assert ok(own, "list") == ""
+    assert "beacon is not published" in refused(own, "remove", "beacon", "1")
+    records = [(r.key, r.value is None) for r in catalogue_records(own, 4)]
+    assert records == [(b"beacon:1", False), (b"beacon:2", False), (b"beacon:2", True), (b"beacon:1", True)]

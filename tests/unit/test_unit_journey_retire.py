@@ -1,4 +1,5 @@
-"""Retiring, reopening and removing journeys: the catalogue, and the topic records a worker applies.
+"""Retiring, reopening and removing journeys: the catalogue, the topic records a worker applies, and what
+``orchestrator journeys list`` and ``remove`` say about them.
 
 The catalogue topic is compacted, so a record's meaning may not depend on what came before
 it: the catalogue is the state of the topic's keys (``id:version`` -> YAML, ``id:retired``
@@ -15,7 +16,9 @@ import pytest
 import stories
 
 from agents.journeys import _apply_published
+from orchestrator.cli.journeys import _version_number, _versions_on_topic, marker_time, removal_note
 from orchestrator.core.decide import Decision
+from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import BadRecord, Catalogue, parse_key, record_key
 from orchestrator.journeys.engine import Engine, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
@@ -291,3 +294,102 @@ def test_any_value_under_the_marker_key_retires() -> None:
     catalogue = applied(record("j:1", text(1)), record("j:retired", b"anything at all"))
 
     assert catalogue.retired == {"j"}
+
+
+# --- what the command line says: list's retirement time, remove's one line ---------------------------
+
+LATER = "customers inside v{v} leave the journey at their next event or timer wake (reason version_removed)"
+
+
+def two_waits(version: int, otherwise: str | None = None) -> Compiled:
+    """``j`` at ``version`` with two waits; given ``otherwise``, a rule that takes customers of v1
+    from its second wait to its own, and ends or leaves them at any other step as that says."""
+    rule = f"migrate: {{from: [1], steps: {{second: second}}, otherwise: {otherwise}}}\n" if otherwise else ""
+    steps = "steps:\n  - {id: first, wait: 1d}\n  - {id: second, wait: 1d}\n  - action: {channel: email, action: hi}\n"
+    return compile_text(f"id: j\nversion: {version}\ntrigger: {{event: signup}}\n{rule}{steps}", f"j.v{version}.yaml")
+
+
+@pytest.mark.parametrize(
+    ("marker", "shown"),
+    [
+        (MARKER.decode(), "2027-01-15T08:00:00+00:00"),
+        ('{"retired_at": "2027-01-15T08:00:00Z", "by": "ops"}', "2027-01-15T08:00:00Z"),
+        (None, None),
+        ("", None),
+        ("anything at all", None),
+        ("null", None),
+        ("{}", None),
+        ('["retired_at"]', None),
+        ('"2027-01-15T08:00:00+00:00"', None),
+        ('{"retired_at": null}', None),
+        ('{"retired_at": 1800000000}', None),
+        ('{"retired_at": "last tuesday"}', None),
+    ],
+)
+def test_list_shows_the_time_a_marker_gives_and_nothing_for_one_without(marker: str | None, shown: str | None) -> None:
+    """Workers never read the marker's value, so an old or hand-written one may hold anything."""
+    assert marker_time(marker) == shown
+
+
+def test_removing_the_newest_version_says_whom_newcomers_enter_now_and_that_its_customers_leave() -> None:
+    catalogue = Catalogue.of([journey(1), journey(2), journey(3)])
+
+    assert removal_note(catalogue, "j", 3) == f"removed j v3, newcomers enter v2; {LATER.format(v=3)}"
+    assert removal_note(catalogue, "j", 1) == f"removed j v1, newcomers enter v3; {LATER.format(v=1)}"
+
+
+def test_removing_the_last_version_says_the_journey_is_gone() -> None:
+    catalogue = Catalogue.of([journey(4)])
+
+    assert removal_note(catalogue, "j", 4) == (
+        f"removed j v4, its last version: the journey is gone entirely, no newcomers; {LATER.format(v=4)}"
+    )
+
+
+def test_removing_a_version_of_a_retired_journey_says_it_stays_retired() -> None:
+    catalogue = Catalogue.of([journey(1), journey(2), journey(3)])
+    catalogue.retire("j")
+
+    assert removal_note(catalogue, "j", 2).startswith("removed j v2, still retired, no newcomers (v1, v3 left); ")
+
+
+@pytest.mark.parametrize(("otherwise", "reason"), [("stay", "version_removed"), ("exit", "migration")])
+def test_what_remove_says_of_the_customers_inside_is_what_the_engine_does(otherwise: str, reason: str) -> None:
+    """Before v2 came, one customer reached v1's first wait and one its second; v2's rule maps only the
+    second. Removing v1 moves that one, and the other leaves with the reason the line names."""
+    catalogue = Catalogue.of([two_waits(1)])
+    engine = Engine(catalogue)
+    first, second = stories.Customer(engine, customer_id="first"), stories.Customer(engine, customer_id="second")
+    assert entries(second.does("signup")) == entries(first.does("signup", at=DAY)) == [("j", 1)]
+    assert second.wakes(DAY).outcomes == [] and second.state is not None
+    assert second.state.journeys["j"]["step"] == "second"
+    catalogue.add(two_waits(2, otherwise))
+
+    note = removal_note(catalogue, "j", 1)
+    catalogue.remove("j", 1)
+
+    assert note == (
+        "removed j v1, newcomers enter v2; customers inside v1 move at their next event or timer wake where a "
+        f"migration rule (v2) maps their step; the others leave (reason {reason})"
+    )
+    assert [(o.kind, o.version) for o in second.does("page_view", at=DAY + 60).outcomes] == [("migrate", 2)]
+    assert first.does("page_view", at=DAY + 60).outcomes == [Outcome("exit", "j", 1, reason)]
+
+
+@pytest.mark.parametrize("given", ["2", "17", "007"])
+def test_a_version_on_the_command_line_is_a_number(given: str) -> None:
+    assert _version_number(given) == int(given)
+
+
+@pytest.mark.parametrize("given", ["v2", "", "1.5", "-1", "+2", " 2", "two", "\u0662"])
+def test_anything_else_is_one_line_that_says_so(given: str) -> None:
+    with pytest.raises(CliError, match=r"^VERSION is a whole number as in 'list' \(2 for v2\), not "):
+        _version_number(given)
+
+
+def test_remove_finds_every_record_of_the_version_also_ones_workers_skip() -> None:
+    """Unreadable YAML is skipped by workers and hidden from ``list``: ``remove`` is how to be rid of it."""
+    records = {"j:1": text(1), "j:02": text(2), "j:3": "steps: [unclosed", "j:retired": "{}", "k:1": "", "j": ""}
+
+    assert _versions_on_topic(records, "j") == {"j:1": 1, "j:02": 2, "j:3": 3}
+    assert _versions_on_topic(records, "nobody") == {}
