@@ -34,15 +34,16 @@ from agents.outbound import Outbound
 from agents.web import CountedTable
 from orchestrator import metrics
 from orchestrator.audit import decision_record
-from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.decisionlog import DecisionLogWriter
 from orchestrator.identity import records
 from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.ingest import Rejection
+from orchestrator.kafka.delivered import action_ids_since
 from orchestrator.readmodel import ReadModelWriter
 from orchestrator.settings import Settings
+from orchestrator.topics import TopicNames
 
 log = logging.getLogger(__name__)
 QUIET_OUTCOMES = frozenset({"decided", "duplicate"})  # counted by their own metrics
@@ -67,7 +68,12 @@ def attach_decide(
         policy=settings.policy(),
     )
     decisions = DecisionLogWriter(settings.redis_url, settings.topic_prefix, settings.decisions_kept)
-    writers = Writers(readmodel, decisions)
+    actions = TopicNames(settings.topic_prefix).actions
+    writers = Writers(
+        readmodel,
+        decisions,
+        outbox.Delivered(lambda channel, since: action_ids_since(settings.kafka_bootstrap, actions(channel), since)),
+    )
     event_time = settings.clock == "event"
 
     @app.task
@@ -121,16 +127,18 @@ class Step:
 
 @dataclass(frozen=True)
 class Writers:
-    """The batched Redis writers: profiles (with next best actions) and recent decisions."""
+    """The batched Redis writers: profiles (with next best actions) and recent decisions; and
+    the read-back of the action topics that keeps a restart from sending a command twice."""
 
     readmodel: ReadModelWriter
     decisions: DecisionLogWriter
+    delivered: outbox.Delivered
 
 
 async def _carry_out(step: Step, customer_events: Any, outbound: Outbound, writers: Writers) -> None:
     """Everything after the table write: follow-up events, commands, audit records, read model."""
     effects, event, now = step.effects, step.event, step.now
-    await _send_again(step.owed, event, customer_events, outbound)
+    await _send_again(step.owed, event, customer_events, outbound, writers.delivered)
     for follow_up in effects.sends:
         await _follow_up(follow_up.to_wire(), customer_events)
     decision = effects.decision
@@ -153,15 +161,19 @@ async def _carry_out(step: Step, customer_events: Any, outbound: Outbound, write
         writers.readmodel.stage(effects.record.state, time.time())
 
 
-async def _send_again(owed: tuple[records.Sent, ...], event: Event, customer_events: Any, outbound: Outbound) -> None:
-    """A redelivered record's first sends, again: they may have died in the producer."""
+async def _send_again(
+    owed: tuple[records.Sent, ...], event: Event, customer_events: Any, outbound: Outbound, delivered: outbox.Delivered
+) -> None:
+    """A redelivered record's first sends, again, where they may have died in the producer:
+    follow-up events all (they are idempotent), commands unless they are on their topic."""
+    if not owed:
+        return
     for sent in owed:
         for wire in sent.sends:
             await _follow_up(wire, customer_events)
-        for wire in sent.commands:
-            command = Command(**wire)
-            await outbound.command(command, event.received_at)
-            metrics.COMMANDS_RESENT.labels(command.channel, command.action).inc()
+    for command in await delivered.unsent(owed):
+        await outbound.command(command, event.received_at)
+        metrics.COMMANDS_RESENT.labels(command.channel, command.action).inc()
 
 
 async def _follow_up(wire: dict[str, Any], customer_events: Any) -> None:

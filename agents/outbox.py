@@ -11,20 +11,31 @@ from the same place is a redelivery, and what it sent is sent again, with the sa
 ids so that channels can drop the copy. A channel sending an event twice is not: the
 repeat has a place of its own and stays a silent duplicate.
 
-Commands are thus delivered at least once; a copy goes out only after a crash, for the
-records the worker had decided but not yet committed (Faust flushes the producer before
-each commit, so nothing older is owed).
+Only the records decided since the last commit can come back (Faust flushes the producer
+before each commit), and most of their commands did leave before the crash. So before
+sending a command again, :class:`Delivered` reads the action topic back from a little
+before the decision and skips the action ids already there. A copy then goes out only
+if that read fails, or if a worker that lost its partitions without dying (a long pause)
+still delivers after the read.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from orchestrator.core.commands import Command
 from orchestrator.identity.graph import Effects
 from orchestrator.identity.records import Profile, Record, Sent
 
+log = logging.getLogger(__name__)
+
 MOST = 4  # records remembered per customer: the few a customer has between two commits
 KEEP_S = 3600.0  # an entry this old is dropped at the customer's next write: long committed
+SKEW_S = 60.0  # read the action topics from this long before a decision: clocks of workers differ
 REDELIVERED = frozenset({"duplicate", "stale_wake"})  # what a record decided before reads as
 
 
@@ -55,3 +66,46 @@ def owed(before: Record, effects: Effects, where: str) -> tuple[Sent, ...]:
     if effects.counted not in REDELIVERED or not isinstance(before, Profile):
         return ()
     return tuple(sent for sent in before.outbox if sent.place == where)
+
+
+Lookup = Callable[[str, float], set[str]]  # (channel, since) -> action ids on its topic since then
+
+
+@dataclass
+class Delivered:
+    """Which owed commands are on their action topics already, read back once per channel and
+    kept: a restart's redelivered records all ask about the same few seconds. Read again when
+    a command was decided outside what was read (another worker's, handed over later)."""
+
+    lookup: Lookup  # blocking: run in a thread, so the worker's heartbeats go on
+    _read: dict[str, tuple[float, float, set[str]]] = field(default_factory=dict)  # channel: (since, until, ids)
+
+    async def unsent(self, owed: tuple[Sent, ...]) -> list[Command]:
+        """The owed commands not on their topics; all of them if a topic cannot be read."""
+        commands = [Command(**wire) for sent in owed for wire in sent.commands]
+        if not commands:
+            return []
+        oldest, newest = min(sent.at for sent in owed), max(sent.at for sent in owed)
+        there: set[str] = set()
+        for channel in sorted({c.channel for c in commands}):
+            there |= await self._ids(channel, oldest, newest)
+        unsent = [c for c in commands if c.action_id not in there]
+        log.info(
+            "a record read again after a restart owed %d command(s): %d sent again, the others had left",
+            len(commands),
+            len(unsent),
+        )
+        return unsent
+
+    async def _ids(self, channel: str, oldest: float, newest: float) -> set[str]:
+        read = self._read.get(channel)
+        if read is not None and read[0] <= oldest - SKEW_S and newest < read[1]:
+            return read[2]
+        since, until = oldest - SKEW_S, time.time()
+        try:
+            ids = await asyncio.to_thread(self.lookup, channel, since)
+        except Exception as exc:  # unreadable for any reason: a copy is the safe side of a loss
+            log.warning("cannot tell which commands on %s left before the crash (%r): sending them again", channel, exc)
+            return set()
+        self._read[channel] = (since, until, ids)
+        return ids

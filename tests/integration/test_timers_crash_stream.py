@@ -4,10 +4,13 @@ A worker SIGKILLed in the middle of waits, a wait that falls due while no worker
 and a second worker of the same group taking partitions over (by a rebalance, then
 because the first one is killed): every wait fires exactly once, and its command is
 delivered. Counted on the action topics, per customer and action, after waiting beyond the
-last due time: one action id each. A killed worker may deliver a command twice (the copy
-carries the same action id, for channels to drop); a stopped one never does. The last test
-holds the worst window open: a worker killed after a decision wrote its state but before
-its command left the producer (see :mod:`agents.outbox`).
+last due time: one action id each, and one copy of it when a worker restarts on its own
+disk, killed or stopped: the restarted worker sends again what its redelivered records
+decided unless the action topic has it (:mod:`agents.outbox`). A worker that takes over
+another's partitions may still send a copy (with the same action id, for channels to
+drop): its state comes from the changelog, which can lag the commands. The last test holds
+the worst window open: a worker killed after a decision wrote its state but before its
+command left the producer.
 
 Each test has a topic prefix (so a consumer group) of its own, as it kills its workers.
 The workers are told to leave a dead member out of the group after 6 s (Kafka's least,
@@ -71,9 +74,9 @@ def settled_commands(worker: WorkerProcess, expected: int, last_due: float) -> l
 def assert_each_fired_once(
     commands: list[dict[str, Any]], entered: dict[str, float], wait_s: float, *, copies: bool = True
 ) -> None:
-    """One nudge per customer, none missing; sent twice only as a copy (``copies``: after a
-    crash), with the same action id and all; the payload its own wait would have had; none
-    before the wait was over."""
+    """One nudge per customer, none missing; sent twice only as a copy (if ``copies``: a hand-over),
+    with the same action id and all; the payload its own wait would have had; none before the
+    wait was over."""
     fired = {(c["customer_id"], c["action"]): c["action_id"] for c in commands}
     assert sorted(fired) == [(customer, "nudge") for customer in sorted(entered)], sorted(fired)
     distinct = {json.dumps(c, sort_keys=True) for c in commands}
@@ -102,7 +105,7 @@ def test_a_worker_killed_in_the_middle_of_waits_fires_each_exactly_once_after_it
         w.start()
         commands = settled_commands(w, len(entered), last_due)
 
-    assert_each_fired_once(commands, entered, wait_s)
+    assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert 0 < sent < len(entered), f"{sent:.0f} of the waits had fired before the kill: it fell around none"
 
 
@@ -126,8 +129,8 @@ def test_a_wait_that_falls_due_while_the_worker_is_down_fires_once_soon_after_it
         commands = settled_commands(w, 1, time.time())
 
     assert took < 5.0, f"the overdue wait fired {took:.1f} s after the restart"
-    assert commands == [first] or sig == signal.SIGKILL, "stopped, it was sent twice"
-    assert_each_fired_once(commands, entered, wait_s, copies=sig == signal.SIGKILL)
+    assert commands == [first]
+    assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert first["issued_at"] <= waiting_since + wait_s, "dated at its due time, as it would have been on time"
 
 
@@ -173,5 +176,5 @@ def test_a_worker_killed_right_after_a_wait_fired_still_sends_its_command(own_pr
         commands = settled_commands(w, 1, time.time())
         resent = w.metric("orchestrator_commands_resent_total", channel="email", action="nudge")
 
-    assert_each_fired_once(commands, entered, wait_s)
+    assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert resent == 1, "the restarted worker did not send the command again from the outbox"

@@ -8,12 +8,16 @@ same record (the same partition and offset) is read again.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
+import pytest
 from stories import JOURNEYS_ONLY, T0
 
 from agents import outbox
 from agents.decide import Step, apply_in_event_time, decide_step
+from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
 from orchestrator.identity import records
@@ -21,6 +25,7 @@ from orchestrator.identity.graph import Context, Effects
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import compile_text
+from orchestrator.kafka.delivered import Unfinished
 
 NUDGE = compile_text(
     "id: nudge\nversion: 1\ntrigger: {event: product_view}\nsteps:\n"
@@ -160,3 +165,71 @@ def test_a_profile_with_an_outbox_survives_the_table_s_bytes() -> None:
     assert stored.outbox == first.effects.record.outbox
     assert [c["action"] for s in stored.outbox for c in s.commands] == ["welcome"]
     assert records.OUTBOX not in stored.state.to_map()  # the read model and the API never see it
+
+
+# -- what a restarted worker owes, read back from the action topics -------------------------------
+
+
+def owed_by_place(table: dict[bytes, bytes], where: str) -> tuple[records.Sent, ...]:
+    stored = records.decode(table[KEY])
+    assert isinstance(stored, records.Profile)
+    return tuple(sent for sent in stored.outbox if sent.place == where)
+
+
+class Topics:
+    """The action topics as a lookup sees them: action ids by channel; and who asked what."""
+
+    def __init__(self, **ids: set[str]) -> None:
+        self.ids = ids
+        self.asked: list[tuple[str, float]] = []
+
+    def __call__(self, channel: str, since: float) -> set[str]:
+        self.asked.append((channel, since))
+        return set(self.ids.get(channel, set()))
+
+
+def test_an_owed_command_already_on_its_topic_is_not_sent_again() -> None:
+    table: dict[bytes, bytes] = {}
+    first = step(table, viewed(), "0@10")
+    [welcome] = commands(first)
+    topics = Topics(web={welcome["action_id"]})
+
+    assert asyncio.run(outbox.Delivered(topics).unsent(owed_by_place(table, "0@10"))) == []
+    assert asyncio.run(outbox.Delivered(Topics()).unsent(owed_by_place(table, "0@10"))) == [Command(**welcome)]
+
+
+def test_the_topics_are_read_once_for_a_restart_and_again_for_commands_decided_since() -> None:
+    early = records.Sent("0@1", 1000.0, ({"channel": "email"} | WIRE,))
+    topics = Topics()
+    delivered = outbox.Delivered(topics)
+
+    asyncio.run(delivered.unsent((early,)))
+    asyncio.run(delivered.unsent((records.Sent("0@2", 1001.0, ({"channel": "email"} | WIRE,)),)))
+    assert topics.asked == [("email", 1000.0 - outbox.SKEW_S)]  # the same few seconds: read once
+
+    later = records.Sent("0@3", time.time() + 1, ({"channel": "email"} | WIRE,))
+    asyncio.run(delivered.unsent((later,)))  # decided after the read: handed over by another worker
+    older = records.Sent("0@0", 900.0, ({"channel": "email"} | WIRE,))
+    asyncio.run(delivered.unsent((older,)))  # decided before what was read
+    assert [since for _, since in topics.asked[1:]] == [later.at - outbox.SKEW_S, 900.0 - outbox.SKEW_S]
+
+
+def test_a_topic_that_cannot_be_read_means_sending_again(caplog: pytest.LogCaptureFixture) -> None:
+    def unreadable(channel: str, since: float) -> set[str]:
+        raise Unfinished("1 partition(s) not read to their end in 60 s")
+
+    owed = (records.Sent("0@1", 1000.0, ({"channel": "email"} | WIRE,)),)
+    assert asyncio.run(outbox.Delivered(unreadable).unsent(owed)) == [Command(**({"channel": "email"} | WIRE))]
+    assert "sending them again" in caplog.text
+
+
+WIRE = {
+    "action_id": "a-1",
+    "customer_id": "c-1",
+    "action": "nudge",
+    "payload": {},
+    "journey": "nudge",
+    "reason": "r",
+    "issued_at": T0,
+    "expires_at": T0 + 60,
+}
