@@ -90,7 +90,7 @@ class Delivered:
         for channel in sorted({c.channel for c in commands}):
             there |= await self._ids(channel, oldest, newest)
         unsent = [c for c in commands if c.action_id not in there]
-        log.info(
+        log.debug(
             "a record read again after a restart owed %d command(s): %d sent again, the others had left",
             len(commands),
             len(unsent),
@@ -107,5 +107,6 @@ class Delivered:
         except Exception as exc:  # unreadable for any reason: a copy is the safe side of a loss
             log.warning("cannot tell which commands on %s left before the crash (%r): sending them again", channel, exc)
             return set()
+        log.info("records read again after a restart owe commands on %s: %d action ids found there", channel, len(ids))
         self._read[channel] = (since, until, ids)
         return ids
