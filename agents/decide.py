@@ -255,7 +255,7 @@ def decide_step(
     log; None keeps none) and, if the record is read again, what it sent the first time."""
     read = read if read is not None else _read(table, key)
     effects = apply(table, due, key, event, now, ctx, read, where)
-    owed = outbox.owed(read[1], effects, where) if where is not None else ()
+    owed = outbox.owed(read[1], effects, where, time.time()) if where is not None else ()
     return Step(event, now, effects, owed)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.core.commands import Command
 from orchestrator.identity.graph import Effects
-from orchestrator.identity.records import Profile, Record, Sent
+from orchestrator.identity.records import Forward, Profile, Record, Sent
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,15 @@ def place(partition: int, offset: int) -> str:
 
 
 def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
-    """Carry ``before``'s outbox into the profile ``effects`` writes, with what this
-    decision sends added; entries older than :data:`KEEP_S` and beyond :data:`MOST` go."""
-    if not isinstance(effects.record, Profile):
+    """Carry ``before``'s outbox into the profile or pointer ``effects`` writes, with what
+    this decision sends added; entries older than :data:`KEEP_S` and beyond :data:`MOST` go.
+
+    A pointer keeps one too: a profile merged into another becomes a pointer in the same
+    write that hands its state over, and that hand-over, like the commands of the records
+    just before it, must go out again if the merge is read again."""
+    if not isinstance(effects.record, (Profile, Forward)):
         return
-    outbox = before.outbox if isinstance(before, Profile) else ()
+    outbox = before.outbox if isinstance(before, (Profile, Forward)) else ()
     if outbox and wall - outbox[0].at >= KEEP_S:
         outbox = tuple(sent for sent in outbox if wall - sent.at < KEEP_S)
     decision = effects.decision
@@ -61,11 +65,18 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
         effects.record = replace(effects.record, outbox=outbox)
 
 
-def owed(before: Record, effects: Effects, where: str) -> tuple[Sent, ...]:
-    """What the record read from ``where`` sent the first time, if this is it again."""
-    if effects.counted not in REDELIVERED or not isinstance(before, Profile):
+def owed(before: Record, effects: Effects, where: str, wall: float) -> tuple[Sent, ...]:
+    """What the record read from ``where`` sent the first time, if this is it again.
+
+    At a profile only a record that decides nothing new (a duplicate, a stale wake) can be a
+    redelivery; at a pointer every record is forwarded, so the place alone tells. Entries
+    older than :data:`KEEP_S` are long committed, whatever their place (a pointer is seldom
+    written again, and a topic created anew starts its offsets over)."""
+    if isinstance(before, Profile) and effects.counted not in REDELIVERED:
         return ()
-    return tuple(sent for sent in before.outbox if sent.place == where)
+    if not isinstance(before, (Profile, Forward)):
+        return ()
+    return tuple(sent for sent in before.outbox if sent.place == where and wall - sent.at < KEEP_S)
 
 
 Lookup = Callable[[str, float], set[str]]  # (channel, since) -> action ids on its topic since then

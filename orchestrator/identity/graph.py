@@ -28,7 +28,7 @@ from typing import Any
 from orchestrator.core.decide import WAKE, Decision, decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.core.state import CustomerState
+from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
 from orchestrator.identity.records import Forward, Missing, Profile, Record, Suppressed
 from orchestrator.identity.tokens import CUSTOMER_ID, profile_key_for, tokens_of
@@ -192,10 +192,13 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
         return _forward(event, record.target, "merge_forwarded")
     if isinstance(record, Suppressed):
         return Effects(counted="dropped_suppressed")
+    if isinstance(record, Profile) and event.event_id in record.state.seen_ids:
+        return Effects(counted="duplicate")  # the hand-over sent again after a crash: counts must not add twice
     loser = CustomerState.from_bytes(event.properties["state"])
     winner = record.state if isinstance(record, Profile) else CustomerState(key=key)
     policy = ctx.policy
     merged = merge_states(winner, loser, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
+    append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
     repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
     return Effects(record=Profile(merged), sends=repoints, counted="merged_in")

@@ -18,6 +18,7 @@ from orchestrator.core.state import CustomerState
 
 MARK = b"\xc1"
 FORWARD = MARK + b"F"
+FORWARD_KEEPING = MARK + b"f"  # a pointer that still keeps an outbox: msgpack [target, outbox]
 SUPPRESSED = MARK + b"S"
 OUTBOX = "_outbox"  # stored beside the state's fields, which it can never be mistaken for
 
@@ -25,18 +26,6 @@ OUTBOX = "_outbox"  # stored beside the state's fields, which it can never be mi
 @dataclass(frozen=True)
 class Missing:
     """Nothing is known under this key: a new profile starts here."""
-
-
-@dataclass(frozen=True)
-class Forward:
-    """This identifier belongs to the profile stored under ``target``."""
-
-    target: str
-
-
-@dataclass(frozen=True)
-class Suppressed:
-    """Erased with suppression: events with this identifier are dropped."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +47,22 @@ class Profile:
     outbox: tuple[Sent, ...] = ()
 
 
+@dataclass(frozen=True)
+class Forward:
+    """This identifier belongs to the profile stored under ``target``.
+
+    A profile merged into another keeps its outbox here: the records it decided just
+    before the merge, and the merge's hand-over of its state, come back to this key."""
+
+    target: str
+    outbox: tuple[Sent, ...] = ()
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    """Erased with suppression: events with this identifier are dropped."""
+
+
 Record = Missing | Forward | Suppressed | Profile
 
 
@@ -66,16 +71,27 @@ def decode(raw: bytes | None) -> Record:
         return Missing()
     if raw.startswith(FORWARD):
         return Forward(raw[len(FORWARD) :].decode())
+    if raw.startswith(FORWARD_KEEPING):
+        target, outbox = msgpack.unpackb(raw[len(FORWARD_KEEPING) :], raw=False)
+        return Forward(target, _outbox(outbox))
     if raw.startswith(SUPPRESSED):
         return Suppressed()
     fields = msgpack.unpackb(raw, raw=False)
     outbox = fields.pop(OUTBOX, None)
     state = CustomerState.from_map(fields)
-    return Profile(state, tuple(_sent(*entry) for entry in outbox)) if outbox else Profile(state)
+    return Profile(state, _outbox(outbox)) if outbox else Profile(state)
+
+
+def _outbox(entries: list[list[Any]]) -> tuple[Sent, ...]:
+    return tuple(_sent(*entry) for entry in entries)
 
 
 def _sent(place: str, at: float, commands: list[dict[str, Any]], sends: list[dict[str, Any]]) -> Sent:
     return Sent(place, at, tuple(commands), tuple(sends))
+
+
+def _entries(outbox: tuple[Sent, ...]) -> list[list[Any]]:
+    return [[s.place, s.at, s.commands, s.sends] for s in outbox]
 
 
 def encode(record: Record) -> bytes | None:
@@ -83,10 +99,11 @@ def encode(record: Record) -> bytes | None:
     if isinstance(record, Missing):
         return None
     if isinstance(record, Forward):
+        if record.outbox:
+            return FORWARD_KEEPING + msgpack.packb([record.target, _entries(record.outbox)], use_bin_type=True)
         return FORWARD + record.target.encode()
     if isinstance(record, Suppressed):
         return SUPPRESSED
     if not record.outbox:
         return record.state.to_bytes()
-    outbox = [[s.place, s.at, s.commands, s.sends] for s in record.outbox]
-    return msgpack.packb(record.state.to_map() | {OUTBOX: outbox}, use_bin_type=True)
+    return msgpack.packb(record.state.to_map() | {OUTBOX: _entries(record.outbox)}, use_bin_type=True)

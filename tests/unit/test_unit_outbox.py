@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from stories import JOURNEYS_ONLY, T0
+from stories import JOURNEYS_ONLY, T0, identified_event
 
 from agents import outbox
 from agents.decide import Step, apply_in_event_time, decide_step
@@ -21,7 +21,7 @@ from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
 from orchestrator.identity import records
-from orchestrator.identity.graph import Context, Effects
+from orchestrator.identity.graph import MERGE_IN, Context, Effects
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import compile_text
@@ -165,6 +165,110 @@ def test_a_profile_with_an_outbox_survives_the_table_s_bytes() -> None:
     assert stored.outbox == first.effects.record.outbox
     assert [c["action"] for s in stored.outbox for c in s.commands] == ["welcome"]
     assert records.OUTBOX not in stored.state.to_map()  # the read model and the API never see it
+
+
+# -- a profile merged into another: its outbox stays with the pointer it becomes -------------------
+
+
+class Log:
+    """The customer-events topic of one partition, in memory: records at offsets, the sends
+    of each decision appended as new records, as the agent's producer would."""
+
+    def __init__(self) -> None:
+        self.table: dict[bytes, bytes] = {}
+        self.records: list[Event] = []
+        self.done = 0
+
+    def publish(self, event: Event) -> None:
+        self.records.append(event)
+
+    def decide(self, offset: int) -> Step:
+        event = self.records[offset]
+        key = event.customer_key.encode()
+        return decide_step(self.table, Due(), key, event, event.ts, CTX, f"0@{offset}")
+
+    def drain(self, *, lose: str | None = None) -> list[Step]:
+        """Decide every record not decided yet; the sends of a decision counted ``lose`` die
+        in the producer (the worker is killed right after its table write)."""
+        steps = []
+        while self.done < len(self.records):
+            steps.append(self.decide(self.done))
+            self.done += 1
+            if steps[-1].effects.counted != lose:
+                for follow_up in steps[-1].effects.sends:
+                    self.publish(follow_up)
+        return steps
+
+    def record(self, key: str) -> records.Record:
+        return records.decode(self.table.get(key.encode()))
+
+
+def identified(event_id: str, type: str, at: float, customer_id: str, **ids: str) -> Event:
+    props = {"value": 10.0} if type == "purchase" else {}
+    return identified_event(event_id, type, at, customer_id, props, **ids)
+
+
+def two_profiles_then_a_login(log: Log) -> None:
+    log.publish(identified("p-1", "purchase", 0, "c-old", email="a@x"))
+    log.publish(identified("p-2", "purchase", 50, "c-new"))
+    log.drain()
+    log.publish(identified("v-1", "product_view", 55, "c-new"))  # the loser's last command: welcome
+    log.publish(identified("i-1", "identify", 60, "c-new", email="a@x"))
+
+
+def test_a_merge_whose_hand_over_died_in_the_producer_hands_over_again() -> None:
+    log = Log()
+    two_profiles_then_a_login(log)
+    steps = log.drain(lose="merged_out")  # c-new became a pointer; its state never left
+    [merged_out] = [s for s in steps if s.effects.counted == "merged_out"]
+    assert log.record("c-new") == records.Forward("c-old", log.record("c-new").outbox)  # type: ignore[union-attr]
+
+    again = log.decide(log.records.index(merged_out.event))  # the same record, read again
+
+    assert [sent["type"] for owed in again.owed for sent in owed.sends] == [MERGE_IN]
+    for owed in again.owed:
+        log.records.extend(Event.from_wire(wire) for wire in owed.sends)
+    log.drain()
+    survivor = log.record("c-old")
+    assert isinstance(survivor, records.Profile)
+    assert survivor.state.purchases == 2 and survivor.state.revenue == 20.0
+
+
+def test_a_hand_over_sent_twice_is_merged_once() -> None:
+    log = Log()
+    two_profiles_then_a_login(log)
+    steps = log.drain()
+    [hand_over] = [s.event for s in steps if s.event.type == MERGE_IN]
+    log.publish(hand_over)  # the merge read again after a crash, and its hand-over sent again
+
+    [again] = log.drain()
+
+    assert again.effects.counted == "duplicate"
+    survivor = log.record("c-old")
+    assert isinstance(survivor, records.Profile) and survivor.state.purchases == 2
+
+
+def test_a_record_decided_just_before_its_profile_merged_away_is_owed_at_the_pointer() -> None:
+    log = Log()
+    two_profiles_then_a_login(log)
+    steps = log.drain()
+    [viewed_step] = [s for s in steps if s.event.event_id == "v-1"]
+    assert isinstance(log.record("c-new"), records.Forward)
+
+    again = log.decide(log.records.index(viewed_step.event))  # read again at the pointer
+
+    assert again.effects.counted == "forwarded"
+    assert owed_commands(again) == commands(viewed_step)  # the welcome, with its action id
+
+
+def test_a_pointer_with_an_outbox_survives_the_table_s_bytes_and_forgets_it_in_time() -> None:
+    sent = records.Sent("0@7", 1000.0, ({"action": "welcome"},), ({"type": MERGE_IN, "state": b"\x81"},))
+    pointer = records.Forward("c-old", (sent,))
+    raw = records.encode(pointer)
+
+    assert raw is not None and records.decode(raw) == pointer
+    assert records.decode(records.encode(records.Forward("c-old"))) == records.Forward("c-old")
+    assert outbox.owed(pointer, Effects(), "0@7", wall=1000.0 + outbox.KEEP_S) == ()  # long committed
 
 
 # -- what a restarted worker owes, read back from the action topics -------------------------------
