@@ -29,6 +29,7 @@ import faust
 import msgpack
 
 from agents import outbox
+from agents.erasure import HeldWrites, settle
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from agents.web import CountedTable
@@ -38,7 +39,7 @@ from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.decisionlog import DecisionLogWriter
 from orchestrator.identity import records
-from orchestrator.identity.graph import Context, Effects, handle
+from orchestrator.identity.graph import ERASE, Context, Effects, handle
 from orchestrator.ingest import Rejection
 from orchestrator.kafka.delivered import action_ids_since
 from orchestrator.readmodel import ReadModelWriter
@@ -91,16 +92,18 @@ def attach_decide(
         await runtime.catalogue_ready.wait()
         async for record in stream.events():
             steps: list[Step] = []
+            writes: Any = table
             try:
                 event = Event.from_wire(msgpack.unpackb(record.value, raw=False))
                 if event_time and event.type != WAKE:
                     runtime.observe(record.message.partition, event.ts)
                 now = _now(event, event_time)
                 where = outbox.place(record.message.partition, record.message.offset)
+                writes = HeldWrites(table) if event.type == ERASE else table
                 if event_time:
-                    apply_in_event_time(table, due, record.key, event, now, ctx, steps, where)
+                    apply_in_event_time(writes, due, record.key, event, now, ctx, steps, where)
                 else:
-                    steps.append(decide_step(table, due, record.key, event, now, ctx, where))
+                    steps.append(decide_step(writes, due, record.key, event, now, ctx, where))
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
                 for step in steps:  # waits that fired before it are written: carry them out
@@ -109,6 +112,9 @@ def attach_decide(
             else:
                 for step in steps:
                     await _carry_out(step, customer_events, outbound, writers)
+            if isinstance(writes, HeldWrites):  # see agents.erasure: the profile goes last
+                await settle(app.producer.flush, writers.readmodel.flush, writers.decisions.flush)
+                writes.commit()
             runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
     return table

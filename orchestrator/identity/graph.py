@@ -209,8 +209,10 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
     if isinstance(record, Forward):
         return _forward(event, record.target, "erase_forwarded")
     if not isinstance(record, Profile):
+        # Nothing stored, yet the read model is cleared again: this may be the erasure read
+        # again after a crash that wrote the table but lost the read model's deletes.
         audit = _audit(key, event, now, suppress, aliases=0, found=False)
-        return Effects(record=Suppressed() if suppress else None, audit=audit, counted="erased")
+        return Effects(record=Suppressed() if suppress else None, forget=[key], audit=audit, counted="erased")
     state = record.state
     owners = sorted({key, *state.aliases})
     keys = sorted(

@@ -167,6 +167,13 @@ def test_erasing_an_unknown_customer_is_recorded_as_not_found(graph: LocalGraph)
     assert graph.audits[0]["found"] is False and graph.table == {}
 
 
+def test_an_erasure_read_again_after_a_crash_clears_the_read_model_again() -> None:
+    """The table already forgot the profile; the read model's deletes may have died with the worker."""
+    ctx = Context(Policy(), None)
+    effects = handle("c-1", records.Missing(), ev(ERASE, 0, customer_id="c-1"), T0, ctx)
+    assert effects.forget == ["c-1"] and effects.audit is not None and effects.audit["found"] is False
+
+
 def test_a_pointer_loop_is_dropped_not_spun() -> None:
     ctx = Context(Policy(), None)
     event = ev("page_view", 0, cookie="ck")
