@@ -92,29 +92,29 @@ def attach_decide(
         await runtime.catalogue_ready.wait()
         async for record in stream.events():
             steps: list[Step] = []
-            writes: Any = table
+            held = HeldWrites(table)  # an erasure's writes: see agents.erasure, the profile goes last
+            failure: Exception | None = None
             try:
                 event = Event.from_wire(msgpack.unpackb(record.value, raw=False))
                 if event_time and event.type != WAKE:
                     runtime.observe(record.message.partition, event.ts)
                 now = _now(event, event_time)
                 where = outbox.place(record.message.partition, record.message.offset)
-                writes = HeldWrites(table) if event.type == ERASE else table
+                writes = held if event.type == ERASE else table
                 if event_time:
                     apply_in_event_time(writes, due, record.key, event, now, ctx, steps, where)
                 else:
                     steps.append(decide_step(writes, due, record.key, event, now, ctx, where))
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
-                for step in steps:  # waits that fired before it are written: carry them out
-                    await _carry_out(step, customer_events, outbound, writers)
-                await outbound.dead_letter(record.message, Rejection("processing_error", repr(exc)))
-            else:
-                for step in steps:
-                    await _carry_out(step, customer_events, outbound, writers)
-            if isinstance(writes, HeldWrites):  # see agents.erasure: the profile goes last
+                failure = exc
+            for step in steps:  # after a failure too: waits that fired before it are written
+                await _carry_out(step, customer_events, outbound, writers)
+            if failure is not None:
+                await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
+            if held.held:
                 await settle(app.producer.flush, writers.readmodel.flush, writers.decisions.flush)
-                writes.commit()
+                held.commit()
             runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
     return table
