@@ -8,15 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from kafka import KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue, parse_key, record_key
 from orchestrator.journeys.loader import Compiled, check_dir, check_migrations
 from orchestrator.journeys.model import Migration
-from orchestrator.kafka.clients import COMPACTED, consumer, ensure_topics, producer
+from orchestrator.kafka.catalogue_topic import read_published, write_one, write_record
+from orchestrator.kafka.clients import COMPACTED, ensure_topics, producer
 from orchestrator.topics import TopicNames
 
 app = typer.Typer(help="Validate, publish, list, retire, reopen and remove journeys.", no_args_is_help=True)
@@ -52,7 +51,7 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     journeys = load_or_fail(folder)
     topic = TopicNames(conf.topic_prefix).journeys
     ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED, conf.replication_factor)
-    published = _read_published(conf.kafka_bootstrap, topic)
+    published = read_published(conf.kafka_bootstrap, topic)
     _check_against_published(journeys, published)
     retired = {parsed[0] for parsed in map(parse_key, published) if parsed and parsed[1] is None}
     client = producer(conf.kafka_bootstrap)
@@ -66,7 +65,7 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
                 typer.echo(f"same  {journey.id} v{journey.version}")
                 continue
             if journey.id in retired:  # the marker's tombstone first: one partition keeps them in order
-                _write(client, topic, record_key(journey.id), None)
+                write_record(client, topic, record_key(journey.id), None)
                 retired.discard(journey.id)
                 typer.echo(f"reopen {journey.id}")
             client.send(topic, key=key.encode(), value=journey.source.encode())
@@ -135,7 +134,7 @@ def retire(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
     if journey_id in catalogue.retired:
         raise CliError(f"{journey_id} is already retired; 'orchestrator journeys reopen {journey_id}' opens it again")
     marker = json.dumps({"retired_at": datetime.now(UTC).isoformat(timespec="seconds")})
-    _write_one(servers, topic, record_key(journey_id), marker.encode())
+    write_one(servers, topic, record_key(journey_id), marker.encode())
     typer.echo(f"retired {journey_id} (v{', v'.join(map(str, versions))}): nobody new enters; customers inside finish")
 
 
@@ -146,7 +145,7 @@ def reopen(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
     if journey_id not in catalogue.retired:
         published = journey_id in catalogue.versions
         raise CliError(f"{journey_id} is not retired" if published else f"{journey_id} is not published on {topic}")
-    _write_one(servers, topic, record_key(journey_id), None)
+    write_one(servers, topic, record_key(journey_id), None)
     versions = catalogue.versions.get(journey_id)
     where = f"newcomers enter v{max(versions)} again" if versions else "no version is published"
     typer.echo(f"reopened {journey_id}: {where}")
@@ -174,7 +173,7 @@ def remove(journey_id: JourneyId, version: Version, bootstrap: Bootstrap = None,
         published = ", ".join(f"v{v}" for v in sorted(set(on_topic.values())))
         raise CliError(f"{journey_id} has no version {number} on {topic}; published: {published}")
     for key in keys:  # one, unless a key was written by hand as 'id:02'
-        _write_one(servers, topic, key, None)
+        write_one(servers, topic, key, None)
     typer.echo(removal_note(catalogue, journey_id, number))
 
 
@@ -277,37 +276,11 @@ def load_or_fail(folder: Path) -> list[Compiled]:
     return checked.journeys
 
 
-def _read_published(bootstrap: str, topic: str) -> dict[str, str]:
-    """The catalogue topic from start to end, as compaction would leave it: ``{"id:version":
-    yaml text, "id:retired": marker}``."""
-    # Never create the topic: a broker would give it its default partitions and no compaction.
-    client = consumer(bootstrap, auto_offset_reset="earliest", allow_auto_create_topics=False)
-    try:
-        tp = TopicPartition(topic, 0)
-        if not client.partitions_for_topic(topic):  # None or empty: not there
-            return {}
-        client.assign([tp])
-        client.seek_to_beginning(tp)
-        end = client.end_offsets([tp])[tp]
-        found: dict[str, str] = {}
-        while client.position(tp) < end:
-            for records in client.poll(timeout_ms=1000).values():
-                for r in records:
-                    key = (r.key or b"").decode(errors="replace")
-                    if r.value is None:
-                        found.pop(key, None)
-                    else:
-                        found[key] = r.value.decode(errors="replace")
-        return found
-    finally:
-        client.close()
-
-
 def _published_catalogue(bootstrap: str | None, prefix: str | None) -> tuple[str, str, dict[str, str], Catalogue]:
-    """``(bootstrap servers, catalogue topic, its records as _read_published gives them, the catalogue on it)``."""
+    """``(bootstrap servers, catalogue topic, its records as read_published gives them, the catalogue on it)``."""
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     topic = TopicNames(conf.topic_prefix).journeys
-    records = _read_published(conf.kafka_bootstrap, topic)
+    records = read_published(conf.kafka_bootstrap, topic)
     return conf.kafka_bootstrap, topic, records, _catalogue(records)
 
 
@@ -320,19 +293,3 @@ def _catalogue(published: dict[str, str]) -> Catalogue:
         except ValueError as exc:
             typer.echo(f"orchestrator: skipping unreadable published record {key}: {exc}", err=True)
     return catalogue
-
-
-def _write_one(bootstrap: str, topic: str, key: str, value: bytes | None) -> None:
-    client = producer(bootstrap)
-    try:
-        _write(client, topic, key, value)
-    finally:
-        client.close()
-
-
-def _write(client: KafkaProducer, topic: str, key: str, value: bytes | None) -> None:
-    """Send one record and wait until the broker has it, so whatever is sent next comes after it."""
-    try:
-        client.send(topic, key=key.encode(), value=value).get(timeout=30)
-    except KafkaError as exc:
-        raise CliError(f"could not write {key} to {topic}: {exc}") from exc
