@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from orchestrator.core.commands import Command
-from orchestrator.identity.graph import Effects
+from orchestrator.identity.graph import MERGE_CONFIRMED, Effects
 from orchestrator.identity.records import Forward, Profile, Record, Sent
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,11 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
 
     A pointer keeps one too: a profile merged into another becomes a pointer in the same
     write that hands its state over, and that hand-over, like the commands of the records
-    just before it, must go out again if the merge is read again."""
+    just before it, must go out again if the merge is read again; until the survivor says
+    it has the state, and the pointer drops the outbox."""
     if not isinstance(effects.record, (Profile, Forward)):
+        return
+    if effects.counted == MERGE_CONFIRMED:  # the pointer's hand-over arrived: nothing to keep
         return
     outbox = before.outbox if isinstance(before, (Profile, Forward)) else ()
     if outbox and wall - outbox[0].at >= KEEP_S:

@@ -10,7 +10,9 @@ points. Control events keep the graph right:
   identifiers nobody owns, because shared devices and typos must not fuse
   strangers.
 * ``__merge_in__`` carries a losing profile's whole state to the survivor,
-  which folds it in by the rules of :mod:`orchestrator.identity.merge`.
+  which folds it in by the rules of :mod:`orchestrator.identity.merge`, and
+  answers ``__merged__``: the loser's pointer then stops keeping the hand-over
+  for a crash (see :mod:`agents.outbox`).
 * ``erase`` (from a channel or ``orchestrator erase``) removes a profile and,
   through ``__erase_key__``, every pointer to it; with ``suppress`` the keys
   stay as suppression markers that drop later events.
@@ -38,7 +40,9 @@ LINK = "__link__"
 MERGE_IN = "__merge_in__"
 ERASE = "erase"
 ERASE_KEY = "__erase_key__"
+MERGED = "__merged__"  # the survivor to the loser's key: the hand-over arrived, keep no outbox for it
 IDENTIFY = "identify"
+MERGE_CONFIRMED = "merge_confirmed"  # what a pointer that drops its outbox counts
 MAX_HOPS = 8  # a pointer chain longer than this is a loop, not a history of merges
 
 
@@ -192,8 +196,10 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
         return _forward(event, record.target, "merge_forwarded")
     if isinstance(record, Suppressed):
         return Effects(counted="dropped_suppressed")
+    confirm = control(MERGED, str(event.properties["loser"]), now, key, target=key)
     if isinstance(record, Profile) and event.event_id in record.state.seen_ids:
-        return Effects(counted="duplicate")  # the hand-over sent again after a crash: counts must not add twice
+        # The hand-over sent again after a crash: counts must not add twice.
+        return Effects(sends=[confirm], counted="duplicate")
     loser = CustomerState.from_bytes(event.properties["state"])
     winner = record.state if isinstance(record, Profile) else CustomerState(key=key)
     policy = ctx.policy
@@ -201,7 +207,15 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
     repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
-    return Effects(record=Profile(merged), sends=repoints, counted="merged_in")
+    return Effects(record=Profile(merged), sends=[*repoints, confirm], counted="merged_in")
+
+
+def _merged(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    """The survivor has folded in what this pointer handed over: the pointer need keep no
+    outbox for a merge read again (see :mod:`agents.outbox`), nor a copy of the state."""
+    if isinstance(record, Forward) and record.outbox and record.target == event.properties.get("target"):
+        return Effects(record=Forward(record.target), counted=MERGE_CONFIRMED)
+    return Effects()
 
 
 def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
@@ -262,4 +276,4 @@ def _audit(key: str, event: Event, now: float, suppress: bool, *, aliases: int, 
     }
 
 
-_CONTROL = {LINK: _link, MERGE_IN: _merge_in, ERASE: _erase, ERASE_KEY: _erase_key}
+_CONTROL = {LINK: _link, MERGE_IN: _merge_in, MERGED: _merged, ERASE: _erase, ERASE_KEY: _erase_key}

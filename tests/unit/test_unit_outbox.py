@@ -21,7 +21,7 @@ from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
 from orchestrator.identity import records
-from orchestrator.identity.graph import MERGE_IN, Context, Effects
+from orchestrator.identity.graph import MERGE_CONFIRMED, MERGE_IN, Context, Effects
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import compile_text
@@ -241,9 +241,9 @@ def test_a_hand_over_sent_twice_is_merged_once() -> None:
     [hand_over] = [s.event for s in steps if s.event.type == MERGE_IN]
     log.publish(hand_over)  # the merge read again after a crash, and its hand-over sent again
 
-    [again] = log.drain()
+    again = log.drain()
 
-    assert again.effects.counted == "duplicate"
+    assert [s.effects.counted for s in again] == ["duplicate", None]  # and the pointer hears it again
     survivor = log.record("c-old")
     assert isinstance(survivor, records.Profile) and survivor.state.purchases == 2
 
@@ -251,7 +251,7 @@ def test_a_hand_over_sent_twice_is_merged_once() -> None:
 def test_a_record_decided_just_before_its_profile_merged_away_is_owed_at_the_pointer() -> None:
     log = Log()
     two_profiles_then_a_login(log)
-    steps = log.drain()
+    steps = log.drain(lose="merged_in")  # killed before the survivor's word reached the pointer
     [viewed_step] = [s for s in steps if s.event.event_id == "v-1"]
     assert isinstance(log.record("c-new"), records.Forward)
 
@@ -259,6 +259,16 @@ def test_a_record_decided_just_before_its_profile_merged_away_is_owed_at_the_poi
 
     assert again.effects.counted == "forwarded"
     assert owed_commands(again) == commands(viewed_step)  # the welcome, with its action id
+
+
+def test_once_the_survivor_has_the_state_the_pointer_keeps_no_outbox() -> None:
+    """Logins merge profiles all day: their pointers must not keep copies of states for ever."""
+    log = Log()
+    two_profiles_then_a_login(log)
+    counted = [s.effects.counted for s in log.drain()]
+
+    assert counted.index("merged_out") < counted.index("merged_in") < counted.index(MERGE_CONFIRMED)
+    assert log.table[b"c-new"] == records.FORWARD + b"c-old"  # a plain pointer, as before outboxes
 
 
 def test_a_pointer_with_an_outbox_survives_the_table_s_bytes_and_forgets_it_in_time() -> None:
