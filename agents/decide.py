@@ -254,30 +254,13 @@ def decide_step(
     event: Event,
     now: float,
     ctx: Context,
-    where: str | None,
+    where: str | None = None,
     read: tuple[bytes | None, records.Record] | None = None,
 ) -> Step:
-    """:func:`apply`, with the record's outbox kept (``where`` is the record's place in the
-    log; None keeps none) and, if the record is read again, what it sent the first time."""
-    read = read if read is not None else _read(table, key)
-    effects = apply(table, due, key, event, now, ctx, read, where)
-    owed = outbox.owed(read[1], effects, where, time.time()) if where is not None else ()
-    return Step(event, now, effects, owed)
-
-
-def apply(
-    table: Any,
-    due: Any,
-    key: bytes,
-    event: Event,
-    now: float,
-    ctx: Context,
-    read: tuple[bytes | None, records.Record] | None = None,
-    where: str | None = None,
-) -> Effects:
-    """Read the key's record (unless ``read`` holds it), handle the event, write the record
-    (with its outbox, see :mod:`agents.outbox`, when ``where`` says where the event was
-    read from) and the timer index."""
+    """Read the key's record (unless ``read`` holds it), handle the event, write the record and
+    the timer index. ``where`` is the record's place in the log: the record keeps its outbox
+    (see :mod:`agents.outbox`), and if it is read again the step owes what it sent the first
+    time; None (replay, tests) keeps none."""
     raw, record = read if read is not None else _read(table, key)
     pending = record.state.next_wake() if isinstance(record, records.Profile) else None
     old_wake = new_wake = pending
@@ -293,7 +276,8 @@ def apply(
         new_wake = effects.record.state.next_wake() if isinstance(effects.record, records.Profile) else None
     _move_due(due, key, old_wake, new_wake)
     _count(effects, event)
-    return effects
+    owed = outbox.owed(record, effects, where, time.time()) if where is not None else ()
+    return Step(event, now, effects, owed)
 
 
 def _write(table: Any, key: bytes, raw: bytes | None, record: records.Record) -> None:

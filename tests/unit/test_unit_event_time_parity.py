@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agents.decide import Step, apply, apply_in_event_time
+from agents.decide import Step, apply_in_event_time, decide_step
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
@@ -85,7 +85,7 @@ class Stream:
         if self.catch_up:
             apply_in_event_time(self.table, self.due, key, event, now, self.ctx, steps)
         else:
-            steps.append(Step(event, now, apply(self.table, self.due, key, event, now, self.ctx)))
+            steps.append(decide_step(self.table, self.due, key, event, now, self.ctx))
         for step in steps:
             assert not step.effects.sends, "these histories have no identity links"
             decision = step.effects.decision
