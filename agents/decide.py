@@ -30,11 +30,13 @@ import msgpack
 
 from agents import outbox
 from agents.erasure import HeldWrites, settle
+from agents.handover import Handover
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from agents.web import CountedTable
 from orchestrator import metrics
 from orchestrator.audit import decision_record
+from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.decisionlog import DecisionLogWriter
@@ -76,6 +78,12 @@ def attach_decide(
         outbox.Delivered(lambda channel, since: action_ids_since(settings.kafka_bootstrap, actions(channel), since)),
     )
     event_time = settings.clock == "event"
+    handover = Handover(customer_events.get_topic_name())
+
+    @app.on_partitions_assigned.connect
+    def took_over(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # args: (assigned partitions,)
+        [assigned] = args
+        handover.assigned(assigned, time.time())
 
     @app.task
     async def write_read_model() -> None:
@@ -92,6 +100,8 @@ def attach_decide(
         await runtime.catalogue_ready.wait()
         async for record in stream.events():
             steps: list[Step] = []
+            message = record.message
+            in_doubt = handover.in_doubt((message.topic, message.partition), message.timestamp or time.time())
             held = HeldWrites(table)  # an erasure's writes: see agents.erasure, the profile goes last
             failure: Exception | None = None
             try:
@@ -109,7 +119,7 @@ def attach_decide(
                 log.exception("cannot process %s", record.message.tp)
                 failure = exc
             for step in steps:  # after a failure too: waits that fired before it are written
-                await _carry_out(step, customer_events, outbound, writers)
+                await _carry_out(step, customer_events, outbound, writers, in_doubt)
             if failure is not None:
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
             if held.held:
@@ -141,15 +151,19 @@ class Writers:
     delivered: outbox.Delivered
 
 
-async def _carry_out(step: Step, customer_events: Any, outbound: Outbound, writers: Writers) -> None:
-    """Everything after the table write: follow-up events, commands, audit records, read model."""
+async def _carry_out(
+    step: Step, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: float | None = None
+) -> None:
+    """Everything after the table write: follow-up events, commands, audit records, read model.
+    ``in_doubt``: the record may have been decided by a worker before a hand-over, which sent
+    its commands; those found on their topics are not sent again (see :mod:`agents.handover`)."""
     effects, event, now = step.effects, step.event, step.now
     await _send_again(step.owed, event, customer_events, outbound, writers.delivered)
     for follow_up in effects.sends:
         await _follow_up(follow_up.to_wire(), customer_events)
     decision = effects.decision
     if decision is not None and not decision.duplicate:
-        for command in decision.commands:
+        for command in await not_sent_before(decision.commands, in_doubt, writers.delivered):
             await outbound.command(command, event.received_at)
         if _worth_recording(event, decision):
             record = decision_record(event, decision, now)
@@ -185,6 +199,18 @@ async def _send_again(
 async def _follow_up(wire: dict[str, Any], customer_events: Any) -> None:
     value = msgpack.packb(wire, use_bin_type=True)
     await customer_events.send(key=wire["customer_key"].encode(), value=value)
+
+
+async def not_sent_before(
+    commands: list[Command], in_doubt: float | None, delivered: outbox.Delivered
+) -> list[Command]:
+    if in_doubt is None or not commands:
+        return commands
+    unsent = await delivered.not_on_topics(commands, in_doubt)
+    for command in commands:
+        if command not in unsent:
+            metrics.COMMANDS_SENT_BEFORE.labels(command.channel, command.action).inc()
+    return unsent
 
 
 def _worth_recording(event: Event, decision: Decision) -> bool:

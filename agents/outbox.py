@@ -99,17 +99,25 @@ class Delivered:
         commands = [Command(**wire) for sent in owed for wire in sent.commands]
         if not commands:
             return []
-        oldest, newest = min(sent.at for sent in owed), max(sent.at for sent in owed)
-        there: set[str] = set()
-        for channel in sorted({c.channel for c in commands}):
-            there |= await self._ids(channel, oldest, newest)
-        unsent = [c for c in commands if c.action_id not in there]
+        unsent = await self._absent(commands, min(sent.at for sent in owed), max(sent.at for sent in owed))
         log.debug(
             "a record read again after a restart owed %d command(s): %d sent again, the others had left",
             len(commands),
             len(unsent),
         )
         return unsent
+
+    async def not_on_topics(self, commands: list[Command], since: float) -> list[Command]:
+        """``commands`` but those another worker may have sent since ``since`` and did: a
+        record in doubt after a hand-over (:mod:`agents.handover`), appended at ``since``."""
+        return await self._absent(commands, since, since) if commands else []
+
+    async def _absent(self, commands: list[Command], oldest: float, newest: float) -> list[Command]:
+        """The commands not on their topics, decided between ``oldest`` and ``newest``."""
+        there: set[str] = set()
+        for channel in sorted({c.channel for c in commands}):
+            there |= await self._ids(channel, oldest, newest)
+        return [c for c in commands if c.action_id not in there]
 
     async def _ids(self, channel: str, oldest: float, newest: float) -> set[str]:
         read = self._read.get(channel)
@@ -121,6 +129,6 @@ class Delivered:
         except Exception as exc:  # unreadable for any reason: a copy is the safe side of a loss
             log.warning("cannot tell which commands on %s left before the crash (%r): sending them again", channel, exc)
             return set()
-        log.info("records read again after a restart owe commands on %s: %d action ids found there", channel, len(ids))
+        log.info("read %s back, for commands a restart or a hand-over may send twice: %d action ids", channel, len(ids))
         self._read[channel] = (since, until, ids)
         return ids

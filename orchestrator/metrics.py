@@ -30,6 +30,12 @@ COMMANDS_RESENT = Counter(
     "(same action ids: channels drop the copy), by channel and action.",
     ["channel", "action"],
 )
+COMMANDS_SENT_BEFORE = Counter(
+    "orchestrator_commands_sent_before_total",
+    "Commands a worker decided again after taking customers over and did not send, because the "
+    "worker before it had sent them (found on the action topic by action id), by channel and action.",
+    ["channel", "action"],
+)
 COMMANDS_EMITTED = Counter(
     "orchestrator_commands_emitted_total",
     "Commands sent to action topics, by channel and action.",

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka.admin import KafkaAdminClient
 
 from tests.integration.conftest import forget_prefix, running_worker
 from tests.integration.harness import WorkerProcess, event
@@ -152,7 +153,7 @@ def test_waits_fire_exactly_once_while_a_second_worker_takes_partitions_over_and
             commands = settled_commands(second, len(entered), max(entered.values()) + wait_s)
             emitted = second.metric("orchestrator_commands_emitted_total", channel="email", action="nudge")
 
-    assert_each_fired_once(commands, entered, wait_s)
+    assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert 0 < emitted < len(entered), f"the second worker sent {emitted:.0f} of the commands: no hand-over"
 
 
@@ -178,3 +179,43 @@ def test_a_worker_killed_right_after_a_wait_fired_still_sends_its_command(own_pr
 
     assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert resent == 1, "the restarted worker did not send the command again from the outbox"
+
+
+def test_a_worker_taking_over_a_record_the_dead_one_decided_does_not_send_its_command_twice(
+    own_prefix: str, tmp_path: Path
+) -> None:
+    """The changelog lagging the commands, made on purpose: the first worker decides a search
+    (a remarketing ad, at once) and is killed before it commits; then its table's changelog is
+    deleted, as if those writes had died in its producer while the ad left. The worker that
+    takes over, on a disk of its own, finds the search new and decides the same ad again; the
+    search was in the log before it took the partition over, so it looks the ad up on the ads
+    topic first (:mod:`agents.handover`) and does not send it again."""
+    env = {k: v for k, v in WORKER_ENV.items() if k not in ("ORCH_RULES", "ORCH_CHANNELS")}
+    env |= {"BROKER_COMMIT_INTERVAL": "60"}
+    with running_worker(own_prefix, tmp_path / "first", **env) as first:
+        first.publish("search", event("e-1", "search", "c-ho", query="trail shoes"))
+        [ad] = first.commands(1, timeout=30)
+        first.stop(signal.SIGKILL)
+    delete_changelog(first.bootstrap, f"{own_prefix}orchestrator-customers-changelog")
+
+    with running_worker(own_prefix, tmp_path / "second", **env) as second:
+        commands = second.commands(3, timeout=SETTLE_S)
+        found = second.metric("orchestrator_commands_sent_before_total", channel="ads", action="remarketing_ad")
+
+    assert commands == [ad], "the ad went out twice"
+    assert found == 1, "the second worker did not decide the search again"
+
+
+def delete_changelog(bootstrap: str, topic: str) -> None:
+    """Delete ``topic`` (a compacted topic's records cannot be deleted alone); the next worker
+    creates it anew, empty."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        assert topic in admin.list_topics(), f"no topic {topic}"
+        admin.delete_topics([topic], timeout_ms=30_000)
+        deadline = time.monotonic() + 30
+        while topic in admin.list_topics():
+            assert time.monotonic() < deadline, f"{topic} still there"
+            time.sleep(0.2)
+    finally:
+        admin.close()

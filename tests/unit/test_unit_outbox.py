@@ -16,7 +16,7 @@ import pytest
 from stories import JOURNEYS_ONLY, T0, identified_event
 
 from agents import outbox
-from agents.decide import Step, apply_in_event_time, decide_step
+from agents.decide import Step, apply_in_event_time, decide_step, not_sent_before
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -326,6 +326,27 @@ def test_the_topics_are_read_once_for_a_restart_and_again_for_commands_decided_s
     older = records.Sent("0@0", 900.0, ({"channel": "email"} | WIRE,))
     asyncio.run(delivered.unsent((older,)))  # decided before what was read
     assert [since for _, since in topics.asked[1:]] == [later.at - outbox.SKEW_S, 900.0 - outbox.SKEW_S]
+
+
+def test_a_record_in_doubt_after_a_hand_over_sends_only_what_the_worker_before_did_not() -> None:
+    """The worker before decided the record and sent its command, and died before its table
+    write reached the changelog: here the record is new and decides the same command."""
+    [welcome] = commands(step({}, viewed(), "0@10"))
+    topics = Topics(web={welcome["action_id"]})
+    delivered = outbox.Delivered(topics)
+
+    assert asyncio.run(not_sent_before([Command(**welcome)], T0, delivered)) == []
+    assert topics.asked == [("web", T0 - outbox.SKEW_S)]
+    again = outbox.Delivered(Topics())
+    assert asyncio.run(not_sent_before([Command(**welcome)], T0, again)) == [Command(**welcome)]
+
+
+def test_a_record_not_in_doubt_sends_its_commands_without_a_look() -> None:
+    [welcome] = commands(step({}, viewed(), "0@10"))
+    topics = Topics(web={welcome["action_id"]})
+
+    assert asyncio.run(not_sent_before([Command(**welcome)], None, outbox.Delivered(topics))) == [Command(**welcome)]
+    assert topics.asked == []
 
 
 def test_a_topic_that_cannot_be_read_means_sending_again(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,0 +1,58 @@
+"""Commands decided again by a worker that took customers over from one that died.
+
+A worker that takes a partition over rebuilds its customers from the table's changelog
+and reads the partition from its last committed offset. The worker that held it before
+may have decided some of those records, sent their commands, and died before the
+changelog records of the same decisions left its producer: they travel in batches of
+their own, so either can arrive without the other. The new worker then finds the records
+new, decides them again, and would send the same commands (same action ids) a second
+time. The outbox (:mod:`agents.outbox`) cannot help: it is kept in the very changelog
+record that was lost.
+
+So a record that was already in the log when its partition changed hands is *in doubt*:
+the commands decided for it are first looked up on their action topics
+(:meth:`agents.outbox.Delivered.not_on_topics`, one read per channel and hand-over) and
+those there already are not sent again. A record appended after the hand-over cannot have
+been decided by anyone else. A worker's first assignment counts as a hand-over too: it may
+follow its own crash, and the read is one per channel, only when a record in doubt decides
+a command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+Partition = tuple[str, int]  # (topic, partition): what Faust's TP is, without importing it
+
+
+@dataclass
+class Handover:
+    """Which of the topic's partitions this worker took over, and when: records appended
+    before then are in doubt until the first record appended after it."""
+
+    topic: str
+    held: frozenset[Partition] = frozenset()
+    taken_at: dict[Partition, float] = field(default_factory=dict)
+
+    def assigned(self, assignment: Iterable[Partition], now: float) -> None:
+        """A rebalance gave this worker ``assignment``: the partitions it did not hold are
+        taken over now (Faust hands every partition in, kept or new, after each rebalance)."""
+        mine = frozenset((topic, partition) for topic, partition in assignment if topic == self.topic)
+        for tp in mine - self.held:
+            self.taken_at[tp] = now
+        for tp in self.held - mine:
+            self.taken_at.pop(tp, None)
+        self.held = mine
+
+    def in_doubt(self, tp: Partition, appended_at: float) -> float | None:
+        """When the record at ``tp`` appended at ``appended_at`` may have been decided by the
+        partition's previous holder: the time its lookup must read the action topics from;
+        None if it cannot have been (and, from the first such record on, for the partition)."""
+        taken_at = self.taken_at.get(tp)
+        if taken_at is None:
+            return None
+        if appended_at >= taken_at:  # offsets only grow: the records after it are new too
+            del self.taken_at[tp]
+            return None
+        return appended_at
