@@ -85,3 +85,10 @@ class Customer:
     def next_wake(self) -> float | None:
         wake = self.state.next_wake() if self.state is not None else None
         return None if wake is None else wake - T0
+
+
+class Due(dict[bytes, bytes]):
+    """The decide agent's timer index, in memory."""
+
+    def fired(self, due_at: float) -> None:
+        """Lateness metric of the real index: nothing to measure here."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stories import JOURNEYS_ONLY, T0, identified_event
+from stories import JOURNEYS_ONLY, T0, Due, identified_event
 
 from agents.decide import decide_step
 from agents.erasure import HeldWrites
@@ -10,11 +10,6 @@ from orchestrator.identity import records
 from orchestrator.identity.graph import ERASE, ERASE_KEY, Context
 
 CTX = Context(JOURNEYS_ONLY, None)
-
-
-class Due(dict[bytes, bytes]):
-    def fired(self, due_at: float) -> None:
-        """Lateness metric of the real index: nothing to measure here."""
 
 
 def test_held_writes_are_read_back_and_reach_the_table_only_at_commit() -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stories import Due
 
 from agents.decide import Step, apply_in_event_time, decide_step
 from orchestrator.core.decide import WAKE
@@ -41,13 +42,6 @@ def engine(*extra: Compiled) -> Engine:
     journeys, errors = load_dir(JOURNEYS)
     assert not errors
     return Engine(Catalogue.of([*journeys, *extra]))
-
-
-class Due(dict[bytes, bytes]):
-    """The timer index, in memory."""
-
-    def fired(self, due_at: float) -> None:
-        """Lateness metric of the real index: nothing to measure here."""
 
 
 class Stream:

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import pytest
-from stories import JOURNEYS_ONLY, T0, identified_event
+from stories import JOURNEYS_ONLY, T0, Due, identified_event
 
 from agents import outbox
 from agents.decide import Step, apply_in_event_time, decide_step, not_sent_before
@@ -36,13 +36,6 @@ NUDGE = compile_text(
 )
 CTX = Context(JOURNEYS_ONLY, Engine(Catalogue.of([NUDGE])))
 KEY = b"c-1"
-
-
-class Due(dict[bytes, bytes]):
-    """The timer index, in memory."""
-
-    def fired(self, due_at: float) -> None:
-        """Lateness metric of the real index: nothing to measure here."""
 
 
 def viewed(event_id: str = "e-1", at: float = 0.0) -> Event:
