@@ -268,7 +268,7 @@ class Engine:
             action=action.action,
             journey=journey.id,
             trigger=instance["trigger"]["event_id"],
-            subject=f"v{journey.version}:{step.id}:{instance['entered']}",
+            subject=f"v{journey.version}:{step.id}",  # the trigger's event id tells entries apart; no time
             payload=payload,
             reason=f"{description} (journey {journey.id} v{journey.version}, step {step.id}{variant})",
             now=context.now,

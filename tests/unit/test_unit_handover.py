@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from stories import T0, Customer
+
 from agents.handover import Handover
+from orchestrator.core.event import Event
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import compile_text
 
 TOPIC = "orchestrator.customer-events"
 
@@ -52,3 +58,26 @@ def test_partitions_of_other_topics_are_not_tracked() -> None:
     handover.assigned({(TOPIC, 0), ("orchestrator.journeys", 0)}, now=100.0)
 
     assert handover.taken_at == {(TOPIC, 0): 100.0}
+
+
+WELCOME = compile_text(
+    "id: welcome\nversion: 1\ntrigger: {event: signup}\nsteps:\n"
+    "  - action: {channel: email, action: welcome}\n"
+    "  - wait: 1d\n"
+    "  - action: {channel: email, action: tips}\n",
+    "welcome.yaml",
+)
+
+
+def test_a_journey_s_commands_have_the_same_ids_whenever_the_entry_is_decided() -> None:
+    """A worker that takes a record over decides it later than the worker before it did: the
+    ids must not depend on that, or the action topics would not show what was sent."""
+    signup = Event("e-1", "signup", T0, "c-1", "web", T0, customer_id="c-1")
+    ids = []
+    for decided_at in (T0, T0 + 42.0):
+        customer = Customer(Engine(Catalogue.of([WELCOME])))
+        first = customer.decide(signup, decided_at)
+        later = customer.wakes(86400 + 42.0)
+        ids.append([c.action_id for c in first.commands + later.commands])
+
+    assert len(ids[0]) == 2 and ids[0] == ids[1]
