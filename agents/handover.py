@@ -24,6 +24,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 Partition = tuple[str, int]  # (topic, partition): what Faust's TP is, without importing it
+# How long before a hand-over the worker before may have sent what it did not commit: it
+# commits every few seconds and is taken for dead after its session timeout (under a minute).
+# Records appended earlier (a backlog) are looked up from then, not from their own time: the
+# read-back stays one of minutes, however far behind the partition was.
+LOOKBACK_S = 600.0
 
 
 @dataclass
@@ -47,12 +52,13 @@ class Handover:
 
     def in_doubt(self, tp: Partition, appended_at: float) -> float | None:
         """When the record at ``tp`` appended at ``appended_at`` may have been decided by the
-        partition's previous holder: the time its lookup must read the action topics from;
-        None if it cannot have been (and, from the first such record on, for the partition)."""
+        partition's previous holder: the time the lookup must read the action topics from (not
+        before :data:`LOOKBACK_S` ahead of the hand-over); None if it cannot have been (and, from
+        the first such record on, for the partition)."""
         taken_at = self.taken_at.get(tp)
         if taken_at is None:
             return None
         if appended_at >= taken_at:  # offsets only grow: the records after it are new too
             del self.taken_at[tp]
             return None
-        return appended_at
+        return max(appended_at, taken_at - LOOKBACK_S)

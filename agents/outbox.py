@@ -127,8 +127,11 @@ class Delivered:
         try:
             ids = await asyncio.to_thread(self.lookup, channel, since)
         except Exception as exc:  # unreadable for any reason: a copy is the safe side of a loss
-            log.warning("cannot tell which commands on %s left before the crash (%r): sending them again", channel, exc)
-            return set()
-        log.info("read %s back, for commands a restart or a hand-over may send twice: %d action ids", channel, len(ids))
+            log.warning("cannot tell which commands on %s were sent already (%r): sending them again", channel, exc)
+            ids = set()  # and for the rest of this window too: one minute lost, not one per record
+        else:
+            log.info(
+                "read %s back, for commands a restart or a hand-over may send twice: %d action ids", channel, len(ids)
+            )
         self._read[channel] = (since, until, ids)
         return ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from stories import T0, Customer
 
-from agents.handover import Handover
+from agents.handover import LOOKBACK_S, Handover
 from orchestrator.core.event import Event
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
@@ -19,6 +19,13 @@ def test_a_first_assignment_puts_the_records_already_in_the_log_in_doubt() -> No
 
     assert handover.in_doubt((TOPIC, 0), 90.0) == 90.0  # read the action topics from its own time
     assert handover.in_doubt((TOPIC, 1), 99.9) == 99.9
+
+
+def test_a_backlog_is_looked_up_from_a_while_before_the_hand_over_not_from_its_own_time() -> None:
+    handover = Handover(TOPIC)
+    handover.assigned({(TOPIC, 0)}, now=100_000.0)
+
+    assert handover.in_doubt((TOPIC, 0), 10_000.0) == 100_000.0 - LOOKBACK_S
 
 
 def test_the_first_record_appended_after_the_hand_over_ends_the_doubt_for_its_partition() -> None:

@@ -351,6 +351,20 @@ def test_a_topic_that_cannot_be_read_means_sending_again(caplog: pytest.LogCaptu
     assert "sending them again" in caplog.text
 
 
+def test_a_topic_that_could_not_be_read_is_not_read_again_for_each_record_of_the_same_window() -> None:
+    asked: list[float] = []
+
+    def unreadable(channel: str, since: float) -> set[str]:
+        asked.append(since)
+        raise Unfinished("1 partition(s) not read to their end in 60 s")
+
+    delivered = outbox.Delivered(unreadable)
+    command = Command(**({"channel": "email"} | WIRE))
+    for appended_at in (1000.0, 1001.0, 1002.0):  # records in doubt after a hand-over
+        assert asyncio.run(delivered.not_on_topics([command], appended_at)) == [command]
+    assert asked == [1000.0 - outbox.SKEW_S]
+
+
 WIRE = {
     "action_id": "a-1",
     "customer_id": "c-1",
