@@ -30,7 +30,7 @@ import msgpack
 
 from agents import outbox
 from agents.erasure import HeldWrites, settle
-from agents.handover import Handover
+from agents.handover import Doubt, Handover
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
 from agents.web import CountedTable
@@ -152,7 +152,7 @@ class Writers:
 
 
 async def _carry_out(
-    step: Step, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: float | None = None
+    step: Step, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: Doubt | None = None
 ) -> None:
     """Everything after the table write: follow-up events, commands, audit records, read model.
     ``in_doubt``: the record may have been decided by a worker before a hand-over, which sent
@@ -202,11 +202,12 @@ async def _follow_up(wire: dict[str, Any], customer_events: Any) -> None:
 
 
 async def not_sent_before(
-    commands: list[Command], in_doubt: float | None, delivered: outbox.Delivered
+    commands: list[Command], in_doubt: Doubt | None, delivered: outbox.Delivered
 ) -> list[Command]:
+    """``commands`` but those the worker before a hand-over sent, if their record is in doubt."""
     if in_doubt is None or not commands:
         return commands
-    unsent = await delivered.not_on_topics(commands, in_doubt)
+    unsent = await delivered.not_on_topics(commands, *in_doubt)
     for command in commands:
         if command not in unsent:
             metrics.COMMANDS_SENT_BEFORE.labels(command.channel, command.action).inc()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 Partition = tuple[str, int]  # (topic, partition): what Faust's TP is, without importing it
 # How long before a hand-over the worker before may have sent what it did not commit: it
@@ -29,6 +30,14 @@ Partition = tuple[str, int]  # (topic, partition): what Faust's TP is, without i
 # Records appended earlier (a backlog) are looked up from then, not from their own time: the
 # read-back stays one of minutes, however far behind the partition was.
 LOOKBACK_S = 600.0
+
+
+class Doubt(NamedTuple):
+    """When the worker before may have sent a record's commands: between the record's own
+    time (or :data:`LOOKBACK_S` before the hand-over) and the hand-over."""
+
+    since: float
+    until: float
 
 
 @dataclass
@@ -50,15 +59,14 @@ class Handover:
             self.taken_at.pop(tp, None)
         self.held = mine
 
-    def in_doubt(self, tp: Partition, appended_at: float) -> float | None:
-        """When the record at ``tp`` appended at ``appended_at`` may have been decided by the
-        partition's previous holder: the time the lookup must read the action topics from (not
-        before :data:`LOOKBACK_S` ahead of the hand-over); None if it cannot have been (and, from
-        the first such record on, for the partition)."""
+    def in_doubt(self, tp: Partition, appended_at: float) -> Doubt | None:
+        """Whether the record at ``tp`` appended at ``appended_at`` may have been decided by the
+        partition's previous holder, and when; None if it cannot have been (and, from the first
+        such record on, for the partition)."""
         taken_at = self.taken_at.get(tp)
         if taken_at is None:
             return None
         if appended_at >= taken_at:  # offsets only grow: the records after it are new too
             del self.taken_at[tp]
             return None
-        return max(appended_at, taken_at - LOOKBACK_S)
+        return Doubt(max(appended_at, taken_at - LOOKBACK_S), taken_at)

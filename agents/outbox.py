@@ -107,10 +107,10 @@ class Delivered:
         )
         return unsent
 
-    async def not_on_topics(self, commands: list[Command], since: float) -> list[Command]:
-        """``commands`` but those another worker may have sent since ``since`` and did: a
-        record in doubt after a hand-over (:mod:`agents.handover`), appended at ``since``."""
-        return await self._absent(commands, since, since) if commands else []
+    async def not_on_topics(self, commands: list[Command], since: float, until: float) -> list[Command]:
+        """``commands`` but those another worker sent between ``since`` and ``until``: a record
+        in doubt after a hand-over (:mod:`agents.handover`) at ``until``."""
+        return await self._absent(commands, since, until) if commands else []
 
     async def _absent(self, commands: list[Command], oldest: float, newest: float) -> list[Command]:
         """The commands not on their topics, decided between ``oldest`` and ``newest``."""

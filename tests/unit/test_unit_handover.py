@@ -17,15 +17,15 @@ def test_a_first_assignment_puts_the_records_already_in_the_log_in_doubt() -> No
     handover = Handover(TOPIC)
     handover.assigned({(TOPIC, 0), (TOPIC, 1)}, now=100.0)
 
-    assert handover.in_doubt((TOPIC, 0), 90.0) == 90.0  # read the action topics from its own time
-    assert handover.in_doubt((TOPIC, 1), 99.9) == 99.9
+    assert handover.in_doubt((TOPIC, 0), 90.0) == (90.0, 100.0)  # read the action topics from its own time
+    assert handover.in_doubt((TOPIC, 1), 99.9) == (99.9, 100.0)
 
 
 def test_a_backlog_is_looked_up_from_a_while_before_the_hand_over_not_from_its_own_time() -> None:
     handover = Handover(TOPIC)
     handover.assigned({(TOPIC, 0)}, now=100_000.0)
 
-    assert handover.in_doubt((TOPIC, 0), 10_000.0) == 100_000.0 - LOOKBACK_S
+    assert handover.in_doubt((TOPIC, 0), 10_000.0) == (100_000.0 - LOOKBACK_S, 100_000.0)
 
 
 def test_the_first_record_appended_after_the_hand_over_ends_the_doubt_for_its_partition() -> None:
@@ -34,7 +34,7 @@ def test_the_first_record_appended_after_the_hand_over_ends_the_doubt_for_its_pa
 
     assert handover.in_doubt((TOPIC, 0), 100.0) is None
     assert handover.in_doubt((TOPIC, 0), 95.0) is None  # a producer's clock behind: offsets tell
-    assert handover.in_doubt((TOPIC, 1), 95.0) == 95.0
+    assert handover.in_doubt((TOPIC, 1), 95.0) == (95.0, 100.0)
 
 
 def test_partitions_kept_through_a_rebalance_are_not_in_doubt_and_those_taken_over_are() -> None:
@@ -46,7 +46,7 @@ def test_partitions_kept_through_a_rebalance_are_not_in_doubt_and_those_taken_ov
     handover.assigned({(TOPIC, 0), (TOPIC, 1), (TOPIC, 2)}, now=200.0)
 
     assert handover.in_doubt((TOPIC, 0), 150.0) is None
-    assert handover.in_doubt((TOPIC, 2), 150.0) == 150.0
+    assert handover.in_doubt((TOPIC, 2), 150.0) == (150.0, 200.0)
 
 
 def test_a_partition_lost_and_given_back_is_taken_over_again() -> None:
@@ -57,7 +57,7 @@ def test_a_partition_lost_and_given_back_is_taken_over_again() -> None:
 
     handover.assigned({(TOPIC, 0)}, now=200.0)
 
-    assert handover.in_doubt((TOPIC, 0), 180.0) == 180.0
+    assert handover.in_doubt((TOPIC, 0), 180.0) == (180.0, 200.0)
 
 
 def test_partitions_of_other_topics_are_not_tracked() -> None:

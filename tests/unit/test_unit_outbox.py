@@ -17,6 +17,7 @@ from stories import JOURNEYS_ONLY, T0, Due, identified_event
 
 from agents import outbox
 from agents.decide import Step, apply_in_event_time, decide_step, not_sent_before
+from agents.handover import Doubt
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -328,10 +329,10 @@ def test_a_record_in_doubt_after_a_hand_over_sends_only_what_the_worker_before_d
     topics = Topics(web={welcome["action_id"]})
     delivered = outbox.Delivered(topics)
 
-    assert asyncio.run(not_sent_before([Command(**welcome)], T0, delivered)) == []
+    assert asyncio.run(not_sent_before([Command(**welcome)], Doubt(T0, T0 + 5), delivered)) == []
     assert topics.asked == [("web", T0 - outbox.SKEW_S)]
     again = outbox.Delivered(Topics())
-    assert asyncio.run(not_sent_before([Command(**welcome)], T0, again)) == [Command(**welcome)]
+    assert asyncio.run(not_sent_before([Command(**welcome)], Doubt(T0, T0 + 5), again)) == [Command(**welcome)]
 
 
 def test_a_record_not_in_doubt_sends_its_commands_without_a_look() -> None:
@@ -361,7 +362,7 @@ def test_a_topic_that_could_not_be_read_is_not_read_again_for_each_record_of_the
     delivered = outbox.Delivered(unreadable)
     command = Command(**({"channel": "email"} | WIRE))
     for appended_at in (1000.0, 1001.0, 1002.0):  # records in doubt after a hand-over
-        assert asyncio.run(delivered.not_on_topics([command], appended_at)) == [command]
+        assert asyncio.run(delivered.not_on_topics([command], appended_at, 1010.0)) == [command]
     assert asked == [1000.0 - outbox.SKEW_S]
 
 
