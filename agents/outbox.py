@@ -51,12 +51,14 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
     A pointer keeps one too: a profile merged into another becomes a pointer in the same
     write that hands its state over, and that hand-over, like the commands of the records
     just before it, must go out again if the merge is read again; until the survivor says
-    it has the state, and the pointer drops the outbox."""
+    it has the state. Then the pointer drops the hand-over, the copy of the state, but
+    keeps the commands: the records before the merge may not be committed yet (see
+    :func:`_without_hand_overs`)."""
     if not isinstance(effects.record, (Profile, Forward)):
         return
-    if effects.counted == MERGE_CONFIRMED:  # the pointer's hand-over arrived: nothing to keep
-        return
     outbox = before.outbox if isinstance(before, (Profile, Forward)) else ()
+    if effects.counted == MERGE_CONFIRMED:
+        outbox = _without_hand_overs(outbox, wall)
     if outbox and wall - outbox[0].at >= KEEP_S:
         outbox = tuple(sent for sent in outbox if wall - sent.at < KEEP_S)
     decision = effects.decision
@@ -66,6 +68,17 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
         outbox = (*outbox, sent)[-MOST:]
     if outbox != effects.record.outbox:
         effects.record = replace(effects.record, outbox=outbox)
+
+
+def _without_hand_overs(outbox: tuple[Sent, ...], wall: float) -> tuple[Sent, ...]:
+    """A confirmed pointer's outbox: its entries' commands, without what they sent on.
+
+    The survivor's confirmation is read on the loser's partition before its offset, and the
+    offsets of the records before the merge, are committed. A worker killed then reads those
+    records again at the pointer, and their commands may have died in its producer. What
+    stays is a few commands per pointer, and they go with its next write after
+    :data:`KEEP_S`, like any outbox's."""
+    return tuple(replace(sent, sends=()) for sent in outbox if sent.commands and wall - sent.at < KEEP_S)
 
 
 def owed(before: Record, effects: Effects, where: str, wall: float) -> tuple[Sent, ...]:

@@ -212,8 +212,10 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
 
 def _merged(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
     """The survivor has folded in what this pointer handed over: the pointer need keep no
-    outbox for a merge read again (see :mod:`agents.outbox`), nor a copy of the state."""
-    if isinstance(record, Forward) and record.outbox and record.target == event.properties.get("target"):
+    copy of the state for a merge read again (see :mod:`agents.outbox`)."""
+    if not isinstance(record, Forward) or record.target != event.properties.get("target"):
+        return Effects()
+    if any(sent.sends for sent in record.outbox):
         return Effects(record=Forward(record.target), counted=MERGE_CONFIRMED)
     return Effects()
 

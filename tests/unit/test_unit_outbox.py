@@ -255,14 +255,33 @@ def test_a_record_decided_just_before_its_profile_merged_away_is_owed_at_the_poi
     assert owed_commands(again) == commands(viewed_step)  # the welcome, with its action id
 
 
-def test_once_the_survivor_has_the_state_the_pointer_keeps_no_outbox() -> None:
+def test_once_the_survivor_has_the_state_the_pointer_keeps_no_copy_of_it() -> None:
     """Logins merge profiles all day: their pointers must not keep copies of states for ever."""
     log = Log()
     two_profiles_then_a_login(log)
     counted = [s.effects.counted for s in log.drain()]
 
     assert counted.index("merged_out") < counted.index("merged_in") < counted.index(MERGE_CONFIRMED)
-    assert log.table[b"c-new"] == records.FORWARD + b"c-old"  # a plain pointer, as before outboxes
+    pointer = log.record("c-new")
+    assert isinstance(pointer, records.Forward) and pointer.target == "c-old"
+    assert [sent.sends for sent in pointer.outbox] == [()]  # the hand-over and its state: gone
+    assert [c["action"] for sent in pointer.outbox for c in sent.commands] == ["welcome"]
+
+
+def test_a_record_decided_just_before_the_merge_is_still_owed_after_the_survivor_confirmed() -> None:
+    """The confirmation can be read before the loser's partition commits the records before
+    the merge; killed then, the worker reads them again at the pointer, and their commands,
+    maybe still in the dead producer then, must not be lost with the hand-over."""
+    log = Log()
+    two_profiles_then_a_login(log)
+    steps = log.drain()
+    [viewed_step] = [s for s in steps if s.event.event_id == "v-1"]
+
+    again = log.decide(log.records.index(viewed_step.event))  # read again at the pointer
+
+    assert again.effects.counted == "forwarded"
+    assert owed_commands(again) == commands(viewed_step)  # the welcome, with its action id
+    assert [sent for owed in again.owed for sent in owed.sends] == []  # no second hand-over
 
 
 def test_a_pointer_with_an_outbox_survives_the_table_s_bytes_and_forgets_it_in_time() -> None:
