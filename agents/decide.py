@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import faust
 import msgpack
 
 from agents import outbox
-from agents.erasure import HeldWrites, settle
+from agents.erasure import Deliveries, HeldWrites, settle
 from agents.handover import Doubt, Handover
 from agents.journeys import JourneyRuntime, due_key
 from agents.outbound import Outbound
@@ -118,12 +119,14 @@ def attach_decide(
             except Exception as exc:  # one poisonous record must not stop the partition
                 log.exception("cannot process %s", record.message.tp)
                 failure = exc
+            deliveries: Deliveries = []
             for step in steps:  # after a failure too: waits that fired before it are written
-                await _carry_out(step, customer_events, outbound, writers, in_doubt)
+                deliveries += await _carry_out(step, customer_events, outbound, writers, in_doubt)
             if failure is not None:
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
             if held.held:
-                await settle(app.producer.flush, writers.readmodel.flush, writers.decisions.flush)
+                erasure = _erasure_sender(steps, customer_events, outbound, writers)
+                await settle(deliveries, erasure, (writers.readmodel, writers.decisions))
                 held.commit()
             runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
@@ -153,14 +156,14 @@ class Writers:
 
 async def _carry_out(
     step: Step, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: Doubt | None = None
-) -> None:
+) -> Deliveries:
     """Everything after the table write: follow-up events, commands, audit records, read model.
     ``in_doubt``: the record may have been decided by a worker before a hand-over, which sent
-    its commands; those found on their topics are not sent again (see :mod:`agents.handover`)."""
+    its commands; those found on their topics are not sent again (see :mod:`agents.handover`).
+    Returns the deliveries of the follow-ups and the audit record, which an erasure awaits."""
     effects, event, now = step.effects, step.event, step.now
     await _send_again(step.owed, event, customer_events, outbound, writers.delivered)
-    for follow_up in effects.sends:
-        await _follow_up(follow_up.to_wire(), customer_events)
+    deliveries = [await _follow_up(follow_up.to_wire(), customer_events) for follow_up in effects.sends]
     decision = effects.decision
     if decision is not None and not decision.duplicate:
         for command in await not_sent_before(decision.commands, in_doubt, writers.delivered):
@@ -170,7 +173,7 @@ async def _carry_out(
             await outbound.decision(record)
             writers.decisions.stage(decision.state.key, record)
     if effects.audit is not None:
-        await outbound.audit(effects.audit)
+        deliveries.append(await outbound.audit(effects.audit))
     if effects.forget:
         writers.readmodel.forget(effects.forget, effects.forget_tokens)
         if isinstance(effects.record, records.Forward):  # merged away: the history moves along
@@ -179,6 +182,22 @@ async def _carry_out(
             writers.decisions.forget(effects.forget)
     if isinstance(effects.record, records.Profile):
         writers.readmodel.stage(effects.record.state, time.time())
+    return deliveries
+
+
+def _erasure_sender(
+    steps: list[Step], customer_events: Any, outbound: Outbound, writers: Writers
+) -> Callable[[], Awaitable[Deliveries]]:
+    """What sends an erasure's messages again (and stages its Redis deletes again)."""
+    erasures = [step for step in steps if step.event.type == ERASE]
+
+    async def send_again() -> Deliveries:
+        deliveries: Deliveries = []
+        for step in erasures:
+            deliveries += await _carry_out(replace(step, owed=()), customer_events, outbound, writers)
+        return deliveries
+
+    return send_again
 
 
 async def _send_again(
@@ -196,9 +215,9 @@ async def _send_again(
         metrics.COMMANDS_RESENT.labels(command.channel, command.action).inc()
 
 
-async def _follow_up(wire: dict[str, Any], customer_events: Any) -> None:
+async def _follow_up(wire: dict[str, Any], customer_events: Any) -> Any:
     value = msgpack.packb(wire, use_bin_type=True)
-    await customer_events.send(key=wire["customer_key"].encode(), value=value)
+    return await customer_events.send(key=wire["customer_key"].encode(), value=value)
 
 
 async def not_sent_before(

@@ -10,20 +10,38 @@ decided the table's writes are held (:class:`HeldWrites`), everything else is se
 flushed (:func:`settle`), and only then is the profile deleted. Killed before that, the
 worker reads the erase again and finds the profile still there: it is erased again, and
 pointers that were erased already are erased once more, which changes nothing.
+
+Nothing is forgotten before it has all arrived (:func:`settle`), however long that takes:
+the erasure's messages are awaited one by one (a producer's ``flush`` also returns when
+a batch has expired unsent), sent again if they failed, and the Redis deletes are tried
+until Redis takes them. The partition waits meanwhile, which is the price of an erasure
+that cannot be lost: a broker that takes nothing holds every partition up anyway, and an
+outage of Redis long enough to matter shows as ``orchestrator_erasures_waiting``. A
+rebalance in that time ends in the watchdog's restart (``agents.rebalance_watchdog``),
+and the erasure, never committed, is read again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from orchestrator import metrics
 
 log = logging.getLogger(__name__)
 
-FLUSH_FOR_S = 30.0  # a producer that cannot deliver in this long is stuck: forget the profile anyway
+WAIT_S = 30.0  # how long to wait for an erasure's messages before saying it is waiting
 
 _DELETED = None
+
+Deliveries = list["asyncio.Future[Any]"]  # what the producer returned for each message sent
+
+
+class DeletesWriter(Protocol):
+    async def deletes_written(self) -> bool: ...
 
 
 class HeldWrites:
@@ -54,14 +72,48 @@ class HeldWrites:
         self.held.clear()
 
 
-async def settle(*flushes: Callable[[], Awaitable[None]]) -> None:
-    """Wait until the producer and the Redis writers have sent what the erasure staged.
+async def settle(
+    deliveries: Deliveries,
+    send_again: Callable[[], Awaitable[Deliveries]],
+    writers: Iterable[DeletesWriter],
+    retry_s: float = WAIT_S,
+) -> None:
+    """Return once the erasure's messages are on the broker and the Redis deletes are done.
 
-    The writers retry a failed flush later on their own; a producer that cannot deliver
-    within :data:`FLUSH_FOR_S` is logged, and the profile is forgotten anyway: holding the
-    partition up would stop every other customer on it."""
-    for flush in flushes:
-        try:
-            await asyncio.wait_for(flush(), FLUSH_FOR_S)
-        except TimeoutError:
-            log.warning("an erasure's messages did not leave within %.0f s; forgetting the profile anyway", FLUSH_FOR_S)
+    A message that failed has the erasure's messages sent again (``send_again``): erasing a
+    pointer twice changes nothing, and the audit topic may then show the erasure twice."""
+    waiting, said = False, -retry_s
+    try:
+        while True:
+            pending, failed = await _undelivered(deliveries, retry_s)
+            unwritten = [writer for writer in writers if not await writer.deletes_written()]
+            if not (pending or failed or unwritten):
+                return
+            if not waiting:
+                waiting = True
+                metrics.ERASURES_WAITING.inc()
+            if time.monotonic() - said >= retry_s:  # once a while, not once a retry
+                said = time.monotonic()
+                log.warning(
+                    "an erasure waits: %d message(s) not delivered yet, %d failed (sent again), %d Redis "
+                    "writer(s) not done; the profile is forgotten only when all are",
+                    len(pending),
+                    len(failed),
+                    len(unwritten),
+                )
+            if failed:
+                deliveries = pending + await send_again()
+            elif unwritten:
+                await asyncio.sleep(min(retry_s, 1.0))
+    finally:
+        if waiting:
+            metrics.ERASURES_WAITING.dec()
+
+
+async def _undelivered(deliveries: Deliveries, wait_s: float) -> tuple[Deliveries, Deliveries]:
+    """Those of ``deliveries`` still in the producer after ``wait_s``, and those that failed."""
+    if deliveries:
+        await asyncio.wait(deliveries, timeout=wait_s)
+    pending = [d for d in deliveries if not d.done()]
+    failed = [d for d in deliveries if d.done() and (d.cancelled() or d.exception() is not None)]
+    return pending, failed

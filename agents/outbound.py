@@ -82,11 +82,11 @@ class Outbound:
             key=str(record.get("customer_key", "")).encode(), value=value, headers=list(self._headers)
         )
 
-    async def audit(self, record: dict[str, Any]) -> None:
-        """Erasure records, JSON so auditors can read them with any tool."""
+    async def audit(self, record: dict[str, Any]) -> Any:
+        """Erasure records, JSON so auditors can read them with any tool; returns the delivery."""
         value = json.dumps(record, sort_keys=True).encode()
         await self._declare(self.audit_log)
-        await self.audit_log.send(key=str(record.get("customer", "")).encode(), value=value)
+        return await self.audit_log.send(key=str(record.get("customer", "")).encode(), value=value)
 
     async def _declare(self, topic: Any) -> None:
         """Create the topic with our settings before its first record: left to the

@@ -42,6 +42,7 @@ class DecisionLogWriter:
         self._moves: dict[str, str] = {}  # merged-away customer's list -> the survivor's
         self._count = 0
         self._full = asyncio.Event()
+        self._lock = asyncio.Lock()
 
     @property
     def pending(self) -> int:
@@ -89,6 +90,18 @@ class DecisionLogWriter:
         await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
 
     async def flush(self) -> None:
+        """Write what is staged; one flush at a time, so that :meth:`deletes_written` sees
+        the outcome of one the background loop has in flight."""
+        async with self._lock:
+            await self._flush()
+
+    async def deletes_written(self) -> bool:
+        """Flush; True when every delete staged so far is in Redis (an erasure waits for its
+        decision lists to go: see ``agents.erasure``)."""
+        await self.flush()
+        return not (self._deletes or self._moves)
+
+    async def _flush(self) -> None:
         """Write everything staged in one pipeline; on failure keep it, staged first, and retry later."""
         await self._apply_moves_and_deletes()
         if not self._pending:

@@ -105,6 +105,10 @@ IDENTITY_EVENTS = Counter(
     ["outcome"],
 )
 ERASURES = Counter("orchestrator_erasures_total", "Customers erased (profile and every pointer to it).")
+ERASURES_WAITING = Gauge(
+    "orchestrator_erasures_waiting",
+    "Erasures holding their partition until their messages are delivered and their Redis deletes written.",
+)
 READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
 READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
 READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")

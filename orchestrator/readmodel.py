@@ -99,6 +99,7 @@ class ReadModelWriter:
         self._pending: dict[str, tuple[CustomerState, float]] = {}
         self._deletes: set[str] = set()
         self._full = asyncio.Event()
+        self._lock = asyncio.Lock()
 
     def stage(self, state: CustomerState, now: float) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.
@@ -152,6 +153,18 @@ class ReadModelWriter:
         return found
 
     async def flush(self) -> None:
+        """Write what is staged; one flush at a time, so that :meth:`deletes_written` sees
+        the outcome of one the background loop has in flight."""
+        async with self._lock:
+            await self._flush()
+
+    async def deletes_written(self) -> bool:
+        """Flush; True when every delete staged so far is in Redis (an erasure waits for its
+        profiles and aliases to go: see ``agents.erasure``)."""
+        await self.flush()
+        return not self._deletes
+
+    async def _flush(self) -> None:
         """One round trip: an MSET, or MSET and DEL in one transaction when something goes."""
         if not self._pending and not self._deletes:
             return

@@ -7,6 +7,7 @@ Redis one, which still fails (never skips) when Redis is absent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from orchestrator.core.event import Event
 from orchestrator.core.state import CustomerState
 from orchestrator.decisionlog import DecisionLogWriter, decisions_key, read_decisions
 from orchestrator.identity.tokens import Hasher
+from orchestrator.readmodel import ReadModelWriter, profile_key
 from tests.integration.conftest import REDIS_URL
 from tests.integration.harness import free_port
 
@@ -182,3 +184,55 @@ def test_explain_without_redis_is_one_line_and_exit_2(prefix: str) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("orchestrator: error: cannot reach Redis at ")
     assert result.stderr.count("\n") == 1
+
+
+# -- an erasure waits until Redis has taken its deletes (agents.erasure.settle) ------------------
+
+
+def test_an_erased_customer_s_decisions_and_profile_are_gone_once_the_writers_say_so(
+    prefix: str, client: redis.Redis
+) -> None:
+    state = CustomerState(key="c-gone", customer_id="c-gone")
+
+    async def scenario() -> tuple[bool, bool]:
+        decisions = DecisionLogWriter(REDIS_URL, prefix, interval_s=0.01)
+        profiles = ReadModelWriter(REDIS_URL, prefix, interval_s=0.01)
+        decisions.stage("c-gone", story()[0])
+        profiles.stage(state, T0)
+        await decisions.flush()
+        await profiles.flush()
+        decisions.forget(["c-gone"])
+        profiles.forget(["c-gone"])
+        done = await decisions.deletes_written(), await profiles.deletes_written()
+        await stopped(decisions, profiles)
+        return done
+
+    assert asyncio.run(scenario()) == (True, True)
+    assert client.exists(decisions_key(prefix, "c-gone"), profile_key(prefix, "c-gone")) == 0
+
+
+def test_while_redis_is_unreachable_the_writers_keep_an_erasure_s_deletes_and_say_so(prefix: str) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+
+    async def scenario() -> tuple[bool, bool]:
+        decisions = DecisionLogWriter(unreachable, prefix, interval_s=0.01)
+        profiles = ReadModelWriter(unreachable, prefix, interval_s=0.01)
+        decisions.forget(["c-gone"])
+        profiles.forget(["c-gone"])
+        done = await decisions.deletes_written(), await profiles.deletes_written()
+        again = await decisions.deletes_written(), await profiles.deletes_written()
+        assert again == done  # kept, and tried again
+        await stopped(decisions, profiles)
+        return done
+
+    assert asyncio.run(scenario()) == (False, False)
+
+
+async def stopped(*writers: DecisionLogWriter | ReadModelWriter) -> None:
+    """Run each writer's loop and stop it, as the worker does: a last flush, then close."""
+    for writer in writers:
+        task = asyncio.create_task(writer.run())
+        await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from aiokafka.errors import KafkaTimeoutError
 from stories import JOURNEYS_ONLY, T0, Due, identified_event
 
 from agents.decide import decide_step
-from agents.erasure import HeldWrites
+from agents.erasure import Deliveries, HeldWrites, settle
+from orchestrator import metrics
 from orchestrator.identity import records
 from orchestrator.identity.graph import ERASE, ERASE_KEY, Context
 
@@ -49,3 +54,89 @@ def test_an_erasure_killed_before_its_commit_is_carried_out_in_full_when_read_ag
     assert again.effects.audit is not None and again.effects.audit["found"] is True
     assert [e.type for e in again.effects.sends] == [e.type for e in first.effects.sends] == [ERASE_KEY]
     assert again.effects.forget == ["c-1"]
+
+
+# -- settle: nothing is forgotten before the erasure's messages and deletes have arrived ---------
+
+
+class Writer:
+    """A Redis writer whose deletes go through after ``failures`` tries."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.tries = 0
+
+    async def deletes_written(self) -> bool:
+        self.tries += 1
+        return self.tries > self.failures
+
+
+def delivered(loop: asyncio.AbstractEventLoop, error: Exception | None = None) -> asyncio.Future[Any]:
+    """A producer's future for one message, delivered (or failed with ``error``)."""
+    future: asyncio.Future[Any] = loop.create_future()
+    if error is None:
+        future.set_result("metadata")
+    else:
+        future.set_exception(error)
+    return future
+
+
+def waiting() -> float:
+    return metrics.ERASURES_WAITING._value.get()
+
+
+def test_an_erasure_whose_messages_arrived_and_deletes_were_written_settles_at_once() -> None:
+    async def scenario() -> int:
+        loop = asyncio.get_running_loop()
+        writer = Writer()
+        await settle([delivered(loop), delivered(loop)], nothing_to_send, [writer], retry_s=0.01)
+        return writer.tries
+
+    assert asyncio.run(scenario()) == 1
+
+
+def test_a_message_that_failed_is_sent_again_before_the_erasure_settles() -> None:
+    sent_again: list[str] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def send_again() -> Deliveries:
+            sent_again.append("erase_key")
+            return [delivered(loop)]
+
+        failed = delivered(loop, KafkaTimeoutError("batch expired"))
+        await settle([delivered(loop), failed], send_again, [Writer()], retry_s=0.01)
+
+    asyncio.run(scenario())
+    assert sent_again == ["erase_key"]
+
+
+def test_an_erasure_waits_for_a_message_still_in_the_producer_and_says_so() -> None:
+    seen: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        slow: asyncio.Future[Any] = loop.create_future()
+        loop.call_later(0.05, slow.set_result, "metadata")
+        loop.call_later(0.03, lambda: seen.append(waiting()))
+        await settle([slow], nothing_to_send, [Writer()], retry_s=0.01)
+
+    before = waiting()
+    asyncio.run(scenario())
+    assert seen == [before + 1] and waiting() == before
+
+
+def test_an_erasure_waits_until_redis_has_taken_its_deletes() -> None:
+    writer = Writer(failures=2)  # Redis down for two tries
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        await settle([delivered(loop)], nothing_to_send, [Writer(), writer], retry_s=0.01)
+
+    asyncio.run(scenario())
+    assert writer.tries == 3
+
+
+async def nothing_to_send() -> Deliveries:
+    raise AssertionError("nothing failed: nothing is sent again")
