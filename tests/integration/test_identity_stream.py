@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from orchestrator.kafka.tail import follow
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
-from tests.integration.harness import WorkerProcess, cli_env
+from tests.integration.harness import WorkerProcess, cli_env, free_port
 
 HASH_KEY = "it-secret"
 DEADLINE_S = 60.0
@@ -276,3 +277,72 @@ def opt_out_log_in_and_buy(
     # Different topics race each other: let the merge settle before the purchase.
     profile_when(store, prefix, customer, lambda p: p["consent"].get("email") is False)
     worker.publish("store", ev(f"{tag}-3", "purchase", customer, props={"product": product, "value": value}))
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[str, redis.Redis]]:
+    """A Redis of this test's own (the stack's redis-server binary), which it may lock out."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "the test's redis-server did not start"
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0", client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def worker_waits(worker: WorkerProcess, erasures: float) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while worker.metric("orchestrator_erasures_waiting") != erasures:
+        assert time.monotonic() < deadline, f"orchestrator_erasures_waiting never became {erasures}"
+        time.sleep(0.2)
+
+
+def test_an_erasure_while_redis_refuses_writes_waits_for_it_and_then_completes(
+    prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The profile is forgotten only after Redis has taken the deletes: killed while waiting,
+    the worker would read the erasure again and find the profile."""
+    own = f"{prefix}locked."
+    with private_redis() as (url, store):
+        worker = WorkerProcess(
+            prefix=own,
+            bootstrap=BOOTSTRAP,
+            redis_url=url,
+            web_port=free_port(),
+            data_dir=tmp_path_factory.mktemp("locked"),
+            ORCH_IDENTITY_HASH_KEY=HASH_KEY,
+        )
+        worker.start()
+        try:
+            worker.publish("app", ev("lk-1", "identify", "locked", email="locked@example.com"))
+            profile_when(store, own, "locked", lambda p: p["events"] >= 1)
+            store.config_set("requirepass", "let-me-in")  # from now on every other client is refused
+            store.client_kill_filter(_type="normal", skipme=True)
+
+            record = erase(own, "locked")  # the audit record leaves at once; the profile waits
+
+            assert record["found"] is True
+            worker_waits(worker, 1)
+            assert store.exists(f"{own}customer:locked")
+            assert latest_changelog_values(own).get(b"locked") is not None, "forgotten before Redis took the deletes"
+
+            store.config_set("requirepass", "")
+            worker_waits(worker, 0)
+            assert gone(store, f"{own}customer:locked", f"{own}alias:email:locked@example.com")
+            assert latest_changelog_values(own).get(b"locked", b"x") is None
+        finally:
+            worker.stop()
