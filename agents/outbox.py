@@ -73,11 +73,10 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
 def _without_hand_overs(outbox: tuple[Sent, ...], wall: float) -> tuple[Sent, ...]:
     """A confirmed pointer's outbox: its entries' commands, without what they sent on.
 
-    The survivor's confirmation is read on the loser's partition before its offset, and the
-    offsets of the records before the merge, are committed. A worker killed then reads those
-    records again at the pointer, and their commands may have died in its producer. What
-    stays is a few commands per pointer, and they go with its next write after
-    :data:`KEEP_S`, like any outbox's."""
+    The survivor's confirmation can be read on the loser's partition before the offsets of
+    the records ahead of it are committed. A worker killed then reads those records again at
+    the pointer, and their commands may have died in its producer. What stays is a few
+    commands per pointer; they go with its next write after :data:`KEEP_S`, like any outbox's."""
     return tuple(replace(sent, sends=()) for sent in outbox if sent.commands and wall - sent.at < KEEP_S)
 
 
