@@ -58,7 +58,7 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
         return
     outbox = before.outbox if isinstance(before, (Profile, Forward)) else ()
     if effects.counted == MERGE_CONFIRMED:
-        outbox = _without_hand_overs(outbox, wall)
+        outbox = _without_hand_overs(outbox)
     if outbox and wall - outbox[0].at >= KEEP_S:
         outbox = tuple(sent for sent in outbox if wall - sent.at < KEEP_S)
     decision = effects.decision
@@ -70,14 +70,14 @@ def keep(before: Record, effects: Effects, where: str, wall: float) -> None:
         effects.record = replace(effects.record, outbox=outbox)
 
 
-def _without_hand_overs(outbox: tuple[Sent, ...], wall: float) -> tuple[Sent, ...]:
+def _without_hand_overs(outbox: tuple[Sent, ...]) -> tuple[Sent, ...]:
     """A confirmed pointer's outbox: its entries' commands, without what they sent on.
 
     The survivor's confirmation can be read on the loser's partition before the offsets of
     the records ahead of it are committed. A worker killed then reads those records again at
     the pointer, and their commands may have died in its producer. What stays is a few
     commands per pointer; they go with its next write after :data:`KEEP_S`, like any outbox's."""
-    return tuple(replace(sent, sends=()) for sent in outbox if sent.commands and wall - sent.at < KEEP_S)
+    return tuple(replace(sent, sends=()) for sent in outbox if sent.commands)
 
 
 def owed(before: Record, effects: Effects, where: str, wall: float) -> tuple[Sent, ...]:
