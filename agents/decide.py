@@ -176,12 +176,14 @@ async def _carry_out(
         deliveries.append(await outbound.audit(effects.audit))
     if effects.forget:
         writers.readmodel.forget(effects.forget, effects.forget_tokens)
-        if isinstance(effects.record, records.Forward):  # merged away: the history moves along
-            writers.decisions.move(effects.forget[0], effects.record.target)
+        if effects.moved_to is not None:  # merged away: the history moves along
+            writers.decisions.move(effects.forget[0], effects.moved_to)
         else:
             writers.decisions.forget(effects.forget)
     if isinstance(effects.record, records.Profile):
         writers.readmodel.stage(effects.record.state, time.time())
+    elif effects.restage is not None:
+        writers.readmodel.stage(effects.restage, time.time())
     return deliveries
 
 

@@ -55,6 +55,8 @@ class Effects:
     sends: list[Event] = field(default_factory=list)  # each to customer-events, keyed by its customer_key
     forget: list[str] = field(default_factory=list)  # profile keys to remove from the read model
     forget_tokens: list[str] = field(default_factory=list)  # identifier tokens whose read-model aliases go
+    moved_to: str | None = None  # the forgotten profile merged into this key: its decision log moves there
+    restage: CustomerState | None = None  # unchanged in the table, written to the read model again
     audit: dict[str, Any] | None = None
     counted: str | None = None  # what happened, for metrics: forwarded, merged, linked, dropped_*, ...
 
@@ -104,7 +106,9 @@ def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Co
     claims = _claims(key, state, event)  # before decide(), which may update ``state`` in place
     decision = decide(state, event, now, ctx.policy, ctx.engine, in_place=ctx.in_place)
     if decision.duplicate:
-        return Effects(decision=decision, counted="duplicate")
+        # Most often a record read again after a crash: the table has its outcome, but the
+        # read model is written in batches after the table and may have lost it.
+        return Effects(decision=decision, restage=decision.state, counted="duplicate")
     new = decision.state
     if state is None:
         new.created_at = event.ts
@@ -173,7 +177,7 @@ def _link(key: str, record: Record, event: Event, now: float, ctx: Context) -> E
         return Effects(record=Forward(target), counted="linked")
     if isinstance(record, Forward):
         if record.target == target:
-            return Effects()
+            return _merged_again(key, target) if merge else Effects()
         if repoint:
             return Effects(record=Forward(target), counted="repointed")
         return _forward(event, record.target, "link_forwarded") if merge else Effects(counted="conflict")
@@ -188,7 +192,14 @@ def _settle(key: str, state: CustomerState, other: str, other_created: float, no
         ask = control(LINK, other, now, key, target=key, created_at=state.created_at, merge=True)
         return Effects(sends=[ask], counted="merge_requested")
     move = control(MERGE_IN, other, now, key, state=state.to_bytes(), loser=key)
-    return Effects(record=Forward(other), sends=[move], forget=[key], counted="merged_out")
+    return Effects(record=Forward(other), sends=[move], forget=[key], moved_to=other, counted="merged_out")
+
+
+def _merged_again(key: str, target: str) -> Effects:
+    """A merge read again at the pointer it made: a worker killed after the table write may
+    have lost the read model's delete of this profile and the move of its decisions, which
+    nothing else would ever do. Both are idempotent."""
+    return Effects(forget=[key], moved_to=target, counted="merge_read_again")
 
 
 def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
@@ -198,8 +209,9 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
         return Effects(counted="dropped_suppressed")
     confirm = control(MERGED, str(event.properties["loser"]), now, key, target=key)
     if isinstance(record, Profile) and event.event_id in record.state.seen_ids:
-        # The hand-over sent again after a crash: counts must not add twice.
-        return Effects(sends=[confirm], counted="duplicate")
+        # The hand-over sent again after a crash: counts must not add twice; the read model
+        # may have lost the merged profile.
+        return Effects(sends=[confirm], restage=record.state, counted="duplicate")
     loser = CustomerState.from_bytes(event.properties["state"])
     winner = record.state if isinstance(record, Profile) else CustomerState(key=key)
     policy = ctx.policy

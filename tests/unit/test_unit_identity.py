@@ -12,7 +12,7 @@ from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity import records
-from orchestrator.identity.graph import ERASE, MAX_HOPS, MERGE_IN, Context, handle
+from orchestrator.identity.graph import ERASE, LINK, MAX_HOPS, MERGE_IN, Context, handle
 from orchestrator.identity.local import LocalGraph
 from orchestrator.identity.merge import merge_consent, merge_states, survivor_order
 from orchestrator.identity.tokens import Hasher, tokens_of
@@ -172,6 +172,36 @@ def test_an_erasure_read_again_after_a_crash_clears_the_read_model_again() -> No
     ctx = Context(Policy(), None)
     effects = handle("c-1", records.Missing(), ev(ERASE, 0, customer_id="c-1"), T0, ctx)
     assert effects.forget == ["c-1"] and effects.audit is not None and effects.audit["found"] is False
+
+
+def test_a_merge_read_again_after_a_crash_removes_the_loser_from_the_read_model_again(graph: LocalGraph) -> None:
+    """The table has the pointer; the read model's delete and the decision log's move may have
+    died with the worker, and no later event would redo them."""
+    browse(graph, 2, cookie="ck-1")
+    graph.submit(ev("identify", 5, customer_id="c-1", cookie="ck-1"), T0 + 5)
+    [merged_out] = [e for _, e in graph.seen if e.counted == "merged_out"]
+    assert merged_out.forget == ["cookie:ck-1"] and merged_out.moved_to == "c-1"
+    [read_again] = [sent for _, e in graph.seen for sent in e.sends if sent.type == LINK]
+    effects = handle("cookie:ck-1", graph.record("cookie:ck-1"), read_again, T0 + 6, graph.ctx)
+    assert effects.counted == "merge_read_again" and effects.record is None and not effects.sends
+    assert effects.forget == ["cookie:ck-1"] and effects.moved_to == "c-1"
+
+
+def test_an_event_read_again_after_a_crash_writes_its_profile_to_the_read_model_again(graph: LocalGraph) -> None:
+    event = ev("page_view", 0, customer_id="c-1")
+    graph.submit(event, T0)
+    effects = handle("c-1", graph.record("c-1"), event, T0 + 1, graph.ctx)
+    assert effects.counted == "duplicate" and effects.record is None
+    assert effects.restage == graph.profile("c-1")
+
+
+def test_a_hand_over_read_again_writes_the_merged_profile_to_the_read_model_again(graph: LocalGraph) -> None:
+    browse(graph, 1, cookie="ck-1")
+    graph.submit(ev("identify", 5, customer_id="c-1", cookie="ck-1"), T0 + 5)
+    [hand_over] = [e.sends[0] for _, e in graph.seen if e.counted == "merged_out"]
+    effects = handle("c-1", graph.record("c-1"), hand_over, T0 + 6, graph.ctx)
+    assert effects.counted == "duplicate" and effects.record is None
+    assert effects.restage == graph.profile("c-1") and effects.restage.events == 2
 
 
 def test_a_pointer_loop_is_dropped_not_spun() -> None:
