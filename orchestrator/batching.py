@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+MOST_S = 5.0  # the longest pause between tries while Redis is down
 
 
 async def flush_forever(
@@ -25,3 +28,25 @@ async def flush_forever(
     finally:
         await asyncio.shield(flush())
         await close()
+
+
+@dataclass
+class Backoff:
+    """Pauses between failed flushes: ``first_s``, doubling up to :data:`MOST_S`.
+
+    While Redis is down a writer neither hammers it nor floods the log with a warning
+    every flush interval; once Redis is back, what waited is written within ``MOST_S``."""
+
+    first_s: float
+    _next_s: float = 0.0
+
+    async def failed(self) -> None:
+        await asyncio.sleep(self.next_pause())
+
+    def next_pause(self) -> float:
+        pause = self._next_s or self.first_s
+        self._next_s = min(MOST_S, pause * 2)
+        return pause
+
+    def succeeded(self) -> None:
+        self._next_s = 0.0

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from orchestrator.batching import flush_forever
+from orchestrator.batching import Backoff, flush_forever
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class DecisionLogWriter:
         self._count = 0
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._backoff = Backoff(min(1.0, interval_s * 10))
 
     @property
     def pending(self) -> int:
@@ -102,10 +103,17 @@ class DecisionLogWriter:
         return not (self._deletes or self._moves)
 
     async def _flush(self) -> None:
-        """Write everything staged in one pipeline; on failure keep it, staged first, and retry later."""
-        await self._apply_moves_and_deletes()
+        """Moves and deletes first, then appends in one pipeline; what fails is kept, staged
+        first, for a later try after a pause (:class:`Backoff`)."""
+        written = await self._apply_moves_and_deletes() and await self._append()
+        if written:
+            self._backoff.succeeded()
+        else:
+            await self._backoff.failed()
+
+    async def _append(self) -> bool:
         if not self._pending:
-            return
+            return True
         batch, self._pending, self._count = self._pending, {}, 0
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -116,10 +124,12 @@ class DecisionLogWriter:
         except (redis.RedisError, OSError) as exc:
             log.warning("decision log flush of %d customers failed, will retry: %s", len(batch), exc)
             self._restore(batch)
-            await asyncio.sleep(min(1.0, self._interval_s * 10))
+            return False
+        return True
 
-    async def _apply_moves_and_deletes(self) -> None:
-        """Before new records are appended: a new profile under an erased key starts empty."""
+    async def _apply_moves_and_deletes(self) -> bool:
+        """Before new records are appended (so not at all while these fail): a new profile
+        under an erased key starts empty."""
         moves, self._moves = self._moves, {}
         deletes, self._deletes = self._deletes, set()
         try:
@@ -137,6 +147,8 @@ class DecisionLogWriter:
             log.warning("decision log moves/deletes failed, will retry: %s", exc)
             self._moves = moves | self._moves
             self._deletes |= deletes
+            return False
+        return True
 
     def _restore(self, batch: dict[str, list[str]]) -> None:
         """Put a failed batch back in front of what was staged meanwhile, still bounded."""

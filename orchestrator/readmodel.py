@@ -27,7 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from orchestrator import metrics
-from orchestrator.batching import flush_forever
+from orchestrator.batching import Backoff, flush_forever
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.nba import next_best_actions
 from orchestrator.core.policy import Policy
@@ -100,6 +100,7 @@ class ReadModelWriter:
         self._deletes: set[str] = set()
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._backoff = Backoff(min(1.0, interval_s * 10))
 
     def stage(self, state: CustomerState, now: float) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.
@@ -179,8 +180,9 @@ class ReadModelWriter:
             log.warning("read model flush of %d profiles failed, will retry: %s", len(batch), exc)
             self._pending = batch | self._pending
             self._deletes = (deletes - self._pending.keys()) | self._deletes
-            await asyncio.sleep(min(1.0, self._interval_s * 10))
+            await self._backoff.failed()
         else:
+            self._backoff.succeeded()
             metrics.READMODEL_WRITES.inc(len(batch))
         metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
 

@@ -16,6 +16,7 @@ import redis
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from agents.rebalance_watchdog import EXIT_STUCK
 from orchestrator.kafka.tail import follow
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
 from tests.integration.harness import WorkerProcess, cli_env, free_port
@@ -346,3 +347,60 @@ def test_an_erasure_while_redis_refuses_writes_waits_for_it_and_then_completes(
             assert latest_changelog_values(own).get(b"locked", b"x") is None
         finally:
             worker.stop()
+
+
+def test_a_rebalance_while_an_erasure_waits_for_redis_restarts_the_worker_and_the_erasure_completes_after(
+    prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two workers; the one holding a waiting erasure cannot give up its partitions (Faust waits
+    for the record in hand), so when the other leaves, the rebalance watchdog ends it (code 75)
+    for its supervisor to restart. Restarted once Redis takes writes again (a worker does not
+    start without Redis), it reads the erasure again and completes it."""
+    own = f"{prefix}rebalanced."
+    env = {"ORCH_IDENTITY_HASH_KEY": HASH_KEY, "ORCH_REBALANCE_STUCK_S": "10"}
+    env |= {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}  # quick rebalances
+    with private_redis() as (url, store):
+        workers = [
+            WorkerProcess(
+                prefix=own, bootstrap=BOOTSTRAP, redis_url=url, web_port=free_port(),
+                data_dir=tmp_path_factory.mktemp(name), **env,
+            )
+            for name in ("first", "second")
+        ]  # fmt: skip
+        try:
+            for w in workers:
+                w.start()
+            workers[0].publish("app", ev("rb-1", "identify", "rebalanced", email="rb@example.com"))
+            profile_when(store, own, "rebalanced", lambda p: p["events"] >= 1)
+            store.config_set("requirepass", "let-me-in")
+            store.client_kill_filter(_type="normal", skipme=True)
+            erase(own, "rebalanced")
+            holder, other = erasure_holder(workers)
+
+            other.stop()  # a rebalance
+            assert holder.wait_exit(60) == EXIT_STUCK, holder.log_tail()
+            assert latest_changelog_values(own).get(b"rebalanced") is not None, (
+                "forgotten before Redis took the deletes"
+            )
+            assert store.exists(f"{own}customer:rebalanced")
+
+            store.config_set("requirepass", "")
+            holder.start()
+            worker_waits(holder, 0)
+            assert gone(store, f"{own}customer:rebalanced", f"{own}alias:email:rb@example.com")
+            assert latest_changelog_values(own).get(b"rebalanced", b"x") is None
+        finally:
+            for w in workers:
+                w.stop()
+
+
+def erasure_holder(workers: list[WorkerProcess]) -> tuple[WorkerProcess, WorkerProcess]:
+    """The worker whose erasure waits, and the other one."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        waiting = [w.metric("orchestrator_erasures_waiting") for w in workers]
+        if 1 in waiting:
+            i = waiting.index(1)
+            return workers[i], workers[1 - i]
+        assert time.monotonic() < deadline, "no worker's erasure waits for Redis"
+        time.sleep(0.2)
