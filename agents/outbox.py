@@ -122,7 +122,7 @@ class Delivered:
     async def not_on_topics(self, commands: list[Command], since: float, until: float) -> list[Command]:
         """``commands`` but those another worker sent between ``since`` and ``until``: a record
         in doubt after a hand-over (:mod:`agents.handover`) at ``until``."""
-        return await self._absent(commands, since, until) if commands else []
+        return await self._absent(commands, since, until)
 
     async def _absent(self, commands: list[Command], oldest: float, newest: float) -> list[Command]:
         """The commands not on their topics, decided between ``oldest`` and ``newest``."""
