@@ -40,8 +40,8 @@ _DELETED = None
 Deliveries = list["asyncio.Future[Any]"]  # what the producer returned for each message sent
 
 
-class DeletesWriter(Protocol):
-    async def deletes_written(self) -> bool: ...
+class RedisWriter(Protocol):
+    async def written(self) -> bool: ...
 
 
 class HeldWrites:
@@ -75,7 +75,7 @@ class HeldWrites:
 async def settle(
     deliveries: Deliveries,
     send_again: Callable[[], Awaitable[Deliveries]],
-    writers: Iterable[DeletesWriter],
+    writers: Iterable[RedisWriter],
     retry_s: float = WAIT_S,
 ) -> None:
     """Return once the erasure's messages are on the broker and the Redis deletes are done.
@@ -86,7 +86,7 @@ async def settle(
     try:
         while True:
             pending, failed = await _undelivered(deliveries, retry_s)
-            unwritten = [writer for writer in writers if not await writer.deletes_written()]
+            unwritten = [writer for writer in writers if not await writer.written()]
             if not (pending or failed or unwritten):
                 return
             if not waiting:

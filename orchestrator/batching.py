@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MOST_S = 5.0  # the longest pause between tries while Redis is down
 
@@ -50,3 +50,44 @@ class Backoff:
 
     def succeeded(self) -> None:
         self._next_s = 0.0
+
+
+@dataclass
+class Flushes:
+    """One flush at a time, a pause after each that fails, and how far they got.
+
+    A writer numbers the changes it stages (:meth:`staged`); a flush that succeeds has written
+    every change staged before it began. So :meth:`written` can tell its caller that the
+    changes staged before the call are in Redis, even while later ones, staged as it waited,
+    are still on their way: an erasure waits for its deletes, an offset commit for the profiles
+    of the records it covers (``agents.commit_hold``)."""
+
+    flush_once: Callable[[], Awaitable[bool]]  # True when it wrote everything it took
+    backoff: Backoff
+    _staged: int = 0
+    _written: int = 0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @classmethod
+    def every(cls, interval_s: float, flush_once: Callable[[], Awaitable[bool]]) -> Flushes:
+        """For a writer that flushes every ``interval_s``: after a failure it pauses ten
+        intervals (at most 1 s) at first."""
+        return cls(flush_once, Backoff(min(1.0, interval_s * 10)))
+
+    def staged(self) -> None:
+        self._staged += 1
+
+    async def flush(self) -> None:
+        async with self._lock:
+            upto = self._staged
+            if await self.flush_once():
+                self._written = max(self._written, upto)
+                self.backoff.succeeded()
+            else:
+                await self.backoff.failed()
+
+    async def written(self) -> bool:
+        """Flush; True when every change staged before this call is in Redis."""
+        wanted = self._staged
+        await self.flush()
+        return self._written >= wanted

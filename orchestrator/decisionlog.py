@@ -19,7 +19,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from orchestrator.batching import Backoff, flush_forever
+from orchestrator.batching import Flushes, flush_forever
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ class DecisionLogWriter:
         self._moves: dict[str, str] = {}  # merged-away customer's list -> the survivor's
         self._count = 0
         self._full = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._backoff = Backoff(min(1.0, interval_s * 10))
+        self._flushes = Flushes.every(interval_s, self._flush)
 
     @property
     def pending(self) -> int:
@@ -66,6 +65,7 @@ class DecisionLogWriter:
         records.append(text)
         del records[: -self._kept]  # older ones would be trimmed away in Redis anyway
         self._count += len(records)
+        self._flushes.staged()
         if self._count >= self._batch_max:
             self._full.set()
 
@@ -75,6 +75,7 @@ class DecisionLogWriter:
             key = decisions_key(self._prefix, customer_key)
             self._count -= len(self._pending.pop(key, ()))
             self._deletes.add(key)
+        self._flushes.staged()
         self._full.set()
 
     def move(self, loser: str, winner: str) -> None:
@@ -84,6 +85,7 @@ class DecisionLogWriter:
         if staged:
             self._pending[dst] = (self._pending.get(dst, []) + staged)[-self._kept :]
         self._moves[src] = dst
+        self._flushes.staged()
         self._full.set()
 
     async def run(self) -> None:
@@ -91,25 +93,18 @@ class DecisionLogWriter:
         await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
 
     async def flush(self) -> None:
-        """Write what is staged; one flush at a time, so that :meth:`deletes_written` sees
-        the outcome of one the background loop has in flight."""
-        async with self._lock:
-            await self._flush()
+        """Write what is staged, one flush at a time."""
+        await self._flushes.flush()
 
-    async def deletes_written(self) -> bool:
-        """Flush; True when every delete staged so far is in Redis (an erasure waits for its
-        decision lists to go: see ``agents.erasure``)."""
-        await self.flush()
-        return not (self._deletes or self._moves)
+    async def written(self) -> bool:
+        """Flush; True when everything staged before the call is in Redis (an erasure waits
+        for its decision lists to go, an offset commit for the records it covers)."""
+        return await self._flushes.written()
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         """Moves and deletes first, then appends in one pipeline; what fails is kept, staged
-        first, for a later try after a pause (:class:`Backoff`)."""
-        written = await self._apply_moves_and_deletes() and await self._append()
-        if written:
-            self._backoff.succeeded()
-        else:
-            await self._backoff.failed()
+        first, for a later try after a pause (:class:`Flushes`)."""
+        return await self._apply_moves_and_deletes() and await self._append()
 
     async def _append(self) -> bool:
         if not self._pending:

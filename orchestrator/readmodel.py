@@ -27,7 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from orchestrator import metrics
-from orchestrator.batching import Backoff, flush_forever
+from orchestrator.batching import Flushes, flush_forever
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.nba import next_best_actions
 from orchestrator.core.policy import Policy
@@ -99,8 +99,7 @@ class ReadModelWriter:
         self._pending: dict[str, tuple[CustomerState, float]] = {}
         self._deletes: set[str] = set()
         self._full = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._backoff = Backoff(min(1.0, interval_s * 10))
+        self._flushes = Flushes.every(interval_s, self._flush)
 
     def stage(self, state: CustomerState, now: float) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.
@@ -124,6 +123,7 @@ class ReadModelWriter:
         self._staged()
 
     def _staged(self) -> None:
+        self._flushes.staged()
         metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
         if len(self._pending) + len(self._deletes) >= self._batch_max:
             self._full.set()
@@ -154,21 +154,18 @@ class ReadModelWriter:
         return found
 
     async def flush(self) -> None:
-        """Write what is staged; one flush at a time, so that :meth:`deletes_written` sees
-        the outcome of one the background loop has in flight."""
-        async with self._lock:
-            await self._flush()
+        """Write what is staged, one flush at a time."""
+        await self._flushes.flush()
 
-    async def deletes_written(self) -> bool:
-        """Flush; True when every delete staged so far is in Redis (an erasure waits for its
-        profiles and aliases to go: see ``agents.erasure``)."""
-        await self.flush()
-        return not self._deletes
+    async def written(self) -> bool:
+        """Flush; True when everything staged before the call is in Redis (an erasure waits
+        for its profiles and aliases to go, an offset commit for the profiles it covers)."""
+        return await self._flushes.written()
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         """One round trip: an MSET, or MSET and DEL in one transaction when something goes."""
         if not self._pending and not self._deletes:
-            return
+            return True
         batch, self._pending = self._pending, {}
         deletes, self._deletes = self._deletes, set()
         rendered = self._render(batch)
@@ -180,11 +177,11 @@ class ReadModelWriter:
             log.warning("read model flush of %d profiles failed, will retry: %s", len(batch), exc)
             self._pending = batch | self._pending
             self._deletes = (deletes - self._pending.keys()) | self._deletes
-            await self._backoff.failed()
-        else:
-            self._backoff.succeeded()
-            metrics.READMODEL_WRITES.inc(len(batch))
+            metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+            return False
+        metrics.READMODEL_WRITES.inc(len(batch))
         metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+        return True
 
     async def _write(self, rendered: dict[str, bytes], deletes: set[str]) -> None:
         if not deletes:

@@ -203,7 +203,7 @@ def test_an_erased_customer_s_decisions_and_profile_are_gone_once_the_writers_sa
         await profiles.flush()
         decisions.forget(["c-gone"])
         profiles.forget(["c-gone"])
-        done = await decisions.deletes_written(), await profiles.deletes_written()
+        done = await decisions.written(), await profiles.written()
         await stopped(decisions, profiles)
         return done
 
@@ -219,8 +219,8 @@ def test_while_redis_is_unreachable_the_writers_keep_an_erasure_s_deletes_and_sa
         profiles = ReadModelWriter(unreachable, prefix, interval_s=0.01)
         decisions.forget(["c-gone"])
         profiles.forget(["c-gone"])
-        done = await decisions.deletes_written(), await profiles.deletes_written()
-        again = await decisions.deletes_written(), await profiles.deletes_written()
+        done = await decisions.written(), await profiles.written()
+        again = await decisions.written(), await profiles.written()
         assert again == done  # kept, and tried again
         await stopped(decisions, profiles)
         return done

@@ -66,7 +66,7 @@ class Writer:
         self.failures = failures
         self.tries = 0
 
-    async def deletes_written(self) -> bool:
+    async def written(self) -> bool:
         self.tries += 1
         return self.tries > self.failures
 

@@ -1,0 +1,80 @@
+"""The Redis writers' batching: the pause between failed flushes, and how far flushes got."""
+
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.batching import MOST_S, Backoff, Flushes
+
+
+def test_pauses_double_up_to_the_most_and_start_over_after_a_success() -> None:
+    backoff = Backoff(first_s=0.5)
+    assert [backoff.next_pause() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, MOST_S, MOST_S]
+    backoff.succeeded()
+    assert backoff.next_pause() == 0.5
+
+
+class Store:
+    """A writer's flush that takes what is staged, and fails while ``down``."""
+
+    def __init__(self) -> None:
+        self.staged: list[str] = []
+        self.stored: list[str] = []
+        self.down = False
+        self.flushes = Flushes(self.flush_once, Backoff(first_s=0.001))
+        self.while_writing: list[str] = []  # staged while a flush is in flight
+
+    def stage(self, item: str) -> None:
+        self.staged.append(item)
+        self.flushes.staged()
+
+    async def flush_once(self) -> bool:
+        batch, self.staged = self.staged, []
+        await asyncio.sleep(0)
+        for item in self.while_writing:
+            self.stage(item)
+        self.while_writing = []
+        if self.down:
+            self.staged = batch + self.staged
+            return False
+        self.stored += batch
+        return True
+
+
+def test_written_says_yes_for_what_was_staged_before_while_later_changes_are_still_on_their_way() -> None:
+    async def scenario() -> tuple[bool, list[str], list[str]]:
+        store = Store()
+        store.stage("a")
+        store.while_writing = ["b"]  # staged as the caller waits: not its business
+        return await store.flushes.written(), store.stored, store.staged
+
+    assert asyncio.run(scenario()) == (True, ["a"], ["b"])
+
+
+def test_written_says_no_while_the_flush_fails_and_yes_once_a_later_flush_writes_it() -> None:
+    async def scenario() -> list[bool]:
+        store = Store()
+        store.stage("a")
+        store.down = True
+        answers = [await store.flushes.written()]
+        store.stage("b")
+        answers.append(await store.flushes.written())
+        store.down = False
+        answers.append(await store.flushes.written())
+        return [*answers, store.stored == ["a", "b"]]
+
+    assert asyncio.run(scenario()) == [False, False, True, True]
+
+
+def test_a_caller_waiting_behind_a_flush_in_flight_gets_its_own_flush() -> None:
+    async def scenario() -> tuple[bool, list[str]]:
+        store = Store()
+        store.stage("a")
+        in_flight = asyncio.create_task(store.flushes.flush())
+        await asyncio.sleep(0)  # the background flush has taken "a" and waits on Redis
+        store.stage("b")
+        answer = await store.flushes.written()
+        await in_flight
+        return answer, store.stored
+
+    assert asyncio.run(scenario()) == (True, ["a", "b"])
