@@ -29,7 +29,7 @@ from typing import Any
 import faust
 import msgpack
 
-from agents import outbox
+from agents import commit_hold, outbox
 from agents.erasure import Deliveries, HeldWrites, settle
 from agents.handover import Doubt, Handover
 from agents.journeys import JourneyRuntime, due_key
@@ -72,6 +72,7 @@ def attach_decide(
         policy=settings.policy(),
     )
     decisions = DecisionLogWriter(settings.redis_url, settings.topic_prefix, settings.decisions_kept)
+    commit_hold.install(app, commit_hold.all_written(readmodel, decisions))
     actions = TopicNames(settings.topic_prefix).actions
     writers = Writers(
         readmodel,

@@ -112,6 +112,10 @@ ERASURES_WAITING = Gauge(
 READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
 READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
 READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")
+COMMITS_HELD = Counter(
+    "orchestrator_commits_held_total",
+    "Offset commits skipped because Redis had not taken the writes of the records they cover (tried again).",
+)
 
 
 def type_label(event_type: str) -> str:
