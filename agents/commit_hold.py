@@ -37,6 +37,7 @@ from orchestrator import metrics
 log = logging.getLogger(__name__)
 WAIT_S = 5.0  # how long a commit waits for Redis before it is skipped
 _WRITTEN = "_orchestrator_written"  # the app's check that Redis has everything staged
+_NEVER = "_orchestrator_commit_never"  # set when the worker must commit nothing more
 
 Written = Callable[[], Awaitable[bool]]
 
@@ -57,7 +58,7 @@ def install(app: Any, written: Written) -> None:
         offsets = self._filter_committable_offsets(tps)
         if not offsets:
             return False
-        if not await in_redis(written):
+        if getattr(self.app, _NEVER, False) or not await in_redis(written):
             _put_back(self, acked, offsets)
             metrics.COMMITS_HELD.inc()
             return False
@@ -70,6 +71,12 @@ def install(app: Any, written: Written) -> None:
 
     Consumer._commit_tps = _commit_tps  # type: ignore[method-assign]
     Consumer._orchestrator_commit_hold = True  # type: ignore[attr-defined]
+
+
+def commit_no_more(app: Any) -> None:
+    """Commit no offset again in this process: a record in hand was left undone (an erasure
+    given up as the worker stops) and must be read again after the restart, with all after it."""
+    setattr(app, _NEVER, True)
 
 
 async def in_redis(written: Written, wait_s: float = WAIT_S) -> bool:

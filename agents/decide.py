@@ -127,8 +127,11 @@ def attach_decide(
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
             if held.held:
                 erasure = _erasure_sender(steps, customer_events, outbound, writers)
-                await settle(deliveries, erasure, (writers.readmodel, writers.decisions))
-                held.commit()
+                if await settle(deliveries, erasure, (writers.readmodel, writers.decisions), lambda: app.should_stop):
+                    held.commit()
+                else:  # stopping: the profile stays, and the erasure is read again after the restart
+                    commit_hold.commit_no_more(app)
+                    log.warning("the worker stops while an erasure waits; it is read again after the restart")
             runtime.done(record.message.topic, record.message.partition, record.message.offset)
 
     return table

@@ -18,7 +18,10 @@ until Redis takes them. The partition waits meanwhile, which is the price of an 
 that cannot be lost: a broker that takes nothing holds every partition up anyway, and an
 outage of Redis long enough to matter shows as ``orchestrator_erasures_waiting``. A
 rebalance in that time ends in the watchdog's restart (``agents.rebalance_watchdog``),
-and the erasure, never committed, is read again.
+and the erasure, never committed, is read again. A worker told to stop gives the wait up
+(Faust would wait for the record in hand until the worker is killed): the profile stays,
+no offset is committed again (``agents.commit_hold.commit_no_more``), and the restarted
+worker reads the erasure again.
 """
 
 from __future__ import annotations
@@ -76,19 +79,24 @@ async def settle(
     deliveries: Deliveries,
     send_again: Callable[[], Awaitable[Deliveries]],
     writers: Iterable[RedisWriter],
+    stopping: Callable[[], bool] = lambda: False,
     retry_s: float = WAIT_S,
-) -> None:
-    """Return once the erasure's messages are on the broker and the Redis deletes are done.
+) -> bool:
+    """True once the erasure's messages are on the broker and the Redis deletes are done;
+    False if the worker is told to stop first (``stopping()``, looked at about once a second).
 
     A message that failed has the erasure's messages sent again (``send_again``): erasing a
-    pointer twice changes nothing, and the audit topic may then show the erasure twice."""
+    pointer twice changes nothing, and the audit topic may then show the erasure twice. A worker
+    stopping gives up the wait rather than being killed at the end of its grace period; the
+    caller then keeps the profile and commits no offset again (``agents.commit_hold``), so the
+    erasure is read again after the restart."""
     waiting, said = False, -retry_s
     try:
-        while True:
-            pending, failed = await _undelivered(deliveries, retry_s)
+        while not stopping():
+            pending, failed = await _undelivered(deliveries, min(retry_s, 1.0))
             unwritten = [writer for writer in writers if not await writer.written()]
             if not (pending or failed or unwritten):
-                return
+                return True
             if not waiting:
                 waiting = True
                 metrics.ERASURES_WAITING.inc()
@@ -105,6 +113,7 @@ async def settle(
                 deliveries = pending + await send_again()
             elif unwritten:
                 await asyncio.sleep(min(retry_s, 1.0))
+        return False
     finally:
         if waiting:
             metrics.ERASURES_WAITING.dec()

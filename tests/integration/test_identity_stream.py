@@ -349,6 +349,40 @@ def test_an_erasure_while_redis_refuses_writes_waits_for_it_and_then_completes(
             worker.stop()
 
 
+def test_a_worker_told_to_stop_while_an_erasure_waits_for_redis_stops_and_completes_it_after_its_restart(
+    prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SIGTERM gives the wait up (the worker is not left to be killed at the end of its grace
+    period): the profile stays in the changelog and the erasure's offset is not committed, so
+    the restarted worker reads the erasure again and completes it once Redis is back."""
+    own = f"{prefix}stopped."
+    with private_redis() as (url, store):
+        worker = WorkerProcess(
+            prefix=own, bootstrap=BOOTSTRAP, redis_url=url, web_port=free_port(),
+            data_dir=tmp_path_factory.mktemp("stopped"), ORCH_IDENTITY_HASH_KEY=HASH_KEY,
+        )  # fmt: skip
+        worker.start()
+        try:
+            worker.publish("app", ev("st-1", "identify", "stopped", email="stopped@example.com"))
+            profile_when(store, own, "stopped", lambda p: p["events"] >= 1)
+            store.config_set("requirepass", "let-me-in")
+            store.client_kill_filter(_type="normal", skipme=True)
+            erase(own, "stopped")
+            worker_waits(worker, 1)
+
+            assert worker.stop() == 0, worker.log_tail()  # stopped by itself, not killed
+            assert "read again after the restart" in worker.log_tail(400)
+            assert latest_changelog_values(own).get(b"stopped") is not None
+
+            store.config_set("requirepass", "")
+            worker.start()
+            worker_waits(worker, 0)
+            assert gone(store, f"{own}customer:stopped", f"{own}alias:email:stopped@example.com")
+            assert latest_changelog_values(own).get(b"stopped", b"x") is None
+        finally:
+            worker.stop()
+
+
 def test_a_rebalance_while_an_erasure_waits_for_redis_restarts_the_worker_and_the_erasure_completes_after(
     prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

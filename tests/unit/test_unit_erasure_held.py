@@ -138,5 +138,26 @@ def test_an_erasure_waits_until_redis_has_taken_its_deletes() -> None:
     assert writer.tries == 3
 
 
+def test_a_worker_told_to_stop_gives_up_the_wait_and_says_the_erasure_did_not_settle() -> None:
+    writer = Writer(failures=10**9)  # Redis down for good
+    stop_after = iter([False, False, True])
+
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        return await settle([delivered(loop)], nothing_to_send, [writer], lambda: next(stop_after), retry_s=0.01)
+
+    before = waiting()
+    assert asyncio.run(scenario()) is False
+    assert writer.tries == 2 and waiting() == before
+
+
+def test_an_erasure_that_settles_says_so() -> None:
+    async def scenario() -> bool:
+        loop = asyncio.get_running_loop()
+        return await settle([delivered(loop)], nothing_to_send, [Writer()], lambda: False, retry_s=0.01)
+
+    assert asyncio.run(scenario()) is True
+
+
 async def nothing_to_send() -> Deliveries:
     raise AssertionError("nothing failed: nothing is sent again")
