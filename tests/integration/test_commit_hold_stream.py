@@ -24,7 +24,7 @@ from kafka.admin import KafkaAdminClient
 from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL, running_worker
 from tests.integration.harness import WorkerProcess, event, free_port
-from tests.integration.test_identity_stream import private_redis
+from tests.integration.test_identity_stream import lock_out, private_redis
 from tests.integration.test_timers_crash_stream import WORKER_ENV
 from tests.integration.test_timers_crash_stream import own_prefix as own_prefix  # the fixture
 
@@ -101,8 +101,7 @@ def test_while_redis_refuses_writes_no_offset_is_committed_and_once_it_takes_the
             first = visit(w, "before")
             all_committed(own, PEOPLE)
             committed_before, _ = committed_and_end(own)
-            store.config_set("requirepass", "let-me-in")  # from now on every other client is refused
-            store.client_kill_filter(_type="normal", skipme=True)
+            lock_out(store)
 
             later = visit(w, "during")
             deadline = time.monotonic() + DEADLINE_S

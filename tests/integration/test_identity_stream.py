@@ -312,6 +312,21 @@ def worker_waits(worker: WorkerProcess, erasures: float) -> None:
         time.sleep(0.2)
 
 
+def lock_out(store: redis.Redis) -> None:
+    """From now on Redis refuses every client but ``store``."""
+    store.config_set("requirepass", "let-me-in")
+    store.client_kill_filter(_type="normal", skipme=True)
+
+
+def completes_after_restart(worker: WorkerProcess, store: redis.Redis, prefix: str, who: str, email: str) -> None:
+    """Redis lets clients in again; ``worker``, started again, reads the erasure again and completes it."""
+    store.config_set("requirepass", "")
+    worker.start()
+    worker_waits(worker, 0)
+    assert gone(store, f"{prefix}customer:{who}", f"{prefix}alias:email:{email}")
+    assert latest_changelog_values(prefix).get(who.encode(), b"x") is None
+
+
 def test_an_erasure_while_redis_refuses_writes_waits_for_it_and_then_completes(
     prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -331,8 +346,7 @@ def test_an_erasure_while_redis_refuses_writes_waits_for_it_and_then_completes(
         try:
             worker.publish("app", ev("lk-1", "identify", "locked", email="locked@example.com"))
             profile_when(store, own, "locked", lambda p: p["events"] >= 1)
-            store.config_set("requirepass", "let-me-in")  # from now on every other client is refused
-            store.client_kill_filter(_type="normal", skipme=True)
+            lock_out(store)
 
             record = erase(own, "locked")  # the audit record leaves at once; the profile waits
 
@@ -365,8 +379,7 @@ def test_a_worker_told_to_stop_while_an_erasure_waits_for_redis_stops_and_comple
         try:
             worker.publish("app", ev("st-1", "identify", "stopped", email="stopped@example.com"))
             profile_when(store, own, "stopped", lambda p: p["events"] >= 1)
-            store.config_set("requirepass", "let-me-in")
-            store.client_kill_filter(_type="normal", skipme=True)
+            lock_out(store)
             erase(own, "stopped")
             worker_waits(worker, 1)
 
@@ -374,11 +387,7 @@ def test_a_worker_told_to_stop_while_an_erasure_waits_for_redis_stops_and_comple
             assert "read again after the restart" in worker.log_tail(400)
             assert latest_changelog_values(own).get(b"stopped") is not None
 
-            store.config_set("requirepass", "")
-            worker.start()
-            worker_waits(worker, 0)
-            assert gone(store, f"{own}customer:stopped", f"{own}alias:email:stopped@example.com")
-            assert latest_changelog_values(own).get(b"stopped", b"x") is None
+            completes_after_restart(worker, store, own, "stopped", "stopped@example.com")
         finally:
             worker.stop()
 
@@ -406,8 +415,7 @@ def test_a_rebalance_while_an_erasure_waits_for_redis_restarts_the_worker_and_th
                 w.start()
             workers[0].publish("app", ev("rb-1", "identify", "rebalanced", email="rb@example.com"))
             profile_when(store, own, "rebalanced", lambda p: p["events"] >= 1)
-            store.config_set("requirepass", "let-me-in")
-            store.client_kill_filter(_type="normal", skipme=True)
+            lock_out(store)
             erase(own, "rebalanced")
             holder, other = erasure_holder(workers)
 
@@ -418,11 +426,7 @@ def test_a_rebalance_while_an_erasure_waits_for_redis_restarts_the_worker_and_th
             )
             assert store.exists(f"{own}customer:rebalanced")
 
-            store.config_set("requirepass", "")
-            holder.start()
-            worker_waits(holder, 0)
-            assert gone(store, f"{own}customer:rebalanced", f"{own}alias:email:rb@example.com")
-            assert latest_changelog_values(own).get(b"rebalanced", b"x") is None
+            completes_after_restart(holder, store, own, "rebalanced", "rb@example.com")
         finally:
             for w in workers:
                 w.stop()
