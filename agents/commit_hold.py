@@ -26,20 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from faust.exceptions import ProducerSendError
 from faust.transport.consumer import Consumer
 
 from orchestrator import metrics
+from orchestrator.batching import Written
 
 log = logging.getLogger(__name__)
 WAIT_S = 5.0  # how long a commit waits for Redis before it is skipped
 _WRITTEN = "_orchestrator_written"  # the app's check that Redis has everything staged
 _NEVER = "_orchestrator_commit_never"  # set when the worker must commit nothing more
-
-Written = Callable[[], Awaitable[bool]]
 
 
 def install(app: Any, written: Written) -> None:
@@ -110,13 +109,3 @@ def _put_back(consumer: Any, before: Acked, offsets: Mapping[Any, int]) -> None:
             merged = consumer._gap[tp] | gap
             merged.merge_overlaps()
             consumer._gap[tp] = merged
-
-
-def all_written(*writers: Any) -> Written:
-    """One check for several writers: each flushed, all must say they are written."""
-
-    async def written() -> bool:
-        results = [await writer.written() for writer in writers]
-        return all(results)
-
-    return written

@@ -37,6 +37,7 @@ from agents.outbound import Outbound
 from agents.web import CountedTable
 from orchestrator import metrics
 from orchestrator.audit import decision_record
+from orchestrator.batching import all_written
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
@@ -72,7 +73,8 @@ def attach_decide(
         policy=settings.policy(),
     )
     decisions = DecisionLogWriter(settings.redis_url, settings.topic_prefix, settings.decisions_kept)
-    commit_hold.install(app, commit_hold.all_written(readmodel, decisions))
+    written = all_written(readmodel, decisions)  # an offset commit and an erasure wait for it
+    commit_hold.install(app, written)
     actions = TopicNames(settings.topic_prefix).actions
     writers = Writers(
         readmodel,
@@ -127,7 +129,7 @@ def attach_decide(
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
             if held.held:
                 erasure = _erasure_sender(steps, customer_events, outbound, writers)
-                if await settle(deliveries, erasure, (writers.readmodel, writers.decisions), lambda: app.should_stop):
+                if await settle(deliveries, erasure, written, lambda: app.should_stop):
                     held.commit()
                 else:  # stopping: the profile stays, and the erasure is read again after the restart
                     commit_hold.commit_no_more(app)

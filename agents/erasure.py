@@ -29,10 +29,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from orchestrator import metrics
+from orchestrator.batching import Written
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,6 @@ WAIT_S = 30.0  # how long to wait for an erasure's messages before saying it is 
 _DELETED = None
 
 Deliveries = list["asyncio.Future[Any]"]  # what the producer returned for each message sent
-
-
-class RedisWriter(Protocol):
-    async def written(self) -> bool: ...
 
 
 class HeldWrites:
@@ -78,11 +75,11 @@ class HeldWrites:
 async def settle(
     deliveries: Deliveries,
     send_again: Callable[[], Awaitable[Deliveries]],
-    writers: Iterable[RedisWriter],
+    written: Written,
     stopping: Callable[[], bool] = lambda: False,
     retry_s: float = WAIT_S,
 ) -> bool:
-    """True once the erasure's messages are on the broker and the Redis deletes are done;
+    """True once the erasure's messages are on the broker and ``written()`` says Redis has its deletes;
     False if the worker is told to stop first (``stopping()``, looked at about once a second).
 
     A message that failed has the erasure's messages sent again (``send_again``): erasing a
@@ -94,7 +91,7 @@ async def settle(
     try:
         while not stopping():
             pending, failed = await _undelivered(deliveries, min(retry_s, 1.0))
-            unwritten = [writer for writer in writers if not await writer.written()]
+            unwritten = not await written()
             if not (pending or failed or unwritten):
                 return True
             if not waiting:
@@ -103,11 +100,11 @@ async def settle(
             if time.monotonic() - said >= retry_s:  # once a while, not once a retry
                 said = time.monotonic()
                 log.warning(
-                    "an erasure waits: %d message(s) not delivered yet, %d failed (sent again), %d Redis "
-                    "writer(s) not done; the profile is forgotten only when all are",
+                    "an erasure waits: %d message(s) not delivered yet, %d failed (sent again), Redis "
+                    "deletes %s; the profile is forgotten only when all are done",
                     len(pending),
                     len(failed),
-                    len(unwritten),
+                    "not written yet" if unwritten else "written",
                 )
             if failed:
                 deliveries = pending + await send_again()

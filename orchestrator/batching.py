@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 MOST_S = 5.0  # the longest pause between tries while Redis is down
 
@@ -91,3 +92,20 @@ class Flushes:
         wanted = self._staged
         await self.flush()
         return self._written >= wanted
+
+
+Written = Callable[[], Awaitable[bool]]  # True once Redis has everything staged before the call
+
+
+class Writer(Protocol):
+    async def written(self) -> bool: ...
+
+
+def all_written(*writers: Writer) -> Written:
+    """One check for several writers: each one flushes, and all must say they are written."""
+
+    async def written() -> bool:
+        results = [await writer.written() for writer in writers]
+        return all(results)
+
+    return written

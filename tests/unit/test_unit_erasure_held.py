@@ -11,6 +11,7 @@ from stories import JOURNEYS_ONLY, T0, Due, identified_event
 from agents.decide import decide_step
 from agents.erasure import Deliveries, HeldWrites, settle
 from orchestrator import metrics
+from orchestrator.batching import all_written
 from orchestrator.identity import records
 from orchestrator.identity.graph import ERASE, ERASE_KEY, Context
 
@@ -89,7 +90,7 @@ def test_an_erasure_whose_messages_arrived_and_deletes_were_written_settles_at_o
     async def scenario() -> int:
         loop = asyncio.get_running_loop()
         writer = Writer()
-        await settle([delivered(loop), delivered(loop)], nothing_to_send, [writer], retry_s=0.01)
+        await settle([delivered(loop), delivered(loop)], nothing_to_send, writer.written, retry_s=0.01)
         return writer.tries
 
     assert asyncio.run(scenario()) == 1
@@ -106,7 +107,7 @@ def test_a_message_that_failed_is_sent_again_before_the_erasure_settles() -> Non
             return [delivered(loop)]
 
         failed = delivered(loop, KafkaTimeoutError("batch expired"))
-        await settle([delivered(loop), failed], send_again, [Writer()], retry_s=0.01)
+        await settle([delivered(loop), failed], send_again, Writer().written, retry_s=0.01)
 
     asyncio.run(scenario())
     assert sent_again == ["erase_key"]
@@ -120,7 +121,7 @@ def test_an_erasure_waits_for_a_message_still_in_the_producer_and_says_so() -> N
         slow: asyncio.Future[Any] = loop.create_future()
         loop.call_later(0.05, slow.set_result, "metadata")
         loop.call_later(0.03, lambda: seen.append(waiting()))
-        await settle([slow], nothing_to_send, [Writer()], retry_s=0.01)
+        await settle([slow], nothing_to_send, Writer().written, retry_s=0.01)
 
     before = waiting()
     asyncio.run(scenario())
@@ -132,7 +133,7 @@ def test_an_erasure_waits_until_redis_has_taken_its_deletes() -> None:
 
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
-        await settle([delivered(loop)], nothing_to_send, [Writer(), writer], retry_s=0.01)
+        await settle([delivered(loop)], nothing_to_send, all_written(Writer(), writer), retry_s=0.01)
 
     asyncio.run(scenario())
     assert writer.tries == 3
@@ -144,7 +145,7 @@ def test_a_worker_told_to_stop_gives_up_the_wait_and_says_the_erasure_did_not_se
 
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
-        return await settle([delivered(loop)], nothing_to_send, [writer], lambda: next(stop_after), retry_s=0.01)
+        return await settle([delivered(loop)], nothing_to_send, writer.written, lambda: next(stop_after), retry_s=0.01)
 
     before = waiting()
     assert asyncio.run(scenario()) is False
@@ -154,7 +155,7 @@ def test_a_worker_told_to_stop_gives_up_the_wait_and_says_the_erasure_did_not_se
 def test_an_erasure_that_settles_says_so() -> None:
     async def scenario() -> bool:
         loop = asyncio.get_running_loop()
-        return await settle([delivered(loop)], nothing_to_send, [Writer()], lambda: False, retry_s=0.01)
+        return await settle([delivered(loop)], nothing_to_send, Writer().written, lambda: False, retry_s=0.01)
 
     assert asyncio.run(scenario()) is True
 
