@@ -18,7 +18,10 @@ async def flush_forever(
     once more, so a clean stop loses nothing, then close.
 
     ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a cancellation that arrives as
-    ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping."""
+    ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping.
+    The same bug sits inside redis-py, which sends each command through ``wait_for`` when a
+    socket timeout is set: a cancellation that arrives as a command is sent is lost there,
+    so after each flush the loop asks whether it was cancelled (:func:`_stop_if_cancelled`)."""
     try:
         while True:
             with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
@@ -26,9 +29,20 @@ async def flush_forever(
                     await full.wait()
             full.clear()
             await flush()
+            _stop_if_cancelled()
     finally:
         await asyncio.shield(flush())
         await close()
+
+
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation that a library swallowed: the task still counts it as requested.
+
+    Python 3.11's ``asyncio.wait_for`` returns the result, dropping the cancellation, when the
+    awaited call finishes just as the task is cancelled (CPython gh-86296, fixed in 3.12)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 @dataclass

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
-from orchestrator.batching import MOST_S, Backoff, Flushes
+from orchestrator.batching import MOST_S, Backoff, Flushes, flush_forever
 
 
 def test_pauses_double_up_to_the_most_and_start_over_after_a_success() -> None:
@@ -78,3 +79,32 @@ def test_a_caller_waiting_behind_a_flush_in_flight_gets_its_own_flush() -> None:
         return answer, store.stored
 
     assert asyncio.run(scenario()) == (True, ["a", "b"])
+
+
+def test_the_flush_loop_stops_when_a_library_swallowed_the_cancellation_during_a_flush() -> None:
+    """Python 3.11's ``wait_for``, which redis-py sends each command through, drops a
+    cancellation that arrives as the command completes: the loop stopped only on a
+    CancelledError and flushed forever (a CI run hung on it)."""
+
+    async def scenario() -> tuple[bool, bool, int]:
+        in_flush, closed, flushes = asyncio.Event(), asyncio.Event(), []
+
+        async def flush() -> None:
+            flushes.append(1)
+            in_flush.set()
+            # what 3.11's wait_for does when its call finishes as the cancel arrives:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.05)
+
+        async def close() -> None:
+            closed.set()
+
+        loop = asyncio.create_task(flush_forever(flush, asyncio.Event(), 0.01, close))
+        await in_flush.wait()
+        loop.cancel()
+        done, _ = await asyncio.wait([loop], timeout=2)
+        if not done:
+            loop.cancel()
+        return bool(done) and loop.cancelled(), closed.is_set(), len(flushes)
+
+    assert asyncio.run(scenario()) == (True, True, 2)  # the flush cut short, then the last one
