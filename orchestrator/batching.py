@@ -17,32 +17,25 @@ async def flush_forever(
     """Flush every ``interval_s``, or at once when ``full`` is set; on cancellation flush
     once more, so a clean stop loses nothing, then close.
 
-    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a cancellation that arrives as
-    ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping.
-    The same bug sits inside redis-py, which sends each command through ``wait_for`` when a
-    socket timeout is set: a cancellation that arrives as a command is sent is lost there,
-    so after each flush the loop asks whether it was cancelled (:func:`_stop_if_cancelled`)."""
+    Each flush is shielded from the loop's cancellation. A flush has taken its batch off the
+    staged changes when it sends it, so one cut short by the worker's stop dropped that batch.
+    And on Python 3.11, ``asyncio.wait_for``, which redis-py sends each command through when a
+    socket timeout is set, drops a cancellation that arrives as the command completes (CPython
+    gh-86296, fixed in 3.12): the loop then never stopped. The cancellation now reaches the
+    loop, never redis-py; the last flush waits for the one in flight (one at a time).
+
+    ``asyncio.timeout``, not ``wait_for``, for the same 3.11 bug: a cancellation that arrived
+    as ``full`` was set was swallowed, and the loop ran on."""
     try:
         while True:
             with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
                 async with asyncio.timeout(interval_s):
                     await full.wait()
             full.clear()
-            await flush()
-            _stop_if_cancelled()
+            await asyncio.shield(flush())
     finally:
         await asyncio.shield(flush())
         await close()
-
-
-def _stop_if_cancelled() -> None:
-    """Raise the cancellation that a library swallowed: the task still counts it as requested.
-
-    Python 3.11's ``asyncio.wait_for`` returns the result, dropping the cancellation, when the
-    awaited call finishes just as the task is cancelled (CPython gh-86296, fixed in 3.12)."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 @dataclass
