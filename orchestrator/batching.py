@@ -12,10 +12,11 @@ MOST_S = 5.0  # the longest pause between tries while Redis is down
 
 
 async def flush_forever(
-    flush: Callable[[], Awaitable[None]], full: asyncio.Event, interval_s: float, close: Callable[[], Awaitable[None]]
+    flushes: Flushes, full: asyncio.Event, interval_s: float, close: Callable[[], Awaitable[None]]
 ) -> None:
-    """Flush every ``interval_s``, or at once when ``full`` is set; on cancellation flush
-    once more, so a clean stop loses nothing, then close.
+    """Flush every ``interval_s``, or at once when ``full`` is set, pausing after each flush
+    that fails (:class:`Backoff`); on cancellation flush once more, so a clean stop loses
+    nothing, then close.
 
     Each flush is shielded from the loop's cancellation. A flush has taken its batch off the
     staged changes when it sends it, so one cut short by the worker's stop dropped that batch.
@@ -32,9 +33,12 @@ async def flush_forever(
                 async with asyncio.timeout(interval_s):
                     await full.wait()
             full.clear()
-            await asyncio.shield(flush())
+            if await asyncio.shield(flushes.flush()):
+                flushes.backoff.succeeded()
+            else:  # a stop cuts the pause short: the last flush does not wait for it
+                await flushes.backoff.failed()
     finally:
-        await asyncio.shield(flush())
+        await asyncio.shield(flushes.flush())
         await close()
 
 
@@ -62,7 +66,8 @@ class Backoff:
 
 @dataclass
 class Flushes:
-    """One flush at a time, a pause after each that fails, and how far they got.
+    """One flush at a time, and how far they got; the pause after a failed flush is the
+    flush loop's (:func:`flush_forever`), so a caller of :meth:`written` paces its own tries.
 
     A writer numbers the changes it stages (:meth:`staged`); a flush that succeeds has written
     every change staged before it began. So :meth:`written` can tell its caller that the
@@ -78,21 +83,21 @@ class Flushes:
 
     @classmethod
     def every(cls, interval_s: float, flush_once: Callable[[], Awaitable[bool]]) -> Flushes:
-        """For a writer that flushes every ``interval_s``: after a failure it pauses ten
+        """For a writer that flushes every ``interval_s``: after a failure its loop pauses ten
         intervals (at most 1 s) at first."""
         return cls(flush_once, Backoff(min(1.0, interval_s * 10)))
 
     def staged(self) -> None:
         self._staged += 1
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """True when it wrote everything staged before it began."""
         async with self._lock:
             upto = self._staged
-            if await self.flush_once():
-                self._written = max(self._written, upto)
-                self.backoff.succeeded()
-            else:
-                await self.backoff.failed()
+            if not await self.flush_once():
+                return False
+            self._written = max(self._written, upto)
+            return True
 
     async def written(self) -> bool:
         """Flush; True when every change staged before this call is in Redis."""

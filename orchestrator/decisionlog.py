@@ -90,7 +90,7 @@ class DecisionLogWriter:
 
     async def run(self) -> None:
         """Flush forever; on cancellation flush once more so a clean stop loses nothing."""
-        await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
+        await flush_forever(self._flushes, self._full, self._interval_s, self._redis.aclose)
 
     async def flush(self) -> None:
         """Write what is staged, one flush at a time."""
@@ -103,7 +103,7 @@ class DecisionLogWriter:
 
     async def _flush(self) -> bool:
         """Moves and deletes first, then appends in one pipeline; what fails is kept, staged
-        first, for a later try after a pause (:class:`Flushes`)."""
+        first, for a later try after a pause (:func:`flush_forever`)."""
         return await self._apply_moves_and_deletes() and await self._append()
 
     async def _append(self) -> bool:

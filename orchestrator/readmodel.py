@@ -130,7 +130,7 @@ class ReadModelWriter:
 
     async def run(self) -> None:
         """Flush forever; on cancellation flush once more so a clean stop loses nothing."""
-        await flush_forever(self.flush, self._full, self._interval_s, self._redis.aclose)
+        await flush_forever(self._flushes, self._full, self._interval_s, self._redis.aclose)
 
     async def aclose(self) -> None:
         """Flush what is staged and close the connection, for tools and tests that do not ``run()``."""

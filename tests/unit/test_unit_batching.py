@@ -82,21 +82,24 @@ def test_a_caller_waiting_behind_a_flush_in_flight_gets_its_own_flush() -> None:
     assert asyncio.run(scenario()) == (True, ["a", "b"])
 
 
-async def stop_during_a_flush(write: Callable[[], Awaitable[None]]) -> tuple[bool, bool, int]:
-    """Run the flush loop over ``write``, cancel it while a flush is in flight; say whether
-    it stopped, whether it closed, and how many flushes began."""
+async def stop_during_a_flush(
+    write: Callable[[], Awaitable[bool]], first_pause_s: float = 0.001, after_s: float = 0.0
+) -> tuple[bool, bool, int]:
+    """Run the flush loop over ``write``, cancel it ``after_s`` into the first flush; say
+    whether it stopped (within 2 s), whether it closed, and how many flushes began."""
     in_flush, closed, flushes = asyncio.Event(), asyncio.Event(), []
 
-    async def flush() -> None:
+    async def flush() -> bool:
         flushes.append(1)
         in_flush.set()
-        await write()
+        return await write()
 
     async def close() -> None:
         closed.set()
 
-    loop = asyncio.create_task(flush_forever(flush, asyncio.Event(), 0.01, close))
+    loop = asyncio.create_task(flush_forever(Flushes(flush, Backoff(first_pause_s)), asyncio.Event(), 0.01, close))
     await in_flush.wait()
+    await asyncio.sleep(after_s)
     loop.cancel()
     done, _ = await asyncio.wait([loop], timeout=2)
     if not done:
@@ -109,11 +112,12 @@ def test_a_stop_during_a_flush_loses_nothing_of_the_batch_in_flight() -> None:
     worker's stop, the batch was gone (a CI run lost a record so)."""
     staged, stored = ["a"], []
 
-    async def write() -> None:
+    async def write() -> bool:
         batch = list(staged)
         staged.clear()
         await asyncio.sleep(0.05)  # the pipeline on its way to Redis
         stored.extend(batch)
+        return True
 
     assert asyncio.run(stop_during_a_flush(write)) == (True, True, 2)
     assert stored == ["a"]
@@ -124,9 +128,20 @@ def test_the_flush_loop_stops_when_a_library_swallowed_the_cancellation() -> Non
     cancellation that arrives as the command completes: the loop stopped only on a
     CancelledError and flushed forever (a CI run hung on it)."""
 
-    async def write() -> None:
+    async def write() -> bool:
         # what 3.11's wait_for does when its call finishes as the cancel arrives:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.05)
+        return True
 
     assert asyncio.run(stop_during_a_flush(write)) == (True, True, 2)  # the flush in flight, then the last one
+
+
+def test_a_stop_during_the_pause_after_a_failed_flush_flushes_once_more_at_once() -> None:
+    """While Redis is down the loop pauses between tries; a worker told to stop must not sit
+    out the pause (up to 5 s) before its last try."""
+
+    async def refused() -> bool:
+        return False
+
+    assert asyncio.run(stop_during_a_flush(refused, first_pause_s=60, after_s=0.05)) == (True, True, 2)
