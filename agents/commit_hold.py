@@ -80,9 +80,9 @@ def commit_no_more(app: Any) -> None:
 
 async def in_redis(written: Written, wait_s: float = WAIT_S) -> bool:
     """``written()``, or False after ``wait_s``; the flush goes on in the background then
-    (shielded: a flush cancelled in the middle would drop the batch it took)."""
+    (a flush is shielded: :meth:`orchestrator.batching.Flushes.flush`)."""
     try:
-        return await asyncio.wait_for(asyncio.shield(written()), wait_s)
+        return await asyncio.wait_for(written(), wait_s)
     except TimeoutError:
         log.warning("Redis has not taken the writes of the records processed in %.0f s; offsets not committed", wait_s)
         return False

@@ -16,29 +16,23 @@ async def flush_forever(
 ) -> None:
     """Flush every ``interval_s``, or at once when ``full`` is set, pausing after each flush
     that fails (:class:`Backoff`); on cancellation flush once more, so a clean stop loses
-    nothing, then close.
+    nothing, then close. The last flush waits for one in flight (one at a time, each shielded:
+    :meth:`Flushes.flush`).
 
-    Each flush is shielded from the loop's cancellation. A flush has taken its batch off the
-    staged changes when it sends it, so one cut short by the worker's stop dropped that batch.
-    And on Python 3.11, ``asyncio.wait_for``, which redis-py sends each command through when a
-    socket timeout is set, drops a cancellation that arrives as the command completes (CPython
-    gh-86296, fixed in 3.12): the loop then never stopped. The cancellation now reaches the
-    loop, never redis-py; the last flush waits for the one in flight (one at a time).
-
-    ``asyncio.timeout``, not ``wait_for``, for the same 3.11 bug: a cancellation that arrived
-    as ``full`` was set was swallowed, and the loop ran on."""
+    ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a cancellation that arrives as
+    ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping."""
     try:
         while True:
             with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
                 async with asyncio.timeout(interval_s):
                     await full.wait()
             full.clear()
-            if await asyncio.shield(flushes.flush()):
+            if await flushes.flush():
                 flushes.backoff.succeeded()
             else:  # a stop cuts the pause short: the last flush does not wait for it
                 await flushes.backoff.failed()
     finally:
-        await asyncio.shield(flushes.flush())
+        await flushes.flush()
         await close()
 
 
@@ -91,7 +85,18 @@ class Flushes:
         self._staged += 1
 
     async def flush(self) -> bool:
-        """True when it wrote everything staged before it began."""
+        """True when it wrote everything staged before it began.
+
+        Shielded from its caller's cancellation (a worker stopping, a commit that waited long
+        enough): a flush has taken its batch off the staged changes when it sends it, so one cut
+        short dropped the batch, and a later flush then counted the lost changes as written. And
+        on Python 3.11, ``asyncio.wait_for``, which redis-py sends each command through when a
+        socket timeout is set, drops a cancellation that arrives as the command completes (CPython
+        gh-86296, fixed in 3.12): the flush loop then never stopped. Cancellations now stop at
+        the shield, never reaching redis-py."""
+        return await asyncio.shield(self._flush())
+
+    async def _flush(self) -> bool:
         async with self._lock:
             upto = self._staged
             if not await self.flush_once():

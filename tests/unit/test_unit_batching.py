@@ -145,3 +145,29 @@ def test_a_stop_during_the_pause_after_a_failed_flush_flushes_once_more_at_once(
         return False
 
     assert asyncio.run(stop_during_a_flush(refused, first_pause_s=60, after_s=0.05)) == (True, True, 2)
+
+
+def test_a_caller_cancelled_during_its_flush_loses_nothing_and_is_told_no_lie() -> None:
+    """An offset commit or an erasure waiting on ``written()`` may be cancelled as the worker
+    stops. Cut short, the flush dropped the batch it had taken, and the next ``written()``
+    then said yes for the lost changes: an erasure's deletes could be lost for good."""
+
+    async def scenario() -> tuple[bool, list[str]]:
+        staged, stored, taken = ["delete c-1"], [], asyncio.Event()
+
+        async def flush_once() -> bool:
+            batch = list(staged)
+            staged.clear()
+            taken.set()
+            await asyncio.sleep(0.05)  # the pipeline on its way to Redis
+            stored.extend(batch)
+            return True
+
+        flushes = Flushes(flush_once, Backoff(0.001))
+        flushes.staged()
+        caller = asyncio.create_task(flushes.written())
+        await taken.wait()
+        caller.cancel()
+        return await flushes.written(), stored
+
+    assert asyncio.run(scenario()) == (True, ["delete c-1"])

@@ -14,6 +14,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from agents.commit_hold import _acked, _put_back, in_redis
+from orchestrator.batching import Backoff, Flushes
 
 PARTITION = TP("orchestrator.customer-events", 0)
 
@@ -79,7 +80,7 @@ def test_a_commit_waits_for_redis_only_so_long_and_the_flush_goes_on() -> None:
         return True
 
     async def scenario() -> bool:
-        answer = await in_redis(slow, wait_s=0.01)
+        answer = await in_redis(Flushes(slow, Backoff(0.01)).written, wait_s=0.01)
         await asyncio.sleep(0.3)
         return answer
 
