@@ -88,9 +88,10 @@ async def settle(
     caller then keeps the profile and commits no offset again (``agents.commit_hold``), so the
     erasure is read again after the restart."""
     waiting, said = False, -retry_s
+    pause_s = min(retry_s, 1.0)  # between looks at ``stopping()``
     try:
         while not stopping():
-            pending, failed = await _undelivered(deliveries, min(retry_s, 1.0))
+            pending, failed = await _undelivered(deliveries, pause_s)
             unwritten = not await written()
             if not (pending or failed or unwritten):
                 return True
@@ -109,7 +110,7 @@ async def settle(
             if failed:
                 deliveries = pending + await send_again()
             elif unwritten:
-                await asyncio.sleep(min(retry_s, 1.0))
+                await asyncio.sleep(pause_s)
         return False
     finally:
         if waiting:

@@ -12,15 +12,20 @@ MOST_S = 5.0  # the longest pause between tries while Redis is down
 
 
 async def flush_forever(
-    flushes: Flushes, full: asyncio.Event, interval_s: float, close: Callable[[], Awaitable[None]]
+    flushes: Flushes,
+    full: asyncio.Event,
+    interval_s: float,
+    close: Callable[[], Awaitable[None]],
+    backoff: Backoff | None = None,
 ) -> None:
     """Flush every ``interval_s``, or at once when ``full`` is set, pausing after each flush
-    that fails (:class:`Backoff`); on cancellation flush once more, so a clean stop loses
-    nothing, then close. The last flush waits for one in flight (one at a time, each shielded:
-    :meth:`Flushes.flush`).
+    that fails (``backoff``: ten intervals, at most 1 s, at first); on cancellation flush once
+    more, so a clean stop loses nothing, then close. The last flush waits for one in flight
+    (one at a time, each shielded: :meth:`Flushes.flush`).
 
     ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a cancellation that arrives as
     ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping."""
+    backoff = backoff or Backoff(min(1.0, interval_s * 10))
     try:
         while True:
             with contextlib.suppress(TimeoutError):  # a quiet interval still flushes
@@ -28,9 +33,9 @@ async def flush_forever(
                     await full.wait()
             full.clear()
             if await flushes.flush():
-                flushes.backoff.succeeded()
+                backoff.succeeded()
             else:  # a stop cuts the pause short: the last flush does not wait for it
-                await flushes.backoff.failed()
+                await backoff.failed()
     finally:
         await flushes.flush()
         await close()
@@ -70,16 +75,9 @@ class Flushes:
     of the records it covers (``agents.commit_hold``)."""
 
     flush_once: Callable[[], Awaitable[bool]]  # True when it wrote everything it took
-    backoff: Backoff
     _staged: int = 0
     _written: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @classmethod
-    def every(cls, interval_s: float, flush_once: Callable[[], Awaitable[bool]]) -> Flushes:
-        """For a writer that flushes every ``interval_s``: after a failure its loop pauses ten
-        intervals (at most 1 s) at first."""
-        return cls(flush_once, Backoff(min(1.0, interval_s * 10)))
 
     def staged(self) -> None:
         self._staged += 1

@@ -42,7 +42,7 @@ class DecisionLogWriter:
         self._moves: dict[str, str] = {}  # merged-away customer's list -> the survivor's
         self._count = 0
         self._full = asyncio.Event()
-        self._flushes = Flushes.every(interval_s, self._flush)
+        self._flushes = Flushes(self._flush)
 
     @property
     def pending(self) -> int:

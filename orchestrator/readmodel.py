@@ -99,7 +99,7 @@ class ReadModelWriter:
         self._pending: dict[str, tuple[CustomerState, float]] = {}
         self._deletes: set[str] = set()
         self._full = asyncio.Event()
-        self._flushes = Flushes.every(interval_s, self._flush)
+        self._flushes = Flushes(self._flush)
 
     def stage(self, state: CustomerState, now: float) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.

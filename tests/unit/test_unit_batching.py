@@ -23,7 +23,7 @@ class Store:
         self.staged: list[str] = []
         self.stored: list[str] = []
         self.down = False
-        self.flushes = Flushes(self.flush_once, Backoff(first_s=0.001))
+        self.flushes = Flushes(self.flush_once)
         self.while_writing: list[str] = []  # staged while a flush is in flight
 
     def stage(self, item: str) -> None:
@@ -97,7 +97,7 @@ async def stop_during_a_flush(
     async def close() -> None:
         closed.set()
 
-    loop = asyncio.create_task(flush_forever(Flushes(flush, Backoff(first_pause_s)), asyncio.Event(), 0.01, close))
+    loop = asyncio.create_task(flush_forever(Flushes(flush), asyncio.Event(), 0.01, close, Backoff(first_pause_s)))
     await in_flush.wait()
     await asyncio.sleep(after_s)
     loop.cancel()
@@ -163,7 +163,7 @@ def test_a_caller_cancelled_during_its_flush_loses_nothing_and_is_told_no_lie() 
             stored.extend(batch)
             return True
 
-        flushes = Flushes(flush_once, Backoff(0.001))
+        flushes = Flushes(flush_once)
         flushes.staged()
         caller = asyncio.create_task(flushes.written())
         await taken.wait()

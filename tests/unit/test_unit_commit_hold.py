@@ -6,15 +6,17 @@ few attributes it reads, so they check the put-back against the real thing."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from typing import Any
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from agents.commit_hold import _acked, _put_back, in_redis
-from orchestrator.batching import Backoff, Flushes
+from agents.commit_hold import REPEAT_S, _acked, _Held, _put_back, in_redis
+from orchestrator.batching import Flushes
 
 PARTITION = TP("orchestrator.customer-events", 0)
 
@@ -80,9 +82,31 @@ def test_a_commit_waits_for_redis_only_so_long_and_the_flush_goes_on() -> None:
         return True
 
     async def scenario() -> bool:
-        answer = await in_redis(Flushes(slow, Backoff(0.01)).written, wait_s=0.01)
+        answer = await in_redis(Flushes(slow).written, wait_s=0.01)
         await asyncio.sleep(0.3)
         return answer
 
     assert asyncio.run(scenario()) is False
     assert done == [True]
+
+
+def test_held_commits_are_told_once_when_they_begin_and_once_when_they_end(caplog: pytest.LogCaptureFixture) -> None:
+    held = _Held()
+    with caplog.at_level(logging.INFO, logger="agents.commit_hold"):
+        for _ in range(5):
+            held.said(False, 5.0)
+        held.said(True, 5.0)
+        held.said(True, 5.0)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "offsets not committed" in caplog.records[0].getMessage()
+    assert "committed after" in caplog.records[1].getMessage()
+
+
+def test_held_commits_are_told_again_once_a_minute_while_they_last(caplog: pytest.LogCaptureFixture) -> None:
+    held = _Held()
+    with caplog.at_level(logging.WARNING, logger="agents.commit_hold"):
+        held.said(False, 5.0)
+        held.said_at -= REPEAT_S  # a minute on
+        held.said(False, 5.0)
+        held.said(False, 5.0)
+    assert len(caplog.records) == 2
