@@ -15,8 +15,16 @@ from dataclasses import dataclass, field
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import fold
-from orchestrator.core.policy import NOT_CONTACTS, Policy, contactable, forget_contact, hold_back_reason, record_contact
-from orchestrator.core.rules import Held, post_purchase, remarketing, stop_chasing
+from orchestrator.core.policy import (
+    ALREADY_CONVERTED,
+    NOT_CONTACTS,
+    Policy,
+    contactable,
+    forget_contact,
+    hold_back_reason,
+    record_contact,
+)
+from orchestrator.core.rules import Held, post_purchase, remarketing, stop_after_merge, stop_chasing
 from orchestrator.core.state import CustomerState, remember
 from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
 
@@ -75,6 +83,18 @@ def decide(
     )
 
 
+def decide_merged(state: CustomerState, event: Event, now: float, policy: Policy = DEFAULT_POLICY) -> Decision | None:
+    """What a merge of two profiles into ``state`` (in place) calls for at once: stopping the
+    ads one of them runs for what the other bought or was refused (:func:`stop_after_merge`).
+    None when it calls for nothing, as most merges do."""
+    candidates = stop_after_merge(state, event, policy, now)
+    if not candidates:
+        return None
+    held: list[Held] = []
+    sent = _apply_policy(state, candidates, held, policy, now)
+    return Decision(state=state, commands=_final_check(state, sent, held, policy), held=held)
+
+
 def _writable(state: CustomerState, in_place: bool) -> CustomerState:
     return state if in_place else state.thaw()
 
@@ -127,13 +147,23 @@ def _apply_policy(
     is measured at ``now``: a command that can no longer be acted on is not sent."""
     sent: list[Command] = []
     for command in candidates:
-        reason = hold_back_reason(state, command, policy, command.issued_at, now)
+        reason = hold_back_reason(state, command, policy, command.issued_at, now) or _already_bought(state, command)
         if reason is not None:
             held.append(Held(command, reason))
             continue
         _remember_sent(state, command, command.issued_at)
         sent.append(command)
     return sent
+
+
+def _already_bought(state: CustomerState, command: Command) -> str | None:
+    """No ad for a product the customer has bought, whatever proposed it: the built-in rule
+    checks before it proposes one, but a journey's wait may end after a purchase it never
+    saw (made on a profile merged in after it began)."""
+    subject = _remarketed_subject(command)
+    if subject is not None and subject.startswith("product:") and subject.removeprefix("product:") in state.purchased:
+        return ALREADY_CONVERTED
+    return None
 
 
 def _final_check(state: CustomerState, commands: list[Command], held: list[Held], policy: Policy) -> list[Command]:

@@ -99,6 +99,28 @@ def stop_chasing(state: CustomerState, event: Event, policy: Policy, now: float)
     return []
 
 
+def stop_after_merge(state: CustomerState, event: Event, policy: Policy, now: float) -> list[Command]:
+    """:func:`stop_chasing` for two profiles just merged into ``state``: an ad may run on one
+    for what was bought, or after an opt-out made, on the other, if the purchase or the
+    opt-out reached its profile before the merge did (in a stream, an event can race the
+    hand-over). ``event`` is the hand-over: the stop is decided once, when it arrives."""
+    if not state.remarketed:
+        return []
+    if not has_consent(state, "ads", policy):
+        subjects = sorted(state.remarketed)
+        return [stop_remarketing(state, event, subjects, "withdrew consent for ads; was remarketing", now)]
+    last_bought = max(state.purchased.values(), default=None)
+    stopped = sorted(s for s, since in state.remarketed.items() if _answered_by_purchases(s, since, state, last_bought))
+    return [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
+
+
+def _answered_by_purchases(subject: str, since: float, state: CustomerState, last_bought: float | None) -> bool:
+    """A product bought at any time; a query by any purchase since its ad began."""
+    if subject.startswith("query:"):
+        return last_bought is not None and last_bought >= since
+    return subject.removeprefix("product:") in state.purchased
+
+
 def stop_remarketing(state: CustomerState, event: Event, subjects: list[str], why: str, now: float) -> Command:
     return make_command(
         customer_id=who(state),

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.core.decide import WAKE, Decision, decide
+from orchestrator.core.decide import WAKE, Decision, decide, decide_merged
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState, append_bounded
@@ -219,7 +219,8 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
     repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
-    return Effects(record=Profile(merged), sends=[*repoints, confirm], counted="merged_in")
+    decision = decide_merged(merged, event, now, policy)
+    return Effects(record=Profile(merged), decision=decision, sends=[*repoints, confirm], counted="merged_in")
 
 
 def _merged(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:

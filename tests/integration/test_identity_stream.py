@@ -99,6 +99,24 @@ def test_login_merges_browsing_while_events_race_the_merge(
     assert worker.metric("orchestrator_identity_events_total", outcome="merged_in") >= 1
 
 
+def test_a_purchase_racing_the_merge_still_stops_the_ad_the_anonymous_profile_runs(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    """Whichever comes first at the survivor, the purchase or the anonymous profile's state,
+    the ad for what was bought is stopped once."""
+    view = ev("rr-1", "product_view", cookie="ck-rr", email="rr@example.com", props={"product": "sku-rr"})
+    login = ev("rr-2", "identify", "rrbuyer", email="rr@example.com")
+    purchase = ev("rr-3", "purchase", "rrbuyer", props={"product": "sku-rr", "value": 30})
+    for topic, doc in (("web", view), ("app", login), ("store", purchase)):
+        worker.producer.send(worker.names.events(topic), value=json.dumps(doc).encode())
+    worker.producer.flush(timeout=30)
+
+    profile_when(store, prefix, "rrbuyer", lambda p: p["events"] == 3 and not p["remarketed"])
+
+    stops = [c for c in worker.commands(100, timeout=10, customer="rrbuyer") if c["action"] == "remarketing_stop"]
+    assert [c["payload"]["subjects"] for c in stops] == [["product:sku-rr"]]
+
+
 def test_identifiers_are_hashed_in_state_redis_and_internal_topics(
     worker: WorkerProcess, store: redis.Redis, prefix: str
 ) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import pytest
 from stories import T0, identified_event
 
+from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
@@ -16,6 +18,9 @@ from orchestrator.identity.graph import ERASE, LINK, MAX_HOPS, MERGE_IN, Context
 from orchestrator.identity.local import LocalGraph
 from orchestrator.identity.merge import merge_consent, merge_states, survivor_order
 from orchestrator.identity.tokens import Hasher, tokens_of
+from orchestrator.journeys.catalogue import Catalogue
+from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.loader import load_dir
 
 _ids = itertools.count()
 
@@ -232,3 +237,60 @@ def test_tokens_put_the_most_stable_identifier_first() -> None:
     assert customer_key(None, {"zz": "1", "cookie": "c"}) == "cookie:c"
     with pytest.raises(ValueError):
         customer_key(None, {})
+
+
+def _racing_merge(graph: LocalGraph, last: Event) -> None:
+    """An ad runs on an anonymous profile; the customer logs in and ``last`` reaches the
+    known profile before the anonymous one has moved in (the stream's race; replay never
+    has it, as it finishes each merge before the next event)."""
+    graph.submit(ev("product_view", 0, cookie="ck-1", email="a@x", props={"product": "sku-9"}), T0)
+    graph.queue.append(ev("identify", 1, customer_id="c-alice", email="a@x"))
+    graph.step(T0 + 1)  # a link to the email's key is queued; the merge has not happened
+    graph.queue.append(last)
+    graph.drain(T0 + 2)
+
+
+@pytest.mark.parametrize(
+    ("last", "stopped"),
+    [
+        (ev("purchase", 2, customer_id="c-alice", props={"product": "sku-9", "value": 30.0}), "bought"),
+        (ev("consent", 2, customer_id="c-alice", props={"channel": "ads", "granted": False}), "withdrew consent"),
+    ],
+)
+def test_an_ad_running_on_a_profile_merged_in_after_a_purchase_or_opt_out_is_stopped(last: Event, stopped: str) -> None:
+    graph = LocalGraph(Context(Policy(), engine=None))
+    _racing_merge(graph, last)
+    assert graph.commands[0].action == "remarketing_ad"
+    stops = [c for c in graph.commands if c.action == "remarketing_stop"]
+    assert len(stops) == 1 and stopped in stops[0].reason
+    assert stops[0].payload == {"subjects": ["product:sku-9"]} and stops[0].customer_id == "c-alice"
+    merged = graph.profile("c-alice")
+    assert merged is not None and merged.remarketed == {}
+
+
+def test_a_merge_with_nothing_to_answer_stops_nothing() -> None:
+    graph = LocalGraph(Context(Policy(), engine=None))
+    _racing_merge(graph, ev("page_view", 2, customer_id="c-alice"))
+    assert "remarketing_stop" not in [c.action for c in graph.commands]
+    merged = graph.profile("c-alice")
+    assert merged is not None and list(merged.remarketed) == ["product:sku-9"]
+
+
+def test_a_journey_ad_for_what_a_profile_merged_in_later_bought_is_held_back() -> None:
+    """The anonymous profile's journey waits a day for its ad; the purchase reached the known
+    profile before the merge, so the journey never saw its goal. The ad is not sent."""
+    journeys, errors = load_dir(Path(__file__).resolve().parents[2] / "journeys")
+    assert not errors
+    browse_journey = [j for j in journeys if j.id == "remarketing_after_browse"]
+    graph = LocalGraph(Context(Policy(rules=frozenset()), engine=Engine(Catalogue.of(browse_journey))))
+    _racing_merge(graph, ev("purchase", 2, customer_id="c-alice", props={"product": "sku-9", "value": 30.0}))
+    merged = graph.profile("c-alice")
+    assert merged is not None and "remarketing_after_browse" in merged.journeys
+
+    wake = merged.next_wake()
+    assert wake is not None
+    graph.submit(Event("timer", WAKE, wake, "c-alice", "timer", wake), wake)
+
+    assert [c.action for c in graph.commands] == []
+    held = [h for _, effects in graph.seen if effects.decision for h in effects.decision.held]
+    assert [(h.command.action, h.reason) for h in held] == [("remarketing_ad", "already_converted")]
