@@ -19,7 +19,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from orchestrator.batching import Flushes, flush_forever
+from orchestrator.batching import Flushes, FlushFailed, flush_forever
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class DecisionLogWriter:
         await flush_forever(self._flushes, self._full, self._interval_s, self._redis.aclose)
 
     async def flush(self) -> None:
-        """Write what is staged, one flush at a time."""
+        """Write what is staged, one flush at a time; :class:`FlushFailed` when Redis does not take it."""
         await self._flushes.flush()
 
     async def written(self) -> bool:
@@ -101,14 +101,15 @@ class DecisionLogWriter:
         for its decision lists to go, an offset commit for the records it covers)."""
         return await self._flushes.written()
 
-    async def _flush(self) -> bool:
+    async def _flush(self) -> None:
         """Moves and deletes first, then appends in one pipeline; what fails is kept, staged
-        first, for a later try after a pause (:func:`flush_forever`)."""
-        return await self._apply_moves_and_deletes() and await self._append()
+        first, for a later try after a pause, and :class:`FlushFailed` says so (:func:`flush_forever`)."""
+        await self._apply_moves_and_deletes()
+        await self._append()
 
-    async def _append(self) -> bool:
+    async def _append(self) -> None:
         if not self._pending:
-            return True
+            return
         batch, self._pending, self._count = self._pending, {}, 0
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -117,12 +118,10 @@ class DecisionLogWriter:
                     pipe.ltrim(key, -self._kept, -1)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            log.warning("decision log flush of %d customers failed, will retry: %s", len(batch), exc)
             self._restore(batch)
-            return False
-        return True
+            raise FlushFailed(f"decision log flush of {len(batch)} customers failed: {exc}") from exc
 
-    async def _apply_moves_and_deletes(self) -> bool:
+    async def _apply_moves_and_deletes(self) -> None:
         """Before new records are appended (so not at all while these fail): a new profile
         under an erased key starts empty."""
         moves, self._moves = self._moves, {}
@@ -139,11 +138,9 @@ class DecisionLogWriter:
             if deletes:
                 await self._redis.delete(*deletes)
         except (redis.RedisError, OSError) as exc:
-            log.warning("decision log moves/deletes failed, will retry: %s", exc)
             self._moves = moves | self._moves
             self._deletes |= deletes
-            return False
-        return True
+            raise FlushFailed(f"decision log moves/deletes failed: {exc}") from exc
 
     def _restore(self, batch: dict[str, list[str]]) -> None:
         """Put a failed batch back in front of what was staged meanwhile, still bounded."""
