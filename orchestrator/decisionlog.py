@@ -153,7 +153,7 @@ class DecisionLogWriter:
 def read_decisions(
     url: str, prefix: str, customer_key: str, limit: int = 20, timeout_s: float = 3.0
 ) -> list[dict[str, Any]]:
-    """The customer's newest ``limit`` decisions, oldest first; [] when there are none."""
+    """The customer's newest ``limit`` decisions, oldest first (by ``decided_at``); [] when there are none."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         return newest_decisions(client, prefix, customer_key, limit)
@@ -162,8 +162,14 @@ def read_decisions(
 
 
 def newest_decisions(client: redis.Redis, prefix: str, customer_key: str, limit: int) -> list[dict[str, Any]]:
-    """The same on a client the caller holds, for tools that ask Redis more than once."""
+    """The same on a client the caller holds, for tools that ask Redis more than once.
+
+    Ordered by when each was decided, not by place in the list: a merged-away profile's list
+    is appended to the survivor's whole (:meth:`DecisionLogWriter.move`), so its older
+    decisions came after the survivor's newer ones. The whole list is read: it holds at most
+    ``kept`` records."""
     if limit < 1:
         return []
-    raw = client.lrange(decisions_key(prefix, customer_key), -limit, -1)
-    return [json.loads(item) for item in raw]
+    records = [json.loads(item) for item in client.lrange(decisions_key(prefix, customer_key), 0, -1)]
+    records.sort(key=lambda record: record.get("decided_at", 0.0))  # stable: list order breaks ties
+    return records[-limit:]
