@@ -1,7 +1,9 @@
 """Each customer's recent decisions in Redis, for ``orchestrator explain``.
 
 One list per customer, ``<prefix>decisions:<customer key>``, oldest first,
-holding the newest ``kept`` audit records as JSON. Writes are batched like the
+holding the newest ``kept`` audit records as JSON (after a merge, the merged-away
+profile's list follows the survivor's, so readers order by ``decided_at``:
+:func:`newest_decisions`). Writes are batched like the
 read model's: the decision agent stages records and a background loop writes
 each batch in one pipeline (RPUSH the records, then LTRIM to the newest
 ``kept``), so a burst of decisions costs a round trip per batch, not per event.
