@@ -64,7 +64,7 @@ def attach_decide(
         app,
         counts=lambda value: not value.startswith(records.MARK),  # not a pointer or a suppression
     )
-    ctx = Context(settings.policy(), runtime.engine)
+    ctx = Context(settings.policy(), runtime.engine, hasher=settings.hasher())
     readmodel = ReadModelWriter(
         settings.redis_url,
         settings.topic_prefix,

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+log = logging.getLogger(__name__)
 MOST_S = 5.0  # the longest pause between tries while Redis is down
+
+
+class FlushFailed(Exception):
+    """A flush that did not write everything it took (Redis down); what it took is staged again.
+
+    The message is the log line. Only the flush loop warns of it (:func:`flush_forever`), once
+    per try, its tries spaced by :class:`Backoff`: the offset commits and erasures that flush
+    through :meth:`Flushes.written` try about once a second each, and a warning per try of
+    theirs flooded the log for as long as Redis was down."""
 
 
 async def flush_forever(
@@ -18,10 +29,10 @@ async def flush_forever(
     close: Callable[[], Awaitable[None]],
     backoff: Backoff | None = None,
 ) -> None:
-    """Flush every ``interval_s``, or at once when ``full`` is set, pausing after each flush
-    that fails (``backoff``: ten intervals, at most 1 s, at first); on cancellation flush once
-    more, so a clean stop loses nothing, then close. The last flush waits for one in flight
-    (one at a time, each shielded: :meth:`Flushes.flush`).
+    """Flush every ``interval_s``, or at once when ``full`` is set, warning of each flush that
+    fails and pausing after it (``backoff``: ten intervals, at most 1 s, at first); on
+    cancellation flush once more, so a clean stop loses nothing, then close. The last flush
+    waits for one in flight (one at a time, each shielded: :meth:`Flushes.flush`).
 
     ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a cancellation that arrives as
     ``full`` is set is swallowed by ``wait_for``, and the loop then ran on, never stopping."""
@@ -32,13 +43,21 @@ async def flush_forever(
                 async with asyncio.timeout(interval_s):
                     await full.wait()
             full.clear()
-            if await flushes.flush():
+            try:
+                await flushes.flush()
+            except FlushFailed as exc:  # a stop cuts the pause short: the last flush does not wait for it
+                pause = backoff.next_pause()
+                log.warning("%s; trying again in %.1f s", exc, pause)
+                await asyncio.sleep(pause)
+            else:
                 backoff.succeeded()
-            else:  # a stop cuts the pause short: the last flush does not wait for it
-                await backoff.failed()
     finally:
-        await flushes.flush()
-        await close()
+        try:
+            await flushes.flush()
+        except FlushFailed as exc:
+            log.warning("%s; the writer stops without it", exc)
+        finally:
+            await close()
 
 
 @dataclass
@@ -51,9 +70,6 @@ class Backoff:
     first_s: float
     _next_s: float = 0.0
 
-    async def failed(self) -> None:
-        await asyncio.sleep(self.next_pause())
-
     def next_pause(self) -> float:
         pause = self._next_s or self.first_s
         self._next_s = min(MOST_S, pause * 2)
@@ -65,8 +81,9 @@ class Backoff:
 
 @dataclass
 class Flushes:
-    """One flush at a time, and how far they got; the pause after a failed flush is the
-    flush loop's (:func:`flush_forever`), so a caller of :meth:`written` paces its own tries.
+    """One flush at a time, and how far they got; the pause after a failed flush and the
+    warning are the flush loop's (:func:`flush_forever`), so a caller of :meth:`written` paces
+    its own tries and says what it must of them.
 
     A writer numbers the changes it stages (:meth:`staged`); a flush that succeeds has written
     every change staged before it began. So :meth:`written` can tell its caller that the
@@ -74,7 +91,7 @@ class Flushes:
     are still on their way: an erasure waits for its deletes, an offset commit for the profiles
     of the records it covers (``agents.commit_hold``)."""
 
-    flush_once: Callable[[], Awaitable[bool]]  # True when it wrote everything it took
+    flush_once: Callable[[], Awaitable[None]]  # raises FlushFailed when it did not write all it took
     _staged: int = 0
     _written: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -82,8 +99,8 @@ class Flushes:
     def staged(self) -> None:
         self._staged += 1
 
-    async def flush(self) -> bool:
-        """True when it wrote everything staged before it began.
+    async def flush(self) -> None:
+        """Write everything staged before it began, or raise :class:`FlushFailed`.
 
         Shielded from its caller's cancellation (a worker stopping, a commit that waited long
         enough): a flush has taken its batch off the staged changes when it sends it, so one cut
@@ -92,20 +109,22 @@ class Flushes:
         socket timeout is set, drops a cancellation that arrives as the command completes (CPython
         gh-86296, fixed in 3.12): the flush loop then never stopped. Cancellations now stop at
         the shield, never reaching redis-py."""
-        return await asyncio.shield(self._flush())
+        await asyncio.shield(self._flush())
 
-    async def _flush(self) -> bool:
+    async def _flush(self) -> None:
         async with self._lock:
             upto = self._staged
-            if not await self.flush_once():
-                return False
+            await self.flush_once()
             self._written = max(self._written, upto)
-            return True
 
     async def written(self) -> bool:
-        """Flush; True when every change staged before this call is in Redis."""
+        """Flush; True when every change staged before this call is in Redis. A failed flush
+        is logged at debug level only: the flush loop warns of the outage (:class:`FlushFailed`)."""
         wanted = self._staged
-        await self.flush()
+        try:
+            await self.flush()
+        except FlushFailed as exc:
+            log.debug("%s; written() says no", exc)
         return self._written >= wanted
 
 

@@ -1,7 +1,9 @@
 """Each customer's recent decisions in Redis, for ``orchestrator explain``.
 
 One list per customer, ``<prefix>decisions:<customer key>``, oldest first,
-holding the newest ``kept`` audit records as JSON. Writes are batched like the
+holding the newest ``kept`` audit records as JSON (after a merge, the merged-away
+profile's list follows the survivor's, so readers order by ``decided_at``:
+:func:`newest_decisions`). Writes are batched like the
 read model's: the decision agent stages records and a background loop writes
 each batch in one pipeline (RPUSH the records, then LTRIM to the newest
 ``kept``), so a burst of decisions costs a round trip per batch, not per event.
@@ -19,7 +21,7 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from orchestrator.batching import Flushes, flush_forever
+from orchestrator.batching import Flushes, FlushFailed, flush_forever
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +95,7 @@ class DecisionLogWriter:
         await flush_forever(self._flushes, self._full, self._interval_s, self._redis.aclose)
 
     async def flush(self) -> None:
-        """Write what is staged, one flush at a time."""
+        """Write what is staged, one flush at a time; :class:`FlushFailed` when Redis does not take it."""
         await self._flushes.flush()
 
     async def written(self) -> bool:
@@ -101,14 +103,15 @@ class DecisionLogWriter:
         for its decision lists to go, an offset commit for the records it covers)."""
         return await self._flushes.written()
 
-    async def _flush(self) -> bool:
+    async def _flush(self) -> None:
         """Moves and deletes first, then appends in one pipeline; what fails is kept, staged
-        first, for a later try after a pause (:func:`flush_forever`)."""
-        return await self._apply_moves_and_deletes() and await self._append()
+        first, for a later try after a pause, and :class:`FlushFailed` says so (:func:`flush_forever`)."""
+        await self._apply_moves_and_deletes()
+        await self._append()
 
-    async def _append(self) -> bool:
+    async def _append(self) -> None:
         if not self._pending:
-            return True
+            return
         batch, self._pending, self._count = self._pending, {}, 0
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -117,12 +120,10 @@ class DecisionLogWriter:
                     pipe.ltrim(key, -self._kept, -1)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:
-            log.warning("decision log flush of %d customers failed, will retry: %s", len(batch), exc)
             self._restore(batch)
-            return False
-        return True
+            raise FlushFailed(f"decision log flush of {len(batch)} customers failed: {exc}") from exc
 
-    async def _apply_moves_and_deletes(self) -> bool:
+    async def _apply_moves_and_deletes(self) -> None:
         """Before new records are appended (so not at all while these fail): a new profile
         under an erased key starts empty."""
         moves, self._moves = self._moves, {}
@@ -139,11 +140,9 @@ class DecisionLogWriter:
             if deletes:
                 await self._redis.delete(*deletes)
         except (redis.RedisError, OSError) as exc:
-            log.warning("decision log moves/deletes failed, will retry: %s", exc)
             self._moves = moves | self._moves
             self._deletes |= deletes
-            return False
-        return True
+            raise FlushFailed(f"decision log moves/deletes failed: {exc}") from exc
 
     def _restore(self, batch: dict[str, list[str]]) -> None:
         """Put a failed batch back in front of what was staged meanwhile, still bounded."""
@@ -156,7 +155,7 @@ class DecisionLogWriter:
 def read_decisions(
     url: str, prefix: str, customer_key: str, limit: int = 20, timeout_s: float = 3.0
 ) -> list[dict[str, Any]]:
-    """The customer's newest ``limit`` decisions, oldest first; [] when there are none."""
+    """The customer's newest ``limit`` decisions, oldest first (by ``decided_at``); [] when there are none."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         return newest_decisions(client, prefix, customer_key, limit)
@@ -165,8 +164,14 @@ def read_decisions(
 
 
 def newest_decisions(client: redis.Redis, prefix: str, customer_key: str, limit: int) -> list[dict[str, Any]]:
-    """The same on a client the caller holds, for tools that ask Redis more than once."""
+    """The same on a client the caller holds, for tools that ask Redis more than once.
+
+    Ordered by when each was decided, not by place in the list: a merged-away profile's list
+    is appended to the survivor's whole (:meth:`DecisionLogWriter.move`), so its older
+    decisions came after the survivor's newer ones. The whole list is read: it holds at most
+    ``kept`` records."""
     if limit < 1:
         return []
-    raw = client.lrange(decisions_key(prefix, customer_key), -limit, -1)
-    return [json.loads(item) for item in raw]
+    records = [json.loads(item) for item in client.lrange(decisions_key(prefix, customer_key), 0, -1)]
+    records.sort(key=lambda record: record.get("decided_at", 0.0))  # stable: list order breaks ties
+    return records[-limit:]

@@ -27,7 +27,7 @@ import redis
 import redis.asyncio as aioredis
 
 from orchestrator import metrics
-from orchestrator.batching import Flushes, flush_forever
+from orchestrator.batching import Flushes, FlushFailed, flush_forever
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.nba import next_best_actions
 from orchestrator.core.policy import Policy
@@ -133,7 +133,8 @@ class ReadModelWriter:
         await flush_forever(self._flushes, self._full, self._interval_s, self._redis.aclose)
 
     async def aclose(self) -> None:
-        """Flush what is staged and close the connection, for tools and tests that do not ``run()``."""
+        """Flush what is staged and close the connection, for tools and tests that do not ``run()``
+        (:class:`FlushFailed` when Redis does not take it; closed either way)."""
         try:
             await self.flush()
         finally:
@@ -154,7 +155,7 @@ class ReadModelWriter:
         return found
 
     async def flush(self) -> None:
-        """Write what is staged, one flush at a time."""
+        """Write what is staged, one flush at a time; :class:`FlushFailed` when Redis does not take it."""
         await self._flushes.flush()
 
     async def written(self) -> bool:
@@ -162,10 +163,11 @@ class ReadModelWriter:
         for its profiles and aliases to go, an offset commit for the profiles it covers)."""
         return await self._flushes.written()
 
-    async def _flush(self) -> bool:
-        """One round trip: an MSET, or MSET and DEL in one transaction when something goes."""
+    async def _flush(self) -> None:
+        """One round trip: an MSET, or MSET and DEL in one transaction when something goes; what
+        fails is staged again (newer profiles win) and :class:`FlushFailed` says so."""
         if not self._pending and not self._deletes:
-            return True
+            return
         batch, self._pending = self._pending, {}
         deletes, self._deletes = self._deletes, set()
         rendered = self._render(batch)
@@ -174,14 +176,12 @@ class ReadModelWriter:
             await self._write(rendered, deletes)
         except (redis.RedisError, OSError) as exc:
             metrics.READMODEL_ERRORS.inc()
-            log.warning("read model flush of %d profiles failed, will retry: %s", len(batch), exc)
             self._pending = batch | self._pending
             self._deletes = (deletes - self._pending.keys()) | self._deletes
             metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
-            return False
+            raise FlushFailed(f"read model flush of {len(batch)} profiles failed: {exc}") from exc
         metrics.READMODEL_WRITES.inc(len(batch))
         metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
-        return True
 
     async def _write(self, rendered: dict[str, bytes], deletes: set[str]) -> None:
         if not deletes:

@@ -12,6 +12,7 @@ import json
 import re
 import time
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any
 
 import msgpack
@@ -69,8 +70,13 @@ def routing_key(text: str, hasher: Hasher) -> str:
 
 
 def erase_request(key: str, suppress: bool, requested_by: str) -> Event:
-    """The same control event a channel's ``erase`` becomes; the random origin makes its id unique."""
-    return control(ERASE, key, time.time(), uuid.uuid4().hex, suppress=suppress, requested_by=requested_by)
+    """The same control event a channel's ``erase`` becomes, its id random: unique, and the one
+    the audit record carries as ``request_id`` (the command waits for it; the worker writes the
+    same one if it reads the request again). A control event's usual id names its key, and the
+    key of an identifier is the raw address when no hash key is set: the audit record, kept
+    for good, kept it."""
+    request = control(ERASE, key, time.time(), "cli", suppress=suppress, requested_by=requested_by)
+    return replace(request, event_id=f"{ERASE}:{uuid.uuid4().hex}")
 
 
 def describe(record: dict[str, Any]) -> str:

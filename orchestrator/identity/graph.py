@@ -33,7 +33,7 @@ from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
 from orchestrator.identity.records import Forward, Missing, Profile, Record, Suppressed
-from orchestrator.identity.tokens import CUSTOMER_ID, profile_key_for, tokens_of
+from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, profile_key_for, tokens_of
 from orchestrator.journeys.engine import Engine
 
 LINK = "__link__"
@@ -66,6 +66,7 @@ class Context:
     policy: Policy
     engine: Engine | None
     in_place: bool = False  # decide() may update states in place: the caller keeps no old copies
+    hasher: Hasher = PLAIN  # the deployment's: the erasure audit names no raw identifier
 
 
 def handle(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
@@ -240,7 +241,7 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
     if not isinstance(record, Profile):
         # Nothing stored, yet the read model is cleared again: this may be the erasure read
         # again after a crash that wrote the table but lost the read model's deletes.
-        audit = _audit(key, event, now, suppress, aliases=0, found=False)
+        audit = _audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=0, found=False)
         return Effects(record=Suppressed() if suppress else None, forget=[key], audit=audit, counted="erased")
     state = record.state
     owners = sorted({key, *state.aliases})
@@ -253,7 +254,7 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         sends=sends,
         forget=[key],
         forget_tokens=_tokens(state),
-        audit=_audit(key, event, now, suppress, aliases=len(keys), found=True),
+        audit=_audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=len(keys), found=True),
         counted="erased",
     )
 
@@ -276,11 +277,13 @@ def _tokens(state: CustomerState) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _audit(key: str, event: Event, now: float, suppress: bool, *, aliases: int, found: bool) -> dict[str, Any]:
-    """Proof that an erasure happened, holding no personal data beyond the key asked about."""
+def _audit(customer: str, event: Event, now: float, suppress: bool, *, aliases: int, found: bool) -> dict[str, Any]:
+    """Proof that an erasure happened, holding no personal data: ``customer`` is the profile key
+    as :meth:`Hasher.pseudonym` gives it, and the request id is the erase event's, which
+    ``orchestrator erase`` makes random (``orchestrator.cli.erase.erase_request``)."""
     return {
         "kind": "erasure",
-        "customer": key,
+        "customer": customer,
         "request_id": event.event_id,
         "requested_by": str(event.properties.get("requested_by") or event.channel or "unknown"),
         "requested_at": event.ts,

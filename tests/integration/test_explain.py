@@ -136,6 +136,32 @@ def test_explain_json_gives_the_records_and_limit_keeps_the_newest(prefix: str, 
     assert json.loads(result.stdout) == written[1:]
 
 
+def test_a_merged_profile_s_decisions_are_explained_in_the_order_they_were_decided(prefix: str) -> None:
+    """The merged-away profile's list is appended to the survivor's whole: its oldest decision
+    was printed last, after the survivor's newer ones, though ``--help`` says newest last."""
+
+    def decided(at: float) -> dict[str, Any]:
+        return {"event_ts": at, "decided_at": at, "event_type": "page_view", "channel": "web", "event_id": f"p-{at}"}
+
+    async def scenario() -> None:
+        writer = DecisionLogWriter(REDIS_URL, prefix, interval_s=0.01)
+        for at in (T0 + 1, T0 + 3):
+            writer.stage("c-survivor", decided(at))
+        for at in (T0, T0 + 2):
+            writer.stage("c-merged", decided(at))
+        await writer.flush()
+        writer.move("c-merged", "c-survivor")
+        await stopped(writer)
+
+    asyncio.run(scenario())
+    every = explain(prefix, "c-survivor", "--json")
+    newest = explain(prefix, "c-survivor", "--json", "--limit", "3")
+
+    assert every.returncode == 0, every.stderr
+    assert [r["decided_at"] for r in json.loads(every.stdout)] == [T0, T0 + 1, T0 + 2, T0 + 3]
+    assert [r["decided_at"] for r in json.loads(newest.stdout)] == [T0 + 1, T0 + 2, T0 + 3]
+
+
 def test_explain_finds_a_customer_by_an_identifier_through_its_alias(
     prefix: str, client: redis.Redis, written: list[dict[str, Any]]
 ) -> None:

@@ -12,6 +12,7 @@ import stories
 from stories import T0
 
 from orchestrator.audit import decision_record, explain_lines, reason_sentence
+from orchestrator.batching import FlushFailed
 from orchestrator.core.commands import make_command
 from orchestrator.core.decide import WAKE, Decision, decide
 from orchestrator.core.event import Event
@@ -262,7 +263,8 @@ def test_a_failed_flush_keeps_the_newest_records_for_each_customer():
         for i in range(5):
             writer.stage("c-1", {"n": i})
         writer.stage("c-2", {"n": 9})
-        await writer.flush()  # refused: everything is kept for the next attempt
+        with pytest.raises(FlushFailed):  # refused: everything is kept for the next attempt
+            await writer.flush()
         writer.stage("c-1", {"n": 5})
         return writer
 

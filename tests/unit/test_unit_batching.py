@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import Awaitable, Callable
 
-from orchestrator.batching import MOST_S, Backoff, Flushes, flush_forever
+import pytest
+
+from orchestrator.batching import MOST_S, Backoff, Flushes, FlushFailed, all_written, flush_forever
+from orchestrator.core.state import CustomerState
+from orchestrator.decisionlog import DecisionLogWriter
+from orchestrator.readmodel import ReadModelWriter
+
+CLOSED = "redis://127.0.0.1:1/0"  # nothing listens there: every command is refused, as when Redis is down
 
 
 def test_pauses_double_up_to_the_most_and_start_over_after_a_success() -> None:
@@ -30,7 +39,7 @@ class Store:
         self.staged.append(item)
         self.flushes.staged()
 
-    async def flush_once(self) -> bool:
+    async def flush_once(self) -> None:
         batch, self.staged = self.staged, []
         await asyncio.sleep(0)
         for item in self.while_writing:
@@ -38,9 +47,8 @@ class Store:
         self.while_writing = []
         if self.down:
             self.staged = batch + self.staged
-            return False
+            raise FlushFailed(f"store flush of {len(batch)} items failed")
         self.stored += batch
-        return True
 
 
 def test_written_says_yes_for_what_was_staged_before_while_later_changes_are_still_on_their_way() -> None:
@@ -83,16 +91,16 @@ def test_a_caller_waiting_behind_a_flush_in_flight_gets_its_own_flush() -> None:
 
 
 async def stop_during_a_flush(
-    write: Callable[[], Awaitable[bool]], first_pause_s: float = 0.001, after_s: float = 0.0
+    write: Callable[[], Awaitable[None]], first_pause_s: float = 0.001, after_s: float = 0.0
 ) -> tuple[bool, bool, int]:
     """Run the flush loop over ``write``, cancel it ``after_s`` into the first flush; say
     whether it stopped (within 2 s), whether it closed, and how many flushes began."""
     in_flush, closed, flushes = asyncio.Event(), asyncio.Event(), []
 
-    async def flush() -> bool:
+    async def flush() -> None:
         flushes.append(1)
         in_flush.set()
-        return await write()
+        await write()
 
     async def close() -> None:
         closed.set()
@@ -112,12 +120,11 @@ def test_a_stop_during_a_flush_loses_nothing_of_the_batch_in_flight() -> None:
     worker's stop, the batch was gone (a CI run lost a record so)."""
     staged, stored = ["a"], []
 
-    async def write() -> bool:
+    async def write() -> None:
         batch = list(staged)
         staged.clear()
         await asyncio.sleep(0.05)  # the pipeline on its way to Redis
         stored.extend(batch)
-        return True
 
     assert asyncio.run(stop_during_a_flush(write)) == (True, True, 2)
     assert stored == ["a"]
@@ -128,11 +135,10 @@ def test_the_flush_loop_stops_when_a_library_swallowed_the_cancellation() -> Non
     cancellation that arrives as the command completes: the loop stopped only on a
     CancelledError and flushed forever (a CI run hung on it)."""
 
-    async def write() -> bool:
+    async def write() -> None:
         # what 3.11's wait_for does when its call finishes as the cancel arrives:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.05)
-        return True
 
     assert asyncio.run(stop_during_a_flush(write)) == (True, True, 2)  # the flush in flight, then the last one
 
@@ -141,8 +147,8 @@ def test_a_stop_during_the_pause_after_a_failed_flush_flushes_once_more_at_once(
     """While Redis is down the loop pauses between tries; a worker told to stop must not sit
     out the pause (up to 5 s) before its last try."""
 
-    async def refused() -> bool:
-        return False
+    async def refused() -> None:
+        raise FlushFailed("refused")
 
     assert asyncio.run(stop_during_a_flush(refused, first_pause_s=60, after_s=0.05)) == (True, True, 2)
 
@@ -155,13 +161,12 @@ def test_a_caller_cancelled_during_its_flush_loses_nothing_and_is_told_no_lie() 
     async def scenario() -> tuple[bool, list[str]]:
         staged, stored, taken = ["delete c-1"], [], asyncio.Event()
 
-        async def flush_once() -> bool:
+        async def flush_once() -> None:
             batch = list(staged)
             staged.clear()
             taken.set()
             await asyncio.sleep(0.05)  # the pipeline on its way to Redis
             stored.extend(batch)
-            return True
 
         flushes = Flushes(flush_once)
         flushes.staged()
@@ -171,3 +176,40 @@ def test_a_caller_cancelled_during_its_flush_loses_nothing_and_is_told_no_lie() 
         return await flushes.written(), stored
 
     assert asyncio.run(scenario()) == (True, ["delete c-1"])
+
+
+def test_a_redis_outage_is_warned_of_by_each_flush_loop_s_tries_not_by_every_caller_s(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Offset commits (and erasures) flush through ``written()`` about once a second; each of their
+    failed flushes warned too, so a worker logged two warnings a second for the whole outage. Now
+    only the flush loops warn, their tries spaced further and further apart."""
+
+    async def scenario() -> list[bool]:
+        profiles = ReadModelWriter(CLOSED, "t.", interval_s=0.01)  # pauses of 0.1, 0.2, 0.4, 0.8 s
+        decisions = DecisionLogWriter(CLOSED, "t.", interval_s=0.01)
+        profiles.stage(CustomerState(key="c-1"), 0.0)
+        decisions.stage("c-1", {"n": 1})
+        loops = [asyncio.create_task(profiles.run()), asyncio.create_task(decisions.run())]
+        written, answers = all_written(profiles, decisions), []
+        for _ in range(30):  # a caller trying every 50 ms: twenty times as often as a commit
+            answers.append(await written())
+            await asyncio.sleep(0.05)
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        return answers
+
+    with caplog.at_level(logging.DEBUG):
+        answers = asyncio.run(scenario())
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    profiles_warned = [m for m in warned if m.startswith("read model flush of 1 profiles failed")]
+    decisions_warned = [m for m in warned if m.startswith("decision log flush of 1 customers failed")]
+    assert answers == [False] * 30
+    assert len(warned) == len(profiles_warned) + len(decisions_warned)
+    for lines in (profiles_warned, decisions_warned):
+        # tries at about 0.01, 0.12, 0.33, 0.74 s (and 1.55 s), then the last flush as the loop stops
+        assert 3 <= len(lines) <= 6, lines
+        pauses = [float(p) for line in lines for p in re.findall(r"trying again in ([0-9.]+) s", line)]
+        assert pauses == sorted(pauses) and pauses[:3] == [0.1, 0.2, 0.4]
+        assert lines[-1].endswith("the writer stops without it")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from stories import T0, identified_event
 
+from orchestrator.cli.erase import erase_request, routing_key
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
@@ -17,7 +19,7 @@ from orchestrator.identity import records
 from orchestrator.identity.graph import ERASE, LINK, MAX_HOPS, MERGE_IN, Context, handle
 from orchestrator.identity.local import LocalGraph
 from orchestrator.identity.merge import merge_consent, merge_states, survivor_order
-from orchestrator.identity.tokens import Hasher, tokens_of
+from orchestrator.identity.tokens import PLAIN, Hasher, tokens_of
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
@@ -155,6 +157,34 @@ def test_erasure_removes_profile_and_pointers(graph: LocalGraph) -> None:
     browse(graph, 1, start=10, cookie="ck-1")  # a later event starts afresh
     fresh = graph.profile("cookie:ck-1")
     assert fresh is not None and fresh.events == 1
+
+
+def test_the_erasure_audit_record_holds_no_raw_identifier_without_a_hash_key(graph: LocalGraph) -> None:
+    """``orchestrator erase email:Alice@Example.com`` with no hash key set: the request id named
+    the profile key, the raw address, and so did ``customer``, in a record kept for good."""
+    browse(graph, 2, email="alice@example.com")  # an anonymous profile, keyed by the address
+    request = erase_request(routing_key("email:Alice@Example.com", PLAIN), suppress=True, requested_by="cli:ops")
+    graph.submit(request, T0 + 5)
+    [audit] = graph.audits
+    assert audit["found"] and audit["request_id"] == request.event_id
+    assert audit["customer"] == PLAIN.pseudonym("email:alice@example.com")
+    assert "alice" not in json.dumps(audit).lower()
+
+
+def test_an_erase_request_id_is_unique_and_names_no_key() -> None:
+    """The command waits for the audit record with its request's id, so each must be its own."""
+    ids = {erase_request("email:alice@example.com", False, "cli").event_id for _ in range(3)}
+    assert len(ids) == 3 and not [i for i in ids if "alice" in i]
+
+
+def test_a_pseudonym_hides_only_raw_identifiers_of_hashed_kinds() -> None:
+    keyed = Hasher(key=b"k")
+    hashed = keyed.token("email", "alice@example.com")
+    assert keyed.pseudonym(hashed) == hashed  # a keyed hash already: the profile key itself
+    assert PLAIN.pseudonym("c-42") == "c-42" and PLAIN.pseudonym("cookie:ck-1") == "cookie:ck-1"
+    digest = PLAIN.pseudonym("email:alice@example.com")
+    assert digest.startswith("email:") and "alice" not in digest
+    assert digest == PLAIN.pseudonym("email:alice@example.com") != PLAIN.pseudonym("email:bob@example.com")
 
 
 def test_erasure_with_suppression_drops_later_events(graph: LocalGraph) -> None:
