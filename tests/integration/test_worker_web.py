@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import re
+import socket
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from agents.discovery import ChannelWatch
 from agents.rebalance_watchdog import EXIT_STUCK
+from orchestrator.kafka.clients import ensure_topics
+from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
 from tests.integration.harness import WorkerProcess, event, free_port
 
@@ -95,3 +105,25 @@ def test_a_worker_whose_rebalance_outlasts_the_limit_exits_to_be_restarted(prefi
 
     assert code == EXIT_STUCK, stuck.log_tail()
     assert "rebalance stuck: Faust's" in stuck.log_tail(200)
+
+
+@pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+def test_topic_discovery_says_when_kafka_answers_again(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The check that found Kafka unreachable (a closed port, then the real broker's address)
+    says once that it works again and finds the topics it missed meanwhile."""
+    names = TopicNames(prefix)
+    ensure_topics(BOOTSTRAP, [names.events("recovered")], 1)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        watch = ChannelWatch(f"127.0.0.1:{closed.getsockname()[1]}", re.compile(names.events_pattern), timeout_ms=300)
+        with caplog.at_level(logging.INFO, logger="agents.discovery"):
+            missed = asyncio.run(watch.new_topics(set()))
+            watch.bootstrap = BOOTSTRAP
+            found = asyncio.run(watch.new_topics(set()))
+            again = asyncio.run(watch.new_topics(found))
+        gc.collect()  # the refused sockets kafka-python leaves to the collector (see the filter)
+
+    assert (missed, again) == (set(), set())
+    assert names.events("recovered") in found
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "works again" in caplog.records[1].getMessage()
