@@ -18,7 +18,7 @@ from agents.rebalance_watchdog import EXIT_STUCK
 from orchestrator.kafka.clients import ensure_topics
 from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
-from tests.integration.harness import WorkerProcess, event, free_port
+from tests.integration.harness import WorkerProcess, event, free_port, listening_on
 
 
 def test_metrics_pass_promtool_and_count_what_happened(worker: WorkerProcess) -> None:
@@ -50,6 +50,11 @@ def test_ready_answers_200_once_the_worker_can_process(worker: WorkerProcess) ->
     status, body = worker.http("/ready")
 
     assert (status, body) == (200, b'{"ready":true}')
+
+
+def test_the_web_port_listens_on_orch_web_host_only(worker: WorkerProcess) -> None:
+    """ORCH_WEB_HOST (127.0.0.1 by default) is where the worker listens, not every interface."""
+    assert listening_on(worker.web_port) == {"127.0.0.1"}
 
 
 def test_a_new_channel_topic_is_picked_up_without_a_restart(worker: WorkerProcess) -> None:
