@@ -8,6 +8,7 @@ import logging
 import re
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from agents.rebalance_watchdog import EXIT_STUCK
 from orchestrator.kafka.clients import ensure_topics
 from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
-from tests.integration.harness import WorkerProcess, event, free_port, listening_on
+from tests.integration.harness import WorkerProcess, cli_env, event, free_port, listening_on
 
 
 def test_metrics_pass_promtool_and_count_what_happened(worker: WorkerProcess) -> None:
@@ -132,3 +133,19 @@ def test_topic_discovery_says_when_kafka_answers_again(prefix: str, caplog: pyte
     assert names.events("recovered") in found
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
     assert "works again" in caplog.records[1].getMessage()
+
+
+def test_a_web_port_already_taken_gives_one_line_naming_it_and_the_setting(prefix: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env(f"{prefix}taken.", BOOTSTRAP, REDIS_URL, ORCH_WEB_PORT=str(port), ORCH_DATA_DIR=str(tmp_path))
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "worker"], capture_output=True, text=True, env=env, timeout=90
+        )
+
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"orchestrator: error: 127.0.0.1:{port} is taken")
+    assert "ORCH_WEB_PORT" in result.stderr
