@@ -8,6 +8,11 @@ for new ones; when it finds some it extends the topic's name list and asks
 Faust's conductor to resubscribe, which costs one rebalance. The check runs on
 every worker (Faust timers do), which is what we want here: each worker
 maintains its own subscription.
+
+A broker that cannot be reached must not end the worker: an exception out of a Faust timer
+crashes the whole worker, so every worker died together about 30 s into a broker restart.
+The check (:class:`ChannelWatch`) says once that it fails and once that it works again, and
+finds nothing new meanwhile; Faust's own clients reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
-from orchestrator.kafka.clients import LEADER_WAIT_S, ensure_topics, list_topics
+from orchestrator.errors import CliError
+from orchestrator.kafka.clients import LEADER_WAIT_S, TIMEOUT_MS, ensure_topics, list_topics
+from orchestrator.outage import Outage
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 
@@ -40,16 +49,36 @@ def inbound_topic(app: faust.App, settings: Settings, names: TopicNames) -> Any:
     found = matching(list({*list_topics(bootstrap), *configured}), matcher)
     topic = app.topic(*found, key_serializer="raw", value_serializer="raw")
     conductor(app)._resubscribe_sleep_lock_seconds = RESUBSCRIBE_AFTER_S
+    watch = ChannelWatch(bootstrap, matcher)
 
     @app.timer(interval=settings.topic_discovery_interval_s)
     async def discover_channels() -> None:
-        found = matching(await asyncio.to_thread(list_topics, bootstrap), matcher)
-        new = set(found) - set(topic.topics)
+        new = await watch.new_topics(topic.topics)
         if new:
             log.info("new channel topics %s: resubscribing", ", ".join(sorted(new)))
             extend_subscription(app, topic, new)
 
     return topic
+
+
+@dataclass
+class ChannelWatch:
+    """Finds the channel topics that are not subscribed yet; never raises for Kafka's sake."""
+
+    bootstrap: str
+    matcher: re.Pattern[str]
+    timeout_ms: int = TIMEOUT_MS  # a dead broker holds the check this long, not kafka-python's 30 s
+    outage: Outage = field(default_factory=lambda: Outage("topic discovery (listing Kafka's topics)", log))
+
+    async def new_topics(self, known: Iterable[str]) -> set[str]:
+        """Matching topics not in ``known``; none while Kafka cannot be listed."""
+        try:
+            listed = await asyncio.to_thread(list_topics, self.bootstrap, self.timeout_ms)
+        except CliError as exc:  # Unreachable, or what Kafka said instead of topics
+            self.outage.failed(exc)
+            return set()
+        self.outage.succeeded()
+        return set(matching(listed, self.matcher)) - set(known)
 
 
 def extend_subscription(app: faust.App, topic: Any, new: set[str]) -> None:

@@ -35,7 +35,10 @@ def create_app(settings: Settings) -> faust.App:
         # enough that a new channel starts flowing within seconds, not minutes.
         consumer_metadata_max_age_ms=10_000,
         web_enabled=True,
+        # web_host only names the worker in the URLs Faust builds; web_bind is where it
+        # listens, and Faust's default there is every interface.
         web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
         table_standby_replicas=0,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
-from orchestrator.errors import Unreachable
+from orchestrator.errors import CliError, Unreachable
 from orchestrator.kafka.clients import check_kafka
 
 
@@ -37,6 +39,7 @@ def worker(
     )
     check_kafka(conf.kafka_bootstrap)
     check_redis(conf.redis_url)
+    check_web_port(conf.web_host, conf.web_port)
     conf.data_dir.mkdir(parents=True, exist_ok=True)
 
     from orchestrator.app import create_app
@@ -69,3 +72,23 @@ def check_redis(url: str) -> None:
         raise Unreachable.service("Redis", url, exc) from exc
     finally:
         client.close()
+
+
+def check_web_port(host: str, port: int) -> None:
+    """Raise :class:`CliError` unless the worker can listen on ``host:port``.
+
+    Faust finds out only once the worker has joined the group, and then logged an error and
+    a traceback; a second worker started with the first one's settings is the usual cause.
+    The port is bound as aiohttp will (SO_REUSEADDR), and let go at once."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"{host}:{port} is taken (another worker?): give this worker its own port with ORCH_WEB_PORT"
+                " or --web-port"
+            ) from exc
+        raise CliError(f"cannot listen on {host}:{port} ({exc.strerror}): check ORCH_WEB_HOST") from exc

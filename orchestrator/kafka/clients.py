@@ -56,9 +56,10 @@ def consumer(bootstrap: str, **options: Any) -> KafkaConsumer:
         raise _unreachable(bootstrap, exc) from exc
 
 
-def list_topics(bootstrap: str) -> list[str]:
-    """Every topic name the cluster has."""
-    client = consumer(bootstrap)
+def list_topics(bootstrap: str, timeout_ms: int | None = None) -> list[str]:
+    """Every topic name the cluster has; ``timeout_ms`` bounds the wait for a first broker
+    (kafka-python's default: 30 s)."""
+    client = consumer(bootstrap) if timeout_ms is None else consumer(bootstrap, bootstrap_timeout_ms=timeout_ms)
     try:
         return sorted(client.topics())
     except (KafkaError, OSError) as exc:

@@ -29,6 +29,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listening_on(port: int) -> set[str]:
+    """The addresses where a TCP socket listens on ``port`` (Linux's /proc/net/tcp, IPv4 only)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
 def cli_env(prefix: str, bootstrap: str, redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
     env |= {"ORCH_TOPIC_PREFIX": prefix, "ORCH_KAFKA_BOOTSTRAP": bootstrap, "ORCH_REDIS_URL": redis_url}

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
+import re
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from agents.discovery import ChannelWatch
 from agents.rebalance_watchdog import EXIT_STUCK
+from orchestrator.kafka.clients import ensure_topics
+from orchestrator.topics import TopicNames
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
-from tests.integration.harness import WorkerProcess, event, free_port
+from tests.integration.harness import WorkerProcess, cli_env, event, free_port, listening_on
 
 
 def test_metrics_pass_promtool_and_count_what_happened(worker: WorkerProcess) -> None:
@@ -40,6 +51,11 @@ def test_ready_answers_200_once_the_worker_can_process(worker: WorkerProcess) ->
     status, body = worker.http("/ready")
 
     assert (status, body) == (200, b'{"ready":true}')
+
+
+def test_the_web_port_listens_on_orch_web_host_only(worker: WorkerProcess) -> None:
+    """ORCH_WEB_HOST (127.0.0.1 by default) is where the worker listens, not every interface."""
+    assert listening_on(worker.web_port) == {"127.0.0.1"}
 
 
 def test_a_new_channel_topic_is_picked_up_without_a_restart(worker: WorkerProcess) -> None:
@@ -95,3 +111,41 @@ def test_a_worker_whose_rebalance_outlasts_the_limit_exits_to_be_restarted(prefi
 
     assert code == EXIT_STUCK, stuck.log_tail()
     assert "rebalance stuck: Faust's" in stuck.log_tail(200)
+
+
+@pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+def test_topic_discovery_says_when_kafka_answers_again(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The check that found Kafka unreachable (a closed port, then the real broker's address)
+    says once that it works again and finds the topics it missed meanwhile."""
+    names = TopicNames(prefix)
+    ensure_topics(BOOTSTRAP, [names.events("recovered")], 1)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        watch = ChannelWatch(f"127.0.0.1:{closed.getsockname()[1]}", re.compile(names.events_pattern), timeout_ms=300)
+        with caplog.at_level(logging.INFO, logger="agents.discovery"):
+            missed = asyncio.run(watch.new_topics(set()))
+            watch.bootstrap = BOOTSTRAP
+            found = asyncio.run(watch.new_topics(set()))
+            again = asyncio.run(watch.new_topics(found))
+        gc.collect()  # the refused sockets kafka-python leaves to the collector (see the filter)
+
+    assert (missed, again) == (set(), set())
+    assert names.events("recovered") in found
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
+    assert "works again" in caplog.records[1].getMessage()
+
+
+def test_a_web_port_already_taken_gives_one_line_naming_it_and_the_setting(prefix: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = cli_env(f"{prefix}taken.", BOOTSTRAP, REDIS_URL, ORCH_WEB_PORT=str(port), ORCH_DATA_DIR=str(tmp_path))
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "worker"], capture_output=True, text=True, env=env, timeout=90
+        )
+
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"orchestrator: error: 127.0.0.1:{port} is taken")
+    assert "ORCH_WEB_PORT" in result.stderr
