@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from faust.exceptions import ProducerSendError
@@ -36,6 +34,7 @@ from faust.transport.consumer import Consumer
 
 from orchestrator import metrics
 from orchestrator.batching import Written
+from orchestrator.outage import Outage
 
 log = logging.getLogger(__name__)
 WAIT_S = 5.0  # how long a commit waits for Redis before it is skipped
@@ -87,39 +86,18 @@ async def in_redis(written: Written, wait_s: float = WAIT_S) -> bool:
         answer = await asyncio.wait_for(written(), wait_s)
     except TimeoutError:
         answer = False
-    _HELD.said(answer, wait_s)
+    if answer:
+        HELD.succeeded()
+    else:
+        HELD.failed(f"Redis has not taken the writes of the records processed (waited {wait_s:.0f} s)")
     return answer
 
 
-@dataclass
-class _Held:
-    """What the log says of held commits: a warning when they begin and once a minute while they
-    last, a line when they end. A commit is tried every few seconds, and the writers warn of a
-    Redis outage themselves; a warning per held commit only buried theirs."""
-
-    since: float | None = None
-    said_at: float = 0.0
-
-    def said(self, committed: bool, wait_s: float) -> None:
-        now = time.monotonic()
-        if committed:
-            if self.since is not None:
-                log.info("Redis takes the writes again; offsets committed after %.0f s held", now - self.since)
-            self.since = None
-            return
-        if self.since is None or now - self.said_at >= REPEAT_S:
-            self.since = self.since if self.since is not None else now
-            self.said_at = now
-            log.warning(
-                "offsets not committed: Redis has not taken the writes of the records processed (waited %.0f s);"
-                " held %.0f s so far, tried again at each commit",
-                wait_s,
-                now - self.since,
-            )
-
-
 REPEAT_S = 60.0
-_HELD = _Held()
+# A commit is tried every few seconds and the writers' flush loops warn of a Redis outage
+# themselves: held commits are told when they begin, once a minute while they last, and
+# when they end, not once per held commit.
+HELD = Outage("committing offsets", log, repeat_s=REPEAT_S)
 
 
 Acked = dict[Any, tuple[list[int], Any]]  # per partition: acked offsets and gaps (an IntervalTree)

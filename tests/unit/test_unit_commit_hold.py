@@ -15,8 +15,9 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from agents.commit_hold import REPEAT_S, _acked, _Held, _put_back, in_redis
+from agents.commit_hold import HELD, REPEAT_S, _acked, _put_back, in_redis
 from orchestrator.batching import Flushes
+from orchestrator.outage import Outage
 
 PARTITION = TP("orchestrator.customer-events", 0)
 
@@ -89,23 +90,27 @@ def test_a_commit_waits_for_redis_only_so_long_and_the_flush_goes_on() -> None:
     assert done == [True]
 
 
+def held() -> Outage:
+    return Outage(HELD.what, HELD.log, HELD.repeat_s)
+
+
 def test_held_commits_are_told_once_when_they_begin_and_once_when_they_end(caplog: pytest.LogCaptureFixture) -> None:
-    held = _Held()
+    commits = held()
     with caplog.at_level(logging.INFO, logger="agents.commit_hold"):
         for _ in range(5):
-            held.said(False, 5.0)
-        held.said(True, 5.0)
-        held.said(True, 5.0)
+            commits.failed("Redis has not taken the writes")
+        commits.succeeded()
+        commits.succeeded()
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
-    assert "offsets not committed" in caplog.records[0].getMessage()
-    assert "committed after" in caplog.records[1].getMessage()
+    assert "committing offsets fails: Redis has not taken the writes" in caplog.records[0].getMessage()
+    assert "committing offsets works again after" in caplog.records[1].getMessage()
 
 
 def test_held_commits_are_told_again_once_a_minute_while_they_last(caplog: pytest.LogCaptureFixture) -> None:
-    held = _Held()
+    commits = held()
     with caplog.at_level(logging.WARNING, logger="agents.commit_hold"):
-        held.said(False, 5.0)
-        held.said_at -= REPEAT_S  # a minute on
-        held.said(False, 5.0)
-        held.said(False, 5.0)
+        commits.failed("Redis has not taken the writes")
+        commits.said_at -= REPEAT_S  # a minute on
+        commits.failed("Redis has not taken the writes")
+        commits.failed("Redis has not taken the writes")
     assert len(caplog.records) == 2
