@@ -17,7 +17,7 @@ from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.engine import Engine, Outcome
+from orchestrator.journeys.engine import TRIGGER_PROPERTIES_MAX, Engine, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
 
 MINUTE = 60.0
@@ -107,6 +107,38 @@ def test_the_trigger_condition_sees_the_state_with_the_event_already_folded_in()
     assert customer.does("page_view").outcomes == []
     assert customer.does("page_view", at=MINUTE).outcomes == []
     assert outcomes(customer.does("page_view", at=2 * MINUTE)) == [("enter", "j", "")]
+
+
+MANY = {f"p{i:02}": i for i in range(TRIGGER_PROPERTIES_MAX)}  # before the one that matters
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["event.properties.plan == 'pro'", "[event][0].properties.plan == 'pro'"],  # a field read, the whole event
+    ids=["field", "whole"],
+)
+def test_conditions_and_templates_see_every_property_of_the_current_event(when):
+    journey = define(
+        "- action: {channel: email, action: hi, payload: {text: 'plan {{ event.properties.plan }}'}}",
+        head=f'trigger:\n  event: signup\n  when: "{when}"',
+    )
+    decision = Customer(engine_of(journey)).does("signup", **MANY, plan="pro")
+    assert [c.payload for c in decision.commands] == [{"text": "plan pro"}]
+    assert [o.kind for o in decision.outcomes] == ["enter", "exit"]
+
+
+def test_the_stored_trigger_keeps_only_its_first_properties_before_and_after_entry():
+    journey = define(
+        """
+        - wait: 1h
+        - action: {channel: email, action: hi, payload: {n: '{{ size(trigger.properties) }}'}}
+        """,
+        head="trigger:\n  event: signup\n  when: size(trigger.properties) == size(event.properties) - 1",
+    )
+    customer = Customer(engine_of(journey))
+    customer.does("signup", **MANY, plan="pro")
+    assert customer.state.journeys["j"]["trigger"]["properties"] == MANY  # bounded, what conditions saw
+    assert customer.wakes(at=HOUR).commands[0].payload == {"n": TRIGGER_PROPERTIES_MAX}
 
 
 def test_an_audience_that_does_not_hold_keeps_the_customer_out():
