@@ -234,6 +234,33 @@ def test_a_whole_template_keeps_the_value_s_type_and_a_mixed_one_is_text():
     assert payload == {"count": 1, "items": [1, 2], "text": "you have 1 events", "fixed": {"deep": ["plain", 3]}}
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("flag={{ true }}, {{ false }}", "flag=true, false"),
+        ("x={{ null }}.", "x=."),
+        ('items={{ [1, "a", null] }}', 'items=[1,"a",null]'),
+        ('m={{ {"k": 1} }}', 'm={"k":1}'),
+        ("n={{ 2.0 }} {{ 1.5 }} {{ 3 }} {{ 4u }} {{ 1e20 }}", "n=2 1.5 3 4 1e+20"),
+        ('d={{ duration("90m") }} {{ duration("-1ms") }}', "d=1h30m0s -1ms"),
+        ('at={{ timestamp("2024-01-01T09:30:00Z") }}', "at=2024-01-01T09:30:00+00:00"),
+        ('all={{ [2.0, duration("1s"), {"é": "café"}] }}', 'all=[2,"1s",{"é":"café"}]'),
+        ("plan {{ event.properties.plan }}", "plan pro"),
+    ],
+)
+def test_a_template_among_text_reads_as_a_customer_should_see_it(text, shown):
+    """Not Python's repr (True, None, [1, 'a'], 0:00:01): these go out in messages."""
+    journey = define(
+        f"""
+        - action:
+            channel: email
+            action: hello
+            payload: {{text: '{text}'}}
+        """
+    )
+    assert Customer(engine_of(journey)).does("signup", plan="pro").commands[0].payload == {"text": shown}
+
+
 # --- waits and timers -----------------------------------------------------------------------------
 
 
@@ -944,16 +971,23 @@ def test_catching_up_on_a_wait_judges_the_customer_as_they_were_when_it_fell_due
     assert actions(decision) == [("j", "tips")]
 
 
+CANNOT_CARRY = "which a command cannot carry"
+
+
 @pytest.mark.parametrize(
-    "template",
+    ("template", "why"),
     [
-        '{{ timestamp("2024-01-01T00:00:00Z") }}',
-        '{{ duration("1h") }}',
-        '{{ [b"raw"] }}',
-        '{{ {"at": duration("1s")} }}',
+        ('{{ timestamp("2024-01-01T00:00:00Z") }}', CANNOT_CARRY),
+        ('{{ duration("1h") }}', CANNOT_CARRY),
+        ('{{ [b"raw"] }}', CANNOT_CARRY),
+        ('{{ {"at": duration("1s")} }}', CANNOT_CARRY),
+        ("{{ 1.0 / 0.0 }}", "gives Infinity, " + CANNOT_CARRY),
+        ('{{ {"a": [double("nan")]} }}', "gives NaN, " + CANNOT_CARRY),
+        ("x={{ -1.0 / 0.0 }}", "gives -Infinity, which text cannot show"),
+        ('b={{ b"hi" }}', "gives a bytes, which text cannot show"),
     ],
 )
-def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_why(template):
+def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_why(template, why):
     journey = define(
         f"""
         - action: {{channel: email, action: broken, payload: {{x: '{template}'}}}}
@@ -963,7 +997,7 @@ def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_w
     decision = Customer(engine_of(journey)).does("signup")
     assert actions(decision) == [("j", "fine")]
     kind, _, reason = outcomes(decision)[1]
-    assert kind == "condition_error" and "which a command cannot carry" in reason
+    assert kind == "condition_error" and why in reason
 
 
 # --- conversions after leaving (conversion_window) ------------------------------------------------
