@@ -28,9 +28,10 @@ from pydantic import ValidationError
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.forked import fork_each, reap
-from orchestrator.ingest import Limits, bounds_problem, describe, to_event
+from orchestrator.ingest import Limits, bounds_problem, content_problem, depth_of, describe, to_event
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import keys_of, plan_keys, replay_shared
+from schemas.codec import JSON, DecodeError, decode_payload
 from schemas.events import ChannelEvent
 
 PROGRESS_EVERY = 5_000  # lines a scanning process reads between progress reports
@@ -72,12 +73,32 @@ def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:
     bounds (size, nesting, a time in seconds), then ingestion."""
 
     def parse(line: bytes) -> Event:
-        doc = ChannelEvent.model_validate_json(line)
+        doc = _validated(line, limits)
         if problem := bounds_problem(line, doc, limits):
             raise ValueError(problem)
         return to_event(doc, channel, received_at=doc.ts)
 
     return parse
+
+
+def _validated(line: bytes, limits: Limits) -> ChannelEvent:
+    """The line as the contract's event. A line pydantic refuses is read as the stream reads it
+    too, so a lone surrogate ("\\ud800", which pydantic's reader calls "unexpected end of hex
+    escape") or a NaN is named as the stream names it, before what the contract says."""
+    try:
+        return ChannelEvent.model_validate_json(line)
+    except ValidationError as exc:
+        try:
+            doc = decode_payload(line, JSON)
+        except DecodeError:
+            raise exc from None
+        if (
+            isinstance(doc, dict)
+            and depth_of(doc, limits.max_depth) <= limits.max_depth
+            and (problem := content_problem(doc))
+        ):
+            raise ValueError(problem) from None
+        raise
 
 
 def parse_all(lines: Sequence[bytes], parse: Parse) -> list[Event]:

@@ -8,9 +8,13 @@ it reads, and its results are remembered by input (see :meth:`Condition.value`).
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
@@ -267,7 +271,10 @@ class Template:
         if self.whole:
             return self.parts[0].value(context)
         values = iter(self.parts)
-        return TEMPLATE.sub(lambda _m: str(next(values).value(context)), self.text)
+        try:
+            return TEMPLATE.sub(lambda _m: as_text(next(values).value(context)), self.text)
+        except NotText as exc:
+            raise TypeError(f"{self.text!r} gives {exc}, which text cannot show") from None
 
 
 def templates_in(payload: Any) -> list[Template]:
@@ -294,15 +301,74 @@ def render_payload(payload: Any, context: Mapping[str, Any]) -> Any:
     plain JSON (a CEL timestamp, duration or bytes), which no command can carry."""
     if isinstance(payload, Template):
         value = payload.render(context)
-        if type(value) not in _SCALARS:
-            try:
-                _copied(value)  # maps and lists: anything inside must be JSON too
-            except TypeError as exc:
-                kind = exc.args[0].__name__ if exc.args and isinstance(exc.args[0], type) else "value"
-                raise TypeError(f"{payload.text!r} gives a {kind}, which a command cannot carry") from None
+        if problem := _not_json(value):
+            raise TypeError(f"{payload.text!r} gives {problem}, which a command cannot carry")
         return value
     if isinstance(payload, dict):
         return {k: render_payload(v, context) for k, v in payload.items()}
     if isinstance(payload, list):
         return [render_payload(v, context) for v in payload]
     return payload
+
+
+def _not_json(value: Any) -> str | None:
+    """What in a template's value JSON cannot hold ("a timedelta", "NaN"), or None."""
+    kind = type(value)
+    if kind is float:
+        return None if math.isfinite(value) else json.dumps(value)
+    if kind in _SCALARS:
+        return None
+    if kind is dict or kind is list:
+        inside = [*value, *value.values()] if kind is dict else value
+        return next((problem for item in inside if (problem := _not_json(item))), None)
+    return f"a {kind.__name__}"
+
+
+class NotText(TypeError):
+    """A value no message should show (bytes, NaN, an infinity); says what it is."""
+
+
+def as_text(value: Any) -> str:
+    """How a template's value reads among other text, where a customer may read it: a string
+    as it is, null as nothing, true and false, a number as JSON writes it (20.0 as 20), a list
+    or a map as compact JSON, a timestamp or a duration as CEL's string() writes it. Bytes, NaN
+    and the infinities raise :class:`NotText`."""
+    if type(value) is str:
+        return value
+    if value is None:
+        return ""
+    plain = _plain(value)
+    return plain if type(plain) is str else json.dumps(plain, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as :func:`as_text` writes it: JSON's values, timestamps and durations as text."""
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise NotText(json.dumps(value))
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value  # exact as an integer
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {key: _plain(item) for key, item in value.items()}
+    if kind is list:
+        return [_plain(item) for item in value]
+    if kind is datetime or kind is timedelta:
+        return _cel_string(value)
+    raise NotText(f"a {kind.__name__}")
+
+
+def _cel_string(value: datetime | timedelta) -> str:
+    """As CEL's ``string()`` writes a timestamp or a duration (2024-01-01T09:30:00+00:00, 1h30m0s);
+    a negative duration by its size, which the library gets wrong ("-1ms", not "-5124095h...")."""
+    if isinstance(value, timedelta) and value < timedelta(0):
+        return "-" + _cel_string(-value)
+    return str(_cel_string_program().execute({"x": value}))
+
+
+@functools.cache
+def _cel_string_program() -> Any:
+    import cel  # as in Condition.compile: loaded on first use
+
+    return cel.compile("string(x)")

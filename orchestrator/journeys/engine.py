@@ -447,12 +447,12 @@ class _Context(Variables):
         if name == "now":
             return self.now
         if self._event_view is None and self.event is not None:
-            self._event_view = _summary(self.event)
+            self._event_view = _summary(self.event, most=None)
         event = self._event_view if self.event is not None else self.trigger
         if name == "event":
             return event or {}
-        if name == "trigger":
-            return self.trigger or event or {}
+        if name == "trigger":  # before entry the event, as entering will keep it
+            return self.trigger or _summary(self.event)
         raise KeyError(name)
 
     def select(self, name: str, reads: Reads) -> Any:
@@ -463,7 +463,8 @@ class _Context(Variables):
         if name == "state":
             return {f: prune(self._state_field(f), below) for f, below in reads if f in _STATE_VIEW}
         if self.event is not None and (name == "event" or (name == "trigger" and not self.trigger)):
-            return {f: prune(_EVENT_VIEW[f](self.event), below) for f, below in reads if f in _EVENT_VIEW}
+            view = _EVENT_VIEW if name == "event" else _TRIGGER_VIEW
+            return {f: prune(view[f](self.event), below) for f, below in reads if f in view}
         return super().select(name, reads)
 
     def _state_field(self, field: str) -> Any:
@@ -506,14 +507,17 @@ _EVENT_VIEW: dict[str, Callable[[Event], Any]] = {
     "type": lambda e: e.type,
     "channel": lambda e: e.channel,
     "ts": lambda e: e.ts,
-    "properties": _first_properties,
-}  # what :func:`_summary` holds, field by field
+    "properties": lambda e: e.properties,
+}  # what ``event`` means in a condition, field by field: the current event, all its properties
+_TRIGGER_VIEW = _EVENT_VIEW | {"properties": _first_properties}  # what :func:`_summary` holds
 
 
-def _summary(event: Event | None) -> dict[str, Any]:
+def _summary(event: Event | None, most: int | None = TRIGGER_PROPERTIES_MAX) -> dict[str, Any]:
+    """An event as conditions see it; kept as an instance's trigger, with its first ``most``
+    properties only, so that what the state holds stays bounded."""
     if event is None:
         return {}
-    props = dict(list(event.properties.items())[:TRIGGER_PROPERTIES_MAX])
+    props = dict(list(event.properties.items())[:most])
     return {
         "event_id": event.event_id,
         "type": event.type,

@@ -14,29 +14,38 @@ OVERSIZE = msgpack.packb(event("big-1", "page_view", "gus", blob="x" * 70_000))
 MISSING = json.dumps({"type": "page_view", "customer_id": "gus"}).encode()
 DEEP = json.dumps(event("deep-1", "page_view", "gus", nest=[[[[[[[[[["too deep"]]]]]]]]]])).encode()
 NOT_A_MAP = msgpack.packb(["event_id", "type"])
+NOT_A_NUMBER = json.dumps(event("nan-1", "search", "gus", price=float("nan"))).encode()  # json writes NaN
+INFINITE = msgpack.packb(event("inf-1", "search", "gus", price=float("inf")))
+LONE_SURROGATE = json.dumps(event("sur-1", "search", "gus", query="\ud800")).encode()  # no UTF-8 for it
+BAD = [GARBAGE, WRONG_TYPES, OVERSIZE, MISSING, DEEP, NOT_A_MAP, NOT_A_NUMBER, INFINITE, LONE_SURROGATE]
 
-EXPECTED_REASONS = ["undecodable", "invalid", "too_large", "invalid", "too_deep", "not_an_object"]
+EXPECTED_REASONS = ["undecodable", "invalid", "too_large", "invalid", "too_deep", "not_an_object"] + ["invalid"] * 3
 
 
 def test_each_bad_record_lands_in_the_dlq_with_its_reason_and_the_good_ones_are_processed(
     worker: WorkerProcess,
 ) -> None:
     worker.publish("web", event("g-1", "search", "gus", query="before the garbage"))
-    for payload in (GARBAGE, WRONG_TYPES, OVERSIZE, MISSING, DEEP, NOT_A_MAP):
+    for payload in BAD:
         worker.publish("web", raw=payload, key="gus")  # same partition: order is kept
     worker.publish("web", event("g-2", "search", "gus", query="after the garbage"))
 
-    dead = _dead_letters(worker, 6)
+    dead = _dead_letters(worker, len(BAD))
     commands = worker.commands(2, customer="gus")
 
     assert [_header(r.headers, "dlq.reason") for r in dead] == EXPECTED_REASONS
-    assert [r.value for r in dead] == [GARBAGE, WRONG_TYPES, OVERSIZE, MISSING, DEEP, NOT_A_MAP]
+    assert [r.value for r in dead] == BAD
     assert {_header(r.headers, "dlq.topic") for r in dead} == {worker.names.events("web")}
     assert all(_header(r.headers, "dlq.offset").isdigit() for r in dead)
     assert all(_header(r.headers, "dlq.partition").isdigit() for r in dead)
     assert "event_id" in _header(dead[3].headers, "dlq.detail")
+    assert [_header(r.headers, "dlq.detail") for r in dead[6:]] == [
+        "properties.price: NaN is not a finite number",
+        "properties.price: Infinity is not a finite number",
+        "properties.query: invalid unicode: lone surrogate",
+    ]
     assert [c["payload"]["query"] for c in commands] == ["before the garbage", "after the garbage"]
-    assert worker.metric("orchestrator_events_rejected_total", reason="invalid") == 2
+    assert worker.metric("orchestrator_events_rejected_total", reason="invalid") == 5
     assert worker.metric("orchestrator_events_rejected_total", reason="too_large") == 1
 
 

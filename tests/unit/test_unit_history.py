@@ -115,8 +115,17 @@ def test_a_history_of_one_event_replays_over_many_processes() -> None:
             % (b"[" * 8 + b"]" * 8),
             "nested deeper than 8 levels",
         ),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", '
+            b'"properties": {"q": "\\ud800"}}',
+            "properties.q: invalid unicode: lone surrogate",  # not pydantic's "unexpected end of hex escape"
+        ),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"v": NaN}}',
+            "properties.v: NaN is not a finite number",
+        ),
     ],
-    ids=["milliseconds", "1990", "too large", "too deep"],
+    ids=["milliseconds", "1990", "too large", "too deep", "lone surrogate", "NaN"],
 )
 def test_a_line_the_stream_would_refuse_is_refused_by_replay_too(line: bytes, reason: str) -> None:
     lines = as_lines(history(50, 4))

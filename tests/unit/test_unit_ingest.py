@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import msgpack
 import pytest
 
 from orchestrator.core.event import Event, customer_key
+from orchestrator.history import event_parser
 from orchestrator.ingest import EARLIEST_TS, Limits, Rejection, depth_of, ingest
 from orchestrator.topics import TopicNames
 from schemas.codec import encode_payload
@@ -240,3 +242,45 @@ def test_a_json_integer_too_long_to_parse_is_rejected_not_raised():
 
 def test_msgpack_too_deep_for_the_parser_is_rejected_as_too_deep_like_json():
     rejected(run(b"\x81\xa1a" * 2_000 + b"\x01"), "too_deep")  # 6 kB, well under the size limit
+
+
+UNSENDABLE = [
+    (doc(properties={"price": float("nan")}), "properties.price: NaN is not a finite number"),
+    (doc(properties={"a": [1, {"b": float("-inf")}]}), "properties.a.1.b: -Infinity is not a finite number"),
+    (doc(properties={"query": "\ud800"}), "properties.query: invalid unicode: lone surrogate"),
+    (doc(properties={"\udc00x": 1}), "properties.'\\udc00x': invalid unicode: lone surrogate"),
+    (doc(customer_id="c-\ud800"), "customer_id: invalid unicode: lone surrogate"),
+    (doc(identifiers={"email": "\udfff@x"}), "identifiers.email: invalid unicode: lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(("document", "detail"), UNSENDABLE)
+def test_a_non_finite_number_or_a_lone_surrogate_is_refused_the_same_way_live_and_in_replay(document, detail):
+    """JSON's NaN and Infinity (and 1e999) would reach commands, which JSON cannot carry; a lone
+    surrogate has no UTF-8, so the event could not be forwarded (the agent crashed on it)."""
+    line = json.dumps(document).encode()  # Python writes NaN, Infinity and "\ud800" escapes
+    assert rejected(run(line), "invalid").detail == detail
+    with pytest.raises(ValueError, match=re.escape(detail)):
+        event_parser("web")(line)
+
+
+def test_a_json_number_too_big_for_a_float_is_refused_as_infinite():
+    line = json.dumps(doc()).replace('"query": "q"', '"value": 1e999').encode()
+    assert rejected(run(line), "invalid").detail == "properties.value: Infinity is not a finite number"
+
+
+def test_a_non_finite_msgpack_float_is_refused_too():
+    assert rejected(run(encode_payload(doc(properties={"x": float("inf")}))), "invalid").detail.startswith(
+        "properties.x: Infinity"
+    )
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted():
+    result = run(
+        b'{"event_id": "e", "type": "search", "ts": %d, "customer_id": "c", "properties": {"q": "\\ud83d\\ude00"}}'
+        % (NOW - 5)
+    )
+    assert isinstance(result, Event) and result.properties == {"q": "\U0001f600"}
+    assert event_parser("web")(json.dumps(doc(properties={"q": "\U0001f600"})).encode()).properties == {
+        "q": "\U0001f600"
+    }

@@ -17,7 +17,7 @@ from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.engine import Engine, Outcome
+from orchestrator.journeys.engine import TRIGGER_PROPERTIES_MAX, Engine, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
 
 MINUTE = 60.0
@@ -107,6 +107,38 @@ def test_the_trigger_condition_sees_the_state_with_the_event_already_folded_in()
     assert customer.does("page_view").outcomes == []
     assert customer.does("page_view", at=MINUTE).outcomes == []
     assert outcomes(customer.does("page_view", at=2 * MINUTE)) == [("enter", "j", "")]
+
+
+MANY = {f"p{i:02}": i for i in range(TRIGGER_PROPERTIES_MAX)}  # before the one that matters
+
+
+@pytest.mark.parametrize(
+    "when",
+    ["event.properties.plan == 'pro'", "[event][0].properties.plan == 'pro'"],  # a field read, the whole event
+    ids=["field", "whole"],
+)
+def test_conditions_and_templates_see_every_property_of_the_current_event(when):
+    journey = define(
+        "- action: {channel: email, action: hi, payload: {text: 'plan {{ event.properties.plan }}'}}",
+        head=f'trigger:\n  event: signup\n  when: "{when}"',
+    )
+    decision = Customer(engine_of(journey)).does("signup", **MANY, plan="pro")
+    assert [c.payload for c in decision.commands] == [{"text": "plan pro"}]
+    assert [o.kind for o in decision.outcomes] == ["enter", "exit"]
+
+
+def test_the_stored_trigger_keeps_only_its_first_properties_before_and_after_entry():
+    journey = define(
+        """
+        - wait: 1h
+        - action: {channel: email, action: hi, payload: {n: '{{ size(trigger.properties) }}'}}
+        """,
+        head="trigger:\n  event: signup\n  when: size(trigger.properties) == size(event.properties) - 1",
+    )
+    customer = Customer(engine_of(journey))
+    customer.does("signup", **MANY, plan="pro")
+    assert customer.state.journeys["j"]["trigger"]["properties"] == MANY  # bounded, what conditions saw
+    assert customer.wakes(at=HOUR).commands[0].payload == {"n": TRIGGER_PROPERTIES_MAX}
 
 
 def test_an_audience_that_does_not_hold_keeps_the_customer_out():
@@ -200,6 +232,33 @@ def test_a_whole_template_keeps_the_value_s_type_and_a_mixed_one_is_text():
     )
     payload = Customer(engine_of(journey)).does("signup").commands[0].payload
     assert payload == {"count": 1, "items": [1, 2], "text": "you have 1 events", "fixed": {"deep": ["plain", 3]}}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("flag={{ true }}, {{ false }}", "flag=true, false"),
+        ("x={{ null }}.", "x=."),
+        ('items={{ [1, "a", null] }}', 'items=[1,"a",null]'),
+        ('m={{ {"k": 1} }}', 'm={"k":1}'),
+        ("n={{ 2.0 }} {{ 1.5 }} {{ 3 }} {{ 4u }} {{ 1e20 }}", "n=2 1.5 3 4 1e+20"),
+        ('d={{ duration("90m") }} {{ duration("-1ms") }}', "d=1h30m0s -1ms"),
+        ('at={{ timestamp("2024-01-01T09:30:00Z") }}', "at=2024-01-01T09:30:00+00:00"),
+        ('all={{ [2.0, duration("1s"), {"é": "café"}] }}', 'all=[2,"1s",{"é":"café"}]'),
+        ("plan {{ event.properties.plan }}", "plan pro"),
+    ],
+)
+def test_a_template_among_text_reads_as_a_customer_should_see_it(text, shown):
+    """Not Python's repr (True, None, [1, 'a'], 0:00:01): these go out in messages."""
+    journey = define(
+        f"""
+        - action:
+            channel: email
+            action: hello
+            payload: {{text: '{text}'}}
+        """
+    )
+    assert Customer(engine_of(journey)).does("signup", plan="pro").commands[0].payload == {"text": shown}
 
 
 # --- waits and timers -----------------------------------------------------------------------------
@@ -912,16 +971,23 @@ def test_catching_up_on_a_wait_judges_the_customer_as_they_were_when_it_fell_due
     assert actions(decision) == [("j", "tips")]
 
 
+CANNOT_CARRY = "which a command cannot carry"
+
+
 @pytest.mark.parametrize(
-    "template",
+    ("template", "why"),
     [
-        '{{ timestamp("2024-01-01T00:00:00Z") }}',
-        '{{ duration("1h") }}',
-        '{{ [b"raw"] }}',
-        '{{ {"at": duration("1s")} }}',
+        ('{{ timestamp("2024-01-01T00:00:00Z") }}', CANNOT_CARRY),
+        ('{{ duration("1h") }}', CANNOT_CARRY),
+        ('{{ [b"raw"] }}', CANNOT_CARRY),
+        ('{{ {"at": duration("1s")} }}', CANNOT_CARRY),
+        ("{{ 1.0 / 0.0 }}", "gives Infinity, " + CANNOT_CARRY),
+        ('{{ {"a": [double("nan")]} }}', "gives NaN, " + CANNOT_CARRY),
+        ("x={{ -1.0 / 0.0 }}", "gives -Infinity, which text cannot show"),
+        ('b={{ b"hi" }}', "gives a bytes, which text cannot show"),
     ],
 )
-def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_why(template):
+def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_why(template, why):
     journey = define(
         f"""
         - action: {{channel: email, action: broken, payload: {{x: '{template}'}}}}
@@ -931,7 +997,7 @@ def test_a_template_whose_value_no_command_can_carry_skips_the_action_and_says_w
     decision = Customer(engine_of(journey)).does("signup")
     assert actions(decision) == [("j", "fine")]
     kind, _, reason = outcomes(decision)[1]
-    assert kind == "condition_error" and "which a command cannot carry" in reason
+    assert kind == "condition_error" and why in reason
 
 
 # --- conversions after leaving (conversion_window) ------------------------------------------------
