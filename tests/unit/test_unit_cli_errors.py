@@ -1,0 +1,60 @@
+"""Bad input to the CLI that is refused before any broker or Redis is asked: one line
+``orchestrator: error: ...`` and exit 1, or click's usage error (exit 2) for an option out
+of its range; never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JOURNEYS = Path(__file__).parents[2] / "journeys"
+EVENT = '{"event_id": "a", "type": "search", "ts": 1790000000, "customer_id": "c"}'
+
+
+# Nothing listens there: a command that failed to refuse its input could reach no one.
+NOWHERE = {"ORCH_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ORCH_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+
+def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | NOWHERE | env
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a CLI error, checked to be one line with exit 1."""
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("orchestrator: error: ")
+    return line.removeprefix("orchestrator: error: ")
+
+
+def usage_error(result: subprocess.CompletedProcess[str], option: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def one_event(tmp_path: Path) -> Path:
+    path = tmp_path / "history.jsonl"
+    path.write_text(EVENT + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("topic", "named"), [("actions.ads", "'actions.ads'"), ("Bad Topic!", "'events.Bad Topic!'")])
+def test_send_writes_only_to_events_topics(topic: str, named: str) -> None:
+    message = one_line_error(cli("send", "-", "--topic", topic, stdin=EVENT + "\n"))
+
+    assert message == f"{named} is not an events topic: give a channel (web) or a topic events.<channel>"
