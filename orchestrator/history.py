@@ -31,6 +31,7 @@ from orchestrator.forked import fork_each, reap
 from orchestrator.ingest import Limits, bounds_problem, describe, to_event
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import keys_of, plan_keys, replay_shared
+from schemas.codec import check_json_integers
 from schemas.events import ChannelEvent
 
 PROGRESS_EVERY = 5_000  # lines a scanning process reads between progress reports
@@ -68,10 +69,12 @@ def read_lines(path: Path | BinaryIO) -> list[bytes]:
 
 
 def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:
-    """The line -> Event function of ``orchestrator replay``: the contract and the stream's
-    bounds (size, nesting, a time in seconds), then ingestion."""
+    """The line -> Event function of ``orchestrator replay``: the stream's JSON decoding (no
+    integer beyond 64 bits), the contract and the stream's bounds (size, nesting, a time in
+    seconds), then ingestion."""
 
     def parse(line: bytes) -> Event:
+        check_json_integers(line)
         doc = ChannelEvent.model_validate_json(line)
         if problem := bounds_problem(line, doc, limits):
             raise ValueError(problem)

@@ -58,3 +58,12 @@ def test_send_writes_only_to_events_topics(topic: str, named: str) -> None:
     message = one_line_error(cli("send", "-", "--topic", topic, stdin=EVENT + "\n"))
 
     assert message == f"{named} is not an events topic: give a channel (web) or a topic events.<channel>"
+
+
+def test_replay_refuses_an_integer_beyond_64_bits_as_the_stream_does(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(EVENT[:-1] + f', "properties": {{"v": {2**70}}}}}\n')
+
+    message = one_line_error(cli("replay", str(history), "-j", str(JOURNEYS)))
+
+    assert message == f"{history}:1: not valid JSON: integer 11805916207174113034... out of 64-bit range"
