@@ -60,6 +60,14 @@ def test_send_writes_only_to_events_topics(topic: str, named: str) -> None:
     assert message == f"{named} is not an events topic: give a channel (web) or a topic events.<channel>"
 
 
+def test_send_and_replay_say_a_directory_is_one(tmp_path: Path) -> None:
+    assert one_line_error(cli("send", str(tmp_path))) == f"{tmp_path} is a directory, not a file of JSON lines"
+    assert (
+        one_line_error(cli("replay", str(tmp_path), "-j", str(JOURNEYS)))
+        == f"{tmp_path} is a directory, not a file of JSON lines"
+    )
+
+
 def test_replay_refuses_an_integer_beyond_64_bits_as_the_stream_does(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     history.write_text(EVENT[:-1] + f', "properties": {{"v": {2**70}}}}}\n')
@@ -67,3 +75,14 @@ def test_replay_refuses_an_integer_beyond_64_bits_as_the_stream_does(tmp_path: P
     message = one_line_error(cli("replay", str(history), "-j", str(JOURNEYS)))
 
     assert message == f"{history}:1: not valid JSON: integer 11805916207174113034... out of 64-bit range"
+
+
+def test_replay_refuses_more_processes_than_it_would_ever_fork(one_event: Path) -> None:
+    usage_error(cli("replay", str(one_event), "-j", str(JOURNEYS), "--processes", "100000"), "--processes")
+
+
+def test_replay_forks_no_more_processes_than_there_are_events(one_event: Path) -> None:
+    result = cli("replay", str(one_event), "-j", str(JOURNEYS), "--processes", "128", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert '"events": 1' in result.stdout
