@@ -27,6 +27,14 @@ def settings(**overrides: Any) -> Settings:
         raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+def above_zero(value: float) -> float:
+    """An option's callback for a rate or the like, refused up front (a usage error) when zero
+    or negative, rather than failing later in a division or a sleep."""
+    if not value > 0:  # NaN too
+        raise typer.BadParameter(f"must be above 0, not {value:g}")
+    return value
+
+
 def duration_option(option: str, text: str) -> float:
     """Seconds in a duration option (``--after 7d``); a bad one is a one-line CLI error."""
     from orchestrator.journeys.durations import parse_duration

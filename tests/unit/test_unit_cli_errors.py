@@ -86,3 +86,25 @@ def test_replay_forks_no_more_processes_than_there_are_events(one_event: Path) -
 
     assert result.returncode == 0, result.stderr
     assert '"events": 1' in result.stdout
+
+
+def test_simulate_says_when_it_cannot_write_the_history_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "h.jsonl"
+
+    assert one_line_error(cli("simulate", "--output", str(missing))) == (
+        f"cannot write {missing}: No such file or directory"
+    )
+    assert one_line_error(cli("simulate", "--output", str(tmp_path))) == f"cannot write {tmp_path}: Is a directory"
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan"])
+def test_simulate_refuses_a_rate_that_is_not_above_zero_before_sending(rate: str) -> None:
+    result = cli("simulate", "--rate", rate, "--duration", "2")
+
+    usage_error(result, "--rate")
+    assert "must be above 0" in result.stderr
+    assert "simulated" not in result.stderr
+
+
+def test_simulate_needs_someone_to_simulate(tmp_path: Path) -> None:
+    usage_error(cli("simulate", "--customers", "0", "--output", str(tmp_path / "h.jsonl")), "--customers")
