@@ -108,3 +108,24 @@ def test_simulate_refuses_a_rate_that_is_not_above_zero_before_sending(rate: str
 
 def test_simulate_needs_someone_to_simulate(tmp_path: Path) -> None:
     usage_error(cli("simulate", "--customers", "0", "--output", str(tmp_path / "h.jsonl")), "--customers")
+
+
+@pytest.mark.parametrize("command", [["customer", "a"], ["explain", "a"], ["serve"], ["worker"]])
+def test_a_bad_redis_url_is_one_line_in_every_command_that_takes_one(command: list[str]) -> None:
+    message = one_line_error(cli(*command, "--redis-url", "foo://bar"))
+
+    assert message == (
+        "bad setting redis_url: Redis URL must specify one of the following schemes (redis://, rediss://, unix://)"
+    )
+
+
+def test_a_redis_url_with_a_bad_port_is_one_line() -> None:
+    message = one_line_error(cli("customer", "a", "--redis-url", "redis://host:port/0"))
+
+    assert message == "bad setting redis_url: Port could not be cast to integer value as 'port'"
+
+
+def test_a_bad_redis_url_from_the_environment_is_refused_too() -> None:
+    message = one_line_error(cli("customer", "a", ORCH_REDIS_URL="foo://bar"))
+
+    assert message.startswith("bad setting redis_url: Redis URL must specify one of the following schemes")
