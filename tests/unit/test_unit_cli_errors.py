@@ -129,3 +129,17 @@ def test_a_bad_redis_url_from_the_environment_is_refused_too() -> None:
     message = one_line_error(cli("customer", "a", ORCH_REDIS_URL="foo://bar"))
 
     assert message.startswith("bad setting redis_url: Redis URL must specify one of the following schemes")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max", "0"), ("--timeout", "-1")])
+def test_tail_refuses_a_count_or_timeout_out_of_range(option: str, value: str) -> None:
+    usage_error(cli("tail", option, value), option)
+
+
+def test_journeys_validate_says_a_file_is_not_a_folder(tmp_path: Path) -> None:
+    welcome = JOURNEYS / "welcome.yaml"
+
+    assert one_line_error(cli("journeys", "validate", str(welcome))) == (
+        f"{welcome} is a file, not a folder: give the folder of journey files that holds it"
+    )
+    assert one_line_error(cli("journeys", "validate", str(tmp_path / "nope"))) == f"no such folder: {tmp_path}/nope"
