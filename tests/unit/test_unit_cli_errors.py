@@ -131,6 +131,12 @@ def test_a_bad_redis_url_from_the_environment_is_refused_too() -> None:
     assert message.startswith("bad setting redis_url: Redis URL must specify one of the following schemes")
 
 
+def test_a_topic_prefix_kafka_would_refuse_is_a_bad_setting() -> None:
+    message = one_line_error(cli("send", "-", ORCH_TOPIC_PREFIX="Bad Prefix!"))
+
+    assert message == "bad setting topic_prefix: String should match pattern '^[A-Za-z0-9._-]*$'"
+
+
 @pytest.mark.parametrize(("option", "value"), [("--max", "0"), ("--timeout", "-1")])
 def test_tail_refuses_a_count_or_timeout_out_of_range(option: str, value: str) -> None:
     usage_error(cli("tail", option, value), option)
