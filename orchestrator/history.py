@@ -31,7 +31,7 @@ from orchestrator.forked import fork_each, reap
 from orchestrator.ingest import Limits, bounds_problem, content_problem, depth_of, describe, to_event
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import keys_of, plan_keys, replay_shared
-from schemas.codec import JSON, DecodeError, decode_payload
+from schemas.codec import JSON, DecodeError, check_json_integers, decode_payload
 from schemas.events import ChannelEvent
 
 PROGRESS_EVERY = 5_000  # lines a scanning process reads between progress reports
@@ -69,10 +69,12 @@ def read_lines(path: Path | BinaryIO) -> list[bytes]:
 
 
 def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:
-    """The line -> Event function of ``orchestrator replay``: the contract and the stream's
-    bounds (size, nesting, a time in seconds), then ingestion."""
+    """The line -> Event function of ``orchestrator replay``: the stream's JSON decoding (no
+    integer beyond 64 bits), the contract and the stream's bounds (size, nesting, a time in
+    seconds), then ingestion."""
 
     def parse(line: bytes) -> Event:
+        check_json_integers(line)
         doc = _validated(line, limits)
         if problem := bounds_problem(line, doc, limits):
             raise ValueError(problem)

@@ -29,6 +29,9 @@ from orchestrator.replay import Replay, Summary
 
 BATCH = 2000  # commands a child sends at a time
 MIN_EVENTS_PER_PROCESS = 5_000  # below this, forking costs more than it saves
+# The most processes a replay forks, asked or not: beyond the cores there is nothing to gain,
+# and each holds open files in the parent (a thousand hit the usual limit of open files).
+MAX_PROCESSES = 128
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Plan:
 def default_processes(events: int) -> int:
     """As many processes as this process may use cores, but none that would idle."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, events // MIN_EVENTS_PER_PROCESS))
+    return max(1, min(cores, events // MIN_EVENTS_PER_PROCESS, MAX_PROCESSES))
 
 
 def keys_of(event: Event) -> list[str]:
@@ -82,6 +85,7 @@ def plan_keys(routed: Sequence[str], linked: Mapping[int, Sequence[str]], proces
     members: dict[str, list[int]] = {}
     for rank, key in enumerate(routed):  # a key never linked is its own root
         members.setdefault(root(key) if key in parent else key, []).append(rank)
+    processes = max(1, min(processes, len(members)))  # a process without a group would idle
     shares: list[list[int]] = [[] for _ in range(processes)]
     loads = [(0, i) for i in range(processes)]
     for group in sorted(members.values(), key=lambda ranks: (-len(ranks), ranks[0])):

@@ -25,7 +25,11 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    topic_prefix: str = Field(default="", description="Prepended to every topic and the app id.")
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",  # what Kafka allows in a topic name
+        description="Prepended to every topic and the app id.",
+    )
     app_id: str = "orchestrator"
     partitions: int = Field(default=4, ge=1, description="Partitions of the internal topics and tables.")
     replication_factor: int = Field(default=1, ge=1, description="Replicas of every topic the product creates.")

@@ -64,6 +64,10 @@ class TopicNames:
         head = self.prefix + EVENTS
         return topic[len(head) :] if topic.startswith(head) and len(topic) > len(head) else None
 
+    def is_events_topic(self, topic: str) -> bool:
+        """Whether ``topic`` is one the workers read events from (``events_pattern``)."""
+        return re.fullmatch(self.events_pattern, topic) is not None
+
     def resolve(self, name: str, kind: str = EVENTS) -> str:
         """Accept a bare channel (``ads``) or a full topic name (``actions.ads``)."""
         if name.startswith(self.prefix + kind) or "." in name:

@@ -265,7 +265,12 @@ def _check_against_published(journeys: list[Compiled], published: dict[str, str]
 
 def load_or_fail(folder: Path) -> list[Compiled]:
     """The folder's journeys; each error and warning printed as file:line, in file order; a
-    CliError if there is any error (warnings alone refuse nothing)."""
+    CliError if there is any error (warnings alone refuse nothing). A folder: checks such as
+    a migration's older versions look across files, so one file alone is not checked."""
+    if folder.is_file():
+        raise CliError(f"{folder} is a file, not a folder: give the folder of journey files that holds it")
+    if not folder.is_dir():
+        raise CliError(f"no such folder: {folder}")
     checked = check_dir(folder)
     for problem in sorted([*checked.errors, *checked.warnings], key=lambda p: (p.file, p.line)):
         typer.echo(str(problem), err=True)

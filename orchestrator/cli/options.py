@@ -18,13 +18,37 @@ RedisUrl = Annotated[str | None, typer.Option("--redis-url", help="Redis URL (en
 
 
 def settings(**overrides: Any) -> Settings:
-    """Environment settings with the command-line overrides that were given."""
+    """Environment settings with the command-line overrides that were given. A command that
+    takes ``redis_url`` (given or not) gets it checked too, from the option or the environment."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**given)
+        conf = Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    if "redis_url" in overrides:
+        _check_redis_url(conf.redis_url)
+    return conf
+
+
+def _check_redis_url(url: str) -> None:
+    """Redis's own reading of the URL (scheme, port), which it otherwise does only when
+    connecting, with an exception that is no one line. Imported here: only commands that
+    use Redis pay for importing it."""
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise CliError(f"bad setting redis_url: {exc}") from None
+
+
+def above_zero(value: float) -> float:
+    """An option's callback for a rate or the like, refused up front (a usage error) when zero
+    or negative, rather than failing later in a division or a sleep."""
+    if not value > 0:  # NaN too
+        raise typer.BadParameter(f"must be above 0, not {value:g}")
+    return value
 
 
 def duration_option(option: str, text: str) -> float:

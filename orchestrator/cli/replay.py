@@ -21,7 +21,7 @@ from orchestrator.history import LineError, Parse, event_parser, parse_all, read
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.replay import Replay, Summary
-from orchestrator.replay_split import default_processes, replay_split
+from orchestrator.replay_split import MAX_PROCESSES, default_processes, replay_split
 
 
 def replay(
@@ -32,7 +32,12 @@ def replay(
     channel: Annotated[str, typer.Option(help="Channel for events that name none.")] = "replay",
     after: Annotated[str, typer.Option(help="Keep the clock running this long after the last event.")] = "0s",
     processes: Annotated[
-        int, typer.Option(min=0, help="Processes to split the customers over; 0: one per core for big histories.")
+        int,
+        typer.Option(
+            min=0,
+            max=MAX_PROCESSES,
+            help="Processes to split the customers over (at most one per event); 0: one per core for big histories.",
+        ),
     ] = 0,
 ) -> None:
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
@@ -41,6 +46,8 @@ def replay(
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     from_stdin = str(events) == "-"
+    if not from_stdin and events.is_dir():
+        raise CliError(f"{events} is a directory, not a file of JSON lines")
     if not from_stdin and not events.is_file():
         raise CliError(f"no such file: {events}")
     started = time.perf_counter()
@@ -66,7 +73,8 @@ def _replay(
     Big histories are read and replayed by as many processes as there are cores (see
     orchestrator.history); small ones here."""
     render = _json if as_json else _text
-    share_out = processes or default_processes(sum(1 for line in lines if line.strip()))
+    count = sum(1 for line in lines if line.strip())
+    share_out = min(processes, count) if processes else default_processes(count)
     if share_out > 1:
         with progress_bar("reading", total=len(lines)) as advance:
             scanned = scan(lines, parse, share_out, advance)

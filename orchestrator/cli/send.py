@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
-from pydantic import ValidationError
 
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.event import customer_key
 from orchestrator.errors import CliError
-from orchestrator.ingest import describe
+from orchestrator.ingest import Limits, Rejection, ingest
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.topics import EVENTS, TopicNames
-from schemas.codec import content_type_header, encode_payload
-from schemas.events import ChannelEvent
+from schemas.codec import JSON, DecodeError, content_type_header, decode_payload, encode_payload
 
 
 def send(
     source: Annotated[str, typer.Argument(help="File of JSON lines, or - for stdin.")] = "-",
     topic: Annotated[str, typer.Option("--topic", "-t", help="Channel (web) or full topic (events.web).")] = "web",
-    validate: Annotated[bool, typer.Option(help="Check each event against the contract before sending.")] = True,
+    validate: Annotated[
+        bool, typer.Option(help="Refuse each line the worker's ingest would dead-letter (see README).")
+    ] = True,
     raw: Annotated[bool, typer.Option(help="Send each line's bytes as they are (for testing the DLQ).")] = False,
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:
     """Publish events, one JSON object per line, msgpack-encoded, keyed by customer."""
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
-    target = TopicNames(conf.topic_prefix).resolve(topic, EVENTS)
+    names = TopicNames(conf.topic_prefix)
+    target = names.resolve(topic, EVENTS)
+    if not names.is_events_topic(target):
+        raise CliError(
+            f"{target!r} is not an events topic: give a channel (web) or a topic {names.events('<channel>')}"
+        )
+    check = _Check(target, names, conf.limits()) if validate else None
     with _open(source) as stream:
         lines = stream.readlines() if source != "-" else None
         client = producer(conf.kafka_bootstrap)
@@ -42,10 +49,10 @@ def send(
         with progress_bar(f"sending to {target}", total=len(lines) if lines is not None else None) as advance:
             for number, line in enumerate(items, start=1):
                 advance()
-                if not line.strip() or line.lstrip().startswith("#"):
+                if not line.strip() or line.lstrip().startswith(b"#"):
                     continue
                 try:
-                    key, value = (None, line.rstrip("\n").encode()) if raw else _prepare(line, validate)
+                    key, value = (None, line.rstrip(b"\n")) if raw else _prepare(line, check)
                 except CliError as exc:
                     bad += 1
                     typer.echo(f"orchestrator: line {number}: {exc}", err=True)
@@ -61,33 +68,60 @@ def send(
         raise typer.Exit(1)
 
 
-def _open(source: str) -> TextIO:
+def _open(source: str) -> BinaryIO:
+    """The lines as bytes, as the stream gets them: a line that is not UTF-8 is then one
+    refused line, not the end of the command."""
     if source == "-":
-        return sys.stdin
+        return sys.stdin.buffer
     path = Path(source)
+    if path.is_dir():
+        raise CliError(f"{source} is a directory, not a file of JSON lines")
     if not path.is_file():
         raise CliError(f"no such file: {source}")
-    return path.open(encoding="utf-8")
+    return path.open("rb")
 
 
-def _stdin_lines(stream: TextIO) -> Iterator[str]:
+def _stdin_lines(stream: BinaryIO) -> Iterator[bytes]:
     yield from stream
 
 
-def _prepare(line: str, validate: bool) -> tuple[bytes | None, bytes]:
+@dataclass(frozen=True)
+class _Check:
+    """The worker's ingest, run on the bytes it would receive: whatever it would dead-letter
+    (the contract, size, nesting, a time ahead of its clock or in the wrong unit) is refused
+    here, with the same reason, instead of going out."""
+
+    topic: str
+    names: TopicNames
+    limits: Limits
+
+    def __call__(self, value: bytes) -> None:
+        now = time.time()
+        headers = content_type_header("msgpack")
+        verdict = ingest(
+            value, topic=self.topic, headers=headers, received_at=now, now=now, topics=self.names, limits=self.limits
+        )
+        if isinstance(verdict, Rejection):
+            raise CliError(f"{verdict.reason}: {verdict.detail}")
+
+
+def _prepare(line: bytes, check: _Check | None) -> tuple[bytes | None, bytes]:
+    """The line's key and msgpack value; the line is read as the stream reads JSON (an
+    integer beyond 64 bits is refused, as msgpack could not carry it)."""
     try:
-        doc: Any = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"not valid JSON: {exc}") from None
+        doc: Any = decode_payload(line, JSON)
+    except DecodeError as exc:
+        raise CliError(str(exc)) from None
     if not isinstance(doc, dict):
         raise CliError("each line must be a JSON object")
-    if validate:
-        try:
-            ChannelEvent.model_validate(doc)
-        except ValidationError as exc:
-            raise CliError(describe(exc)) from None
+    try:
+        value = encode_payload(doc)
+    except (ValueError, OverflowError, TypeError) as exc:  # a lone surrogate (\ud800) in a string
+        raise CliError(f"cannot be encoded as msgpack: {exc}") from None
+    if check is not None:
+        check(value)
     key = _key_of(doc)
-    return (key.encode() if key else None), encode_payload(doc)
+    return (key.encode() if key else None), value
 
 
 def _key_of(doc: dict[str, Any]) -> str | None:

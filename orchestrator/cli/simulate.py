@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
-from orchestrator.cli.options import Bootstrap, Prefix, duration_option, settings
+from orchestrator.cli.options import Bootstrap, Prefix, above_zero, duration_option, settings
 from orchestrator.cli.progress import progress_bar
+from orchestrator.errors import CliError
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.simulator import Simulator
 from orchestrator.topics import TopicNames
@@ -20,13 +21,13 @@ CHANNELS = ("web", "search", "ads", "email", "store", "app", "social")
 
 
 def simulate(
-    rate: Annotated[float, typer.Option(help="Journey steps per second.")] = 4.0,
-    customers: Annotated[int, typer.Option(help="How many simulated people.")] = 100,
-    duration: Annotated[float, typer.Option(help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
-    broken_every: Annotated[int, typer.Option(help="Every Nth record is malformed (0: never).")] = 25,
+    rate: Annotated[float, typer.Option(callback=above_zero, help="Journey steps per second.")] = 4.0,
+    customers: Annotated[int, typer.Option(min=1, help="How many simulated people.")] = 100,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
+    broken_every: Annotated[int, typer.Option(min=0, help="Every Nth record is malformed (0: never).")] = 25,
     seed: Annotated[int, typer.Option(help="Random seed, for repeatable traffic.")] = 7,
     output: Annotated[Path | None, typer.Option(help="Write a history file (JSON lines) instead.")] = None,
-    count: Annotated[int, typer.Option(help="With --output: how many steps.")] = 10_000,
+    count: Annotated[int, typer.Option(min=0, help="With --output: how many steps.")] = 10_000,
     span: Annotated[str, typer.Option(help="With --output: the history ends now and spans this long.")] = "30d",
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
@@ -68,7 +69,7 @@ def _write_history(path: Path, sim: Simulator, count: int, span: float) -> None:
     """``count`` steps spread evenly over ``span`` seconds ending now, in time order."""
     start = time.time() - span
     written = 0
-    with path.open("w", encoding="utf-8") as out, progress_bar(f"writing {path}", total=count) as advance:
+    with _created(path) as out, progress_bar(f"writing {path}", total=count) as advance:
         for i in range(count):
             for record in sim.records(start + span * i / max(1, count)):
                 if record.event is not None:
@@ -76,3 +77,12 @@ def _write_history(path: Path, sim: Simulator, count: int, span: float) -> None:
                     written += 1
             advance()
     typer.echo(f"wrote {written} event(s) to {path}", err=True)
+
+
+def _created(path: Path) -> TextIO:
+    """The history file, opened for writing; a folder that is missing (or a path that is one)
+    is a one-line error before anything is simulated."""
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None

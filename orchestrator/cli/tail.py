@@ -29,8 +29,8 @@ def tail(
     action: Annotated[str | None, typer.Option(help="Only this action, e.g. remarketing_ad.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest command, not the newest.")] = False,
-    max_count: Annotated[int | None, typer.Option("--max", help="Exit 0 after this many commands.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    max_count: Annotated[int | None, typer.Option("--max", min=1, help="Exit 0 after this many commands.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Give up after this many seconds (0: never).")] = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:

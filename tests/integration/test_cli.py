@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,9 +72,54 @@ def test_send_refuses_invalid_lines_with_their_number_and_sends_the_rest(worker:
 
     assert result.returncode == 1
     assert "line 2: not valid JSON" in result.stderr
-    assert "line 3: ts:" in result.stderr
+    assert "line 3: invalid: ts:" in result.stderr
     assert "sent 2 event(s)" in result.stderr
     assert [c["payload"]["query"] for c in worker.commands(2, customer="sam")] == ["first", "second"]
+
+
+def test_send_refuses_what_the_workers_ingest_would_dead_letter(worker: WorkerProcess) -> None:
+    """Each line is put through the worker's own ingest (with its limits and its allowed
+    skew) before it goes out; none of them reaches the dead-letter topic."""
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+    good = event("d-1", "search", "dora", query="tent")
+    lines = [
+        as_json(good | {"event_id": "d-2", "ts": time.time() + 3600}),
+        as_json(good | {"event_id": "d-3", "properties": {"p": "x" * 70_000}}),
+        as_json(good | {"event_id": "d-4", "properties": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}),
+        as_json(good | {"event_id": "d-5", "ts": 915148800}),
+        as_json(good | {"event_id": "d-6"})[:-1] + f',"x":{2**70}}}',
+        as_json(good | {"event_id": "d-7", "ts": time.time() + 60}),  # within the allowed skew
+        as_json(good),
+    ]
+
+    result = run("send", "--topic", "search", env=env, stdin="\n".join(lines) + "\n")
+
+    assert result.returncode == 1
+    refused = [line for line in result.stderr.splitlines() if line.startswith("orchestrator: line ")]
+    assert [line.split(": ")[1:3] for line in refused] == [
+        ["line 1", "future_timestamp"],
+        ["line 2", "too_large"],
+        ["line 3", "too_deep"],
+        ["line 4", "invalid"],
+        ["line 5", "not valid JSON"],
+    ]
+    assert "sent 2 event(s)" in result.stderr
+    assert "5 line(s) refused" in result.stderr
+    assert worker.commands(1, customer="dora")  # sent and decided on
+    for reason in ("future_timestamp", "too_large", "too_deep", "invalid", "undecodable"):
+        assert worker.metric("orchestrator_events_rejected_total", reason=reason) == 0
+
+
+def test_send_refuses_an_action_topic_before_connecting(worker: WorkerProcess) -> None:
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+
+    result = run("send", "--topic", "actions.ads", env=env, stdin=as_json(event("a-1", "search", "ann")) + "\n")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"orchestrator: error: 'actions.ads' is not an events topic: give a channel (web) or a topic "
+        f"{worker.prefix}events.<channel>"
+    )
 
 
 def test_tail_filters_by_customer_and_action_and_prints_json(worker: WorkerProcess) -> None:

@@ -11,6 +11,7 @@ from schemas.codec import (
     JSON,
     MSGPACK,
     DecodeError,
+    check_json_integers,
     content_type_header,
     content_type_of,
     decode_payload,
@@ -124,3 +125,35 @@ def test_every_msgpack_decode_error_says_what_is_wrong(payload):
     with pytest.raises(DecodeError) as caught:
         decode_payload(payload)
     assert not str(caught.value).rstrip().endswith(":"), str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v": 18446744073709551616}',
+        b'{"v": -9223372036854775809}',
+        b'{"v": 1' + b"0" * 40 + b"}",
+        b'{"a": [1, 2, {"b": ' + str(2**70).encode() + b"}]}",
+    ],
+)
+def test_check_json_integers_refuses_what_decoding_refuses(payload):
+    with pytest.raises(DecodeError) as decoding:
+        decode_payload(payload, JSON)
+    with pytest.raises(DecodeError) as checking:
+        check_json_integers(payload)
+
+    assert str(checking.value) == str(decoding.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"v": 18446744073709551615, "w": -9223372036854775808}',
+        b'{"id": "123456789012345678901234567890"}',  # digits in a string are no integer
+        b'{"v": 1.0000000000000000000000001}',
+        b'{"ts": 1790000000.25, "n": 3}',
+    ],
+)
+def test_check_json_integers_lets_through_what_decoding_takes(payload):
+    decode_payload(payload, JSON)
+    check_json_integers(payload)

@@ -124,14 +124,30 @@ def test_a_history_of_one_event_replays_over_many_processes() -> None:
             b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"v": NaN}}',
             "properties.v: NaN is not a finite number",
         ),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"v": %d}}'
+            % 2**70,
+            "not valid JSON: integer 11805916207174113034... out of 64-bit range",
+        ),
+        (
+            b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"v": %d}}'
+            % -(2**63 + 1),
+            "not valid JSON: integer -9223372036854775809 out of 64-bit range",
+        ),
     ],
-    ids=["milliseconds", "1990", "too large", "too deep", "lone surrogate", "NaN"],
+    ids=["milliseconds", "1990", "too large", "too deep", "lone surrogate", "NaN", "above 64 bits", "below 64 bits"],
 )
 def test_a_line_the_stream_would_refuse_is_refused_by_replay_too(line: bytes, reason: str) -> None:
     lines = as_lines(history(50, 4))
     lines[7] = line
     with pytest.raises(LineError, match=f"line 8: .*{reason}"):
         scan(lines, PARSE, 2)
+
+
+@pytest.mark.parametrize("value", [2**64 - 1, -(2**63), 10**18])
+def test_an_integer_within_64_bits_is_replayed(value: int) -> None:
+    line = b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"v": %d}}' % value
+    assert PARSE(line).properties == {"v": value}
 
 
 def test_a_byte_order_mark_before_the_first_line_is_not_an_error(tmp_path) -> None:

@@ -14,7 +14,7 @@ from test_unit_replay_equivalence import DAY, POLICIES, engine, history, probe
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.replay import Replay
-from orchestrator.replay_split import default_processes, keys_of, plan, replay_split
+from orchestrator.replay_split import MAX_PROCESSES, default_processes, keys_of, plan, replay_split
 
 
 def split(events: list[Event], policy: Policy, processes: int) -> tuple[list[Any], dict[str, Any]]:
@@ -68,3 +68,17 @@ def test_a_failing_child_is_an_error_not_a_short_output() -> None:
 
 def test_small_histories_use_one_process() -> None:
     assert default_processes(100) == 1
+
+
+def test_no_process_is_planned_without_an_identity_group_to_replay() -> None:
+    events = history(300, 5)[:2]
+    ordered = sorted(events, key=lambda e: e.ts)
+
+    shares = plan(ordered, 100_000).shares
+
+    assert 1 <= len(shares) <= 2
+    assert all(shares), "every process gets work"
+
+
+def test_even_a_huge_history_forks_no_more_than_the_maximum() -> None:
+    assert default_processes(10**12) <= MAX_PROCESSES

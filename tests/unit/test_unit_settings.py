@@ -66,3 +66,14 @@ def test_nonsense_settings_are_refused_at_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+@pytest.mark.parametrize("prefix", ["", "p.", "team-a_1."])
+def test_a_topic_prefix_of_the_characters_kafka_allows_is_taken(prefix):
+    assert Settings(topic_prefix=prefix).topic_prefix == prefix
+
+
+@pytest.mark.parametrize("prefix", ["Bad Prefix!", "p/", "é."])
+def test_a_topic_prefix_kafka_would_refuse_in_a_topic_name_is_refused_at_once(prefix):
+    with pytest.raises(ValidationError, match="topic_prefix"):
+        Settings(topic_prefix=prefix)

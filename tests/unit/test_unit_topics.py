@@ -89,3 +89,21 @@ def test_the_actions_pattern_matches_only_actions_topics():
     pattern = TopicNames().actions_pattern
     assert re.match(pattern, "actions.ads")
     assert not re.match(pattern, "events.ads")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "topic", "inbound"),
+    [
+        ("", "events.web", True),
+        ("", "events.new-channel", True),
+        ("p.", "p.events.web", True),
+        ("", "actions.ads", False),
+        ("", "orchestrator.dlq", False),
+        ("", "events.Bad Topic!", False),
+        ("", "events.", False),
+        ("p.", "events.web", False),
+        ("", "events.web\n", False),
+    ],
+)
+def test_only_topics_the_workers_read_events_from_are_events_topics(prefix, topic, inbound):
+    assert TopicNames(prefix).is_events_topic(topic) is inbound

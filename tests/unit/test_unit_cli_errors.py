@@ -1,0 +1,151 @@
+"""Bad input to the CLI that is refused before any broker or Redis is asked: one line
+``orchestrator: error: ...`` and exit 1, or click's usage error (exit 2) for an option out
+of its range; never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+JOURNEYS = Path(__file__).parents[2] / "journeys"
+EVENT = '{"event_id": "a", "type": "search", "ts": 1790000000, "customer_id": "c"}'
+
+
+# Nothing listens there: a command that failed to refuse its input could reach no one.
+NOWHERE = {"ORCH_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ORCH_REDIS_URL": "redis://127.0.0.1:1/0"}
+
+
+def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | NOWHERE | env
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean,
+        timeout=60,
+        check=False,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The message of a CLI error, checked to be one line with exit 1."""
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("orchestrator: error: ")
+    return line.removeprefix("orchestrator: error: ")
+
+
+def usage_error(result: subprocess.CompletedProcess[str], option: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for '{option}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def one_event(tmp_path: Path) -> Path:
+    path = tmp_path / "history.jsonl"
+    path.write_text(EVENT + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("topic", "named"), [("actions.ads", "'actions.ads'"), ("Bad Topic!", "'events.Bad Topic!'")])
+def test_send_writes_only_to_events_topics(topic: str, named: str) -> None:
+    message = one_line_error(cli("send", "-", "--topic", topic, stdin=EVENT + "\n"))
+
+    assert message == f"{named} is not an events topic: give a channel (web) or a topic events.<channel>"
+
+
+def test_send_and_replay_say_a_directory_is_one(tmp_path: Path) -> None:
+    assert one_line_error(cli("send", str(tmp_path))) == f"{tmp_path} is a directory, not a file of JSON lines"
+    assert (
+        one_line_error(cli("replay", str(tmp_path), "-j", str(JOURNEYS)))
+        == f"{tmp_path} is a directory, not a file of JSON lines"
+    )
+
+
+def test_replay_refuses_an_integer_beyond_64_bits_as_the_stream_does(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text(EVENT[:-1] + f', "properties": {{"v": {2**70}}}}}\n')
+
+    message = one_line_error(cli("replay", str(history), "-j", str(JOURNEYS)))
+
+    assert message == f"{history}:1: not valid JSON: integer 11805916207174113034... out of 64-bit range"
+
+
+def test_replay_refuses_more_processes_than_it_would_ever_fork(one_event: Path) -> None:
+    usage_error(cli("replay", str(one_event), "-j", str(JOURNEYS), "--processes", "100000"), "--processes")
+
+
+def test_replay_forks_no_more_processes_than_there_are_events(one_event: Path) -> None:
+    result = cli("replay", str(one_event), "-j", str(JOURNEYS), "--processes", "128", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert '"events": 1' in result.stdout
+
+
+def test_simulate_says_when_it_cannot_write_the_history_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "h.jsonl"
+
+    assert one_line_error(cli("simulate", "--output", str(missing))) == (
+        f"cannot write {missing}: No such file or directory"
+    )
+    assert one_line_error(cli("simulate", "--output", str(tmp_path))) == f"cannot write {tmp_path}: Is a directory"
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "nan"])
+def test_simulate_refuses_a_rate_that_is_not_above_zero_before_sending(rate: str) -> None:
+    result = cli("simulate", "--rate", rate, "--duration", "2")
+
+    usage_error(result, "--rate")
+    assert "must be above 0" in result.stderr
+    assert "simulated" not in result.stderr
+
+
+def test_simulate_needs_someone_to_simulate(tmp_path: Path) -> None:
+    usage_error(cli("simulate", "--customers", "0", "--output", str(tmp_path / "h.jsonl")), "--customers")
+
+
+@pytest.mark.parametrize("command", [["customer", "a"], ["explain", "a"], ["serve"], ["worker"]])
+def test_a_bad_redis_url_is_one_line_in_every_command_that_takes_one(command: list[str]) -> None:
+    message = one_line_error(cli(*command, "--redis-url", "foo://bar"))
+
+    assert message == (
+        "bad setting redis_url: Redis URL must specify one of the following schemes (redis://, rediss://, unix://)"
+    )
+
+
+def test_a_redis_url_with_a_bad_port_is_one_line() -> None:
+    message = one_line_error(cli("customer", "a", "--redis-url", "redis://host:port/0"))
+
+    assert message == "bad setting redis_url: Port could not be cast to integer value as 'port'"
+
+
+def test_a_bad_redis_url_from_the_environment_is_refused_too() -> None:
+    message = one_line_error(cli("customer", "a", ORCH_REDIS_URL="foo://bar"))
+
+    assert message.startswith("bad setting redis_url: Redis URL must specify one of the following schemes")
+
+
+def test_a_topic_prefix_kafka_would_refuse_is_a_bad_setting() -> None:
+    message = one_line_error(cli("send", "-", ORCH_TOPIC_PREFIX="Bad Prefix!"))
+
+    assert message == "bad setting topic_prefix: String should match pattern '^[A-Za-z0-9._-]*$'"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--max", "0"), ("--timeout", "-1")])
+def test_tail_refuses_a_count_or_timeout_out_of_range(option: str, value: str) -> None:
+    usage_error(cli("tail", option, value), option)
+
+
+def test_journeys_validate_says_a_file_is_not_a_folder(tmp_path: Path) -> None:
+    welcome = JOURNEYS / "welcome.yaml"
+
+    assert one_line_error(cli("journeys", "validate", str(welcome))) == (
+        f"{welcome} is a file, not a folder: give the folder of journey files that holds it"
+    )
+    assert one_line_error(cli("journeys", "validate", str(tmp_path / "nope"))) == f"no such folder: {tmp_path}/nope"
