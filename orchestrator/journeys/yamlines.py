@@ -29,7 +29,10 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     """
     if len(text.encode()) > MAX_BYTES:
         raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(text, exc) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -39,10 +42,18 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc}") from None
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(text, exc) from None
     except RecursionError:
         raise YamlError(1, "nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlError:
+    """A character YAML does not allow (a control character, U+FFFE), on its line."""
+    line = text.count("\n", 0, exc.position) + 1
+    return YamlError(line, f"not valid YAML: unacceptable character #x{exc.character:04x}")
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
