@@ -25,7 +25,7 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     Journey files are small and flat, so anything else is refused with a line
     number instead of being allowed to eat the stack or the CPU: aliases
     (``&``/``*``, the "billion laughs"), nesting deeper than 32, keys that are
-    not scalars, files over 256 KiB.
+    not scalars or appear twice in a mapping, files over 256 KiB.
     """
     if len(text.encode()) > MAX_BYTES:
         raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
@@ -70,6 +70,8 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlError(key_node.start_mark.line + 1, "keys must be plain names, not lists or maps")
             key = loader.construct_object(key_node, deep=True)
+            if key in out:  # YAML would keep the last silently, hiding the first
+                raise YamlError(key_node.start_mark.line + 1, f"key {key!r} appears twice")
             out[key] = _walk(loader, value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):

@@ -26,3 +26,21 @@ def test_validate_names_a_control_character_in_one_line_and_exits_1(tmp_path):
     assert result.returncode == 1
     assert f"{tmp_path / 'j.yaml'}:1: not valid YAML: unacceptable character #x0007" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
+
+
+# --- keys written twice ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        (f"{HDR}steps: [wait: 1h]\nsteps: [{{exit: done}}]\n", 5, "steps"),
+        (f"{HDR}steps:\n  - id: a\n    wait: 1h\n    id: b\n", 7, "id"),
+        (f"{HDR}steps:\n  - action: {{channel: email, action: hi, payload: {{a: 1, a: 2}}}}\n", 5, "a"),
+        ("id: t\nversion: 1\ntrigger:\n  event: signup\n  event: purchase\nsteps: [exit]\n", 5, "event"),
+    ],
+    ids=["top level", "in a step", "in a payload", "in the trigger"],
+)
+def test_a_key_written_twice_is_refused_on_its_second_line(text, line, key):
+    error = only_error(text)
+    assert (error.line, error.message) == (line, f"key '{key}' appears twice")
