@@ -17,6 +17,20 @@ class YamlError(ValueError):
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
+PLAIN = (str, int, float, bool, type(None))  # what JSON, msgpack and CEL all carry
+_TIMESTAMP, _NUMBERS = "tag:yaml.org,2002:timestamp", ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+class JourneyLoader(yaml.SafeLoader):
+    """The safe loader, reading unquoted scalars as YAML 1.2 and JSON do: ``2024-01-01`` and
+    ``10:00`` stay text. YAML 1.1 makes the first a date, which no command or state can
+    carry (JSON and msgpack refuse it), and the second the number 600 (base 60)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        tag: str = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and (tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value)):
+            return self.DEFAULT_SCALAR_TAG
+        return tag
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
@@ -30,7 +44,7 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     if len(text.encode()) > MAX_BYTES:
         raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
     try:
-        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+        loader = JourneyLoader(text)  # its reader refuses control characters already here
     except yaml.reader.ReaderError as exc:
         raise _unreadable(text, exc) from None
     try:
@@ -56,7 +70,7 @@ def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlError:
     return YamlError(line, f"not valid YAML: unacceptable character #x{exc.character:04x}")
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
+def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
     line = node.start_mark.line + 1
     if id(node) in seen:
         raise YamlError(line, "aliases (& and *) are not supported in journey files")
@@ -76,7 +90,15 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(loader, child, (*path, i), lines, seen) for i, child in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    if type(value) not in PLAIN:  # !!binary, !!timestamp: nothing downstream can carry them
+        kind = node.tag.rsplit(":", 1)[-1]
+        raise YamlError(
+            line, f"a {kind} value cannot go into a journey (only text, numbers, true/false and null): quote it"
+        )
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        raise YamlError(line, f"the number {str(value)[:24]} is too large for a journey (beyond 2^63): quote it")
+    return value
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int:

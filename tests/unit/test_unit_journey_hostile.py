@@ -3,9 +3,16 @@ loader is refused with one line naming file and line, never a traceback, a hang 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from test_unit_journey_files import only_error
+from test_unit_journey_files import line_with, only_error
 from test_unit_journey_validate import validate, write
+
+from orchestrator.journeys.loader import compile_text
 
 HDR = "id: t\nversion: 1\ntrigger: {event: signup}\n"
 
@@ -44,3 +51,56 @@ def test_validate_names_a_control_character_in_one_line_and_exits_1(tmp_path):
 def test_a_key_written_twice_is_refused_on_its_second_line(text, line, key):
     error = only_error(text)
     assert (error.line, error.message) == (line, f"key '{key}' appears twice")
+
+
+# --- values nothing downstream can carry -----------------------------------------------------------
+
+PAYLOAD = HDR + "steps:\n  - action:\n      channel: email\n      action: hi\n      payload:\n        "
+
+
+def with_payload(entry: str) -> str:
+    return f"{PAYLOAD}        {entry}\n"
+
+
+def replay_json(folder: Path, history: str) -> subprocess.CompletedProcess[str]:
+    events = folder / "history.jsonl"
+    events.write_text(history)
+    command = [sys.executable, "-m", "orchestrator", "replay", str(events), "--journeys", str(folder), "--json"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [("2024-01-01", "2024-01-01"), ("2024-01-01 10:00:00", "2024-01-01 10:00:00"), ("10:30", "10:30")],
+    ids=["a date", "a date and time", "a time of day (not base-60 630)"],
+)
+def test_unquoted_dates_and_times_stay_the_text_written(value, text):
+    journey = compile_text(with_payload(f"at: {value}"), "j.yaml")
+    assert journey.payloads["step1"]["at"].text == text
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [("!!binary aGVsbG8=", "binary"), ("!!timestamp 2024-01-01", "timestamp")],
+)
+def test_a_tagged_value_no_command_can_carry_is_refused_on_its_line(value, kind):
+    text = with_payload(f"at: {value}")
+    error = only_error(text)
+    assert error.line == line_with(text, "at:")
+    assert error.message.startswith(f"a {kind} value cannot go into a journey")
+    assert error.message.endswith("quote it")
+
+
+def test_a_whole_number_beyond_64_bits_is_refused_on_its_line():
+    text = with_payload("n: 99999999999999999999")
+    error = only_error(text)
+    assert error.line == line_with(text, "n: 9")
+    assert "too large" in error.message
+
+
+def test_a_payload_with_an_unquoted_date_replays_to_json(tmp_path):
+    write(tmp_path, with_payload("launch: 2024-01-01"))
+    result = replay_json(tmp_path, '{"event_id": "a", "type": "signup", "ts": 1790000000, "customer_id": "c"}\n')
+    assert result.returncode == 0, result.stderr
+    commands = [json.loads(line) for line in result.stdout.splitlines() if '"summary"' not in line]
+    assert [c["payload"]["launch"] for c in commands] == ["2024-01-01"]
