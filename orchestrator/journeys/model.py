@@ -21,6 +21,13 @@ def _as_list(value: Any) -> Any:
 Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
 
 
+def _clock_text(value: Any) -> Any:
+    """``until: 10`` is a number, not a time of day: ask for the quoted form."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f'until {str(value)[:40]} is not a time of day: write it in quotes, like "10:00"')
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -53,16 +60,9 @@ class Wait(Strict):
     timeout: Duration | None = None
     on_event: str | None = None
     on_timeout: str | None = None
-    until: str | None = Field(default=None, description="HH:MM in the customer's time zone")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unquoted_clock(cls, data: Any) -> Any:
-        """YAML 1.1 reads an unquoted 10:00 as the number 600 (base 60): take it back."""
-        if isinstance(data, dict) and isinstance(data.get("until"), int) and not isinstance(data["until"], bool):
-            minutes = data["until"]
-            return {**data, "until": f"{minutes // 60:02d}:{minutes % 60:02d}"}
-        return data
+    until: Annotated[str | None, BeforeValidator(_clock_text)] = Field(
+        default=None, description="HH:MM in the customer's time zone"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Wait:
@@ -73,7 +73,7 @@ class Wait(Strict):
             raise ValueError("waiting for an event needs a timeout")
         if (self.for_ is not None and self.for_ <= 0) or (self.timeout is not None and self.timeout <= 0):
             raise ValueError("a wait must be longer than zero")
-        if self.until is not None and not CLOCK.match(self.until):
+        if self.until is not None and not CLOCK.fullmatch(self.until):  # not "10:00\n"
             raise ValueError(f"until {self.until!r} is not HH:MM (24-hour clock)")
         return self
 

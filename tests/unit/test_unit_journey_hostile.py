@@ -104,3 +104,26 @@ def test_a_payload_with_an_unquoted_date_replays_to_json(tmp_path):
     assert result.returncode == 0, result.stderr
     commands = [json.loads(line) for line in result.stdout.splitlines() if '"summary"' not in line]
     assert [c["payload"]["launch"] for c in commands] == ["2024-01-01"]
+
+
+# --- until: a time of day, as text -----------------------------------------------------------------
+
+UNTIL = HDR + "steps:\n  - wait:\n      until: {}\n"
+
+
+@pytest.mark.parametrize("until", ["10", "10.5", "true"])
+def test_an_until_that_is_not_text_is_refused_with_the_quoted_form_to_write(until):
+    text = UNTIL.replace("{}", until)
+    error = only_error(text)
+    assert error.line == line_with(text, "until:")
+    assert error.message.endswith('is not a time of day: write it in quotes, like "10:00"')
+
+
+@pytest.mark.parametrize("until", ["10:00:00", '"10:00\\n"', "'10:00 '"])
+def test_an_until_with_seconds_or_a_trailing_newline_is_not_hh_mm(until):
+    error = only_error(UNTIL.replace("{}", until))
+    assert "is not HH:MM" in error.message
+
+
+def test_an_unquoted_until_with_seconds_is_quoted_as_written_not_as_base_60():
+    assert "'10:00:00' is not HH:MM" in only_error(UNTIL.replace("{}", "10:00:00")).message
