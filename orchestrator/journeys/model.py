@@ -11,6 +11,7 @@ from orchestrator.journeys.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_VERSION = 10**9  # far beyond any journey's history; big enough numbers break msgpack
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -157,7 +158,7 @@ def _versions(value: Any) -> Any:
     if not items:
         raise ValueError("'from' names at least one version, or 'all'")
     for item in items:
-        if type(item) is not int or item < 1:
+        if type(item) is not int or not 1 <= item <= MAX_VERSION:
             raise ValueError(f"'from' takes versions (whole numbers from 1) or 'all', not {str(item)[:40]!r}")
     return items
 
@@ -182,7 +183,7 @@ class Migration(Strict):
 
 class Journey(Strict):
     id: str = Field(pattern=ID)
-    version: int = Field(ge=1)
+    version: int = Field(strict=True, ge=1, le=MAX_VERSION)  # strict: not true (1) or 2.0
     description: str = ""
     trigger: Match
     audience: str | None = None

@@ -62,10 +62,14 @@ def with_payload(entry: str) -> str:
     return f"{PAYLOAD}        {entry}\n"
 
 
-def replay_json(folder: Path, history: str) -> subprocess.CompletedProcess[str]:
+SIGNUP = '{"event_id": "a", "type": "signup", "ts": 1790000000, "customer_id": "c"}\n'
+
+
+def replay(folder: Path, history: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """``orchestrator replay`` of ``history`` through the journeys in ``folder``."""
     events = folder / "history.jsonl"
     events.write_text(history)
-    command = [sys.executable, "-m", "orchestrator", "replay", str(events), "--journeys", str(folder), "--json"]
+    command = [sys.executable, "-m", "orchestrator", "replay", str(events), "--journeys", str(folder), *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -100,7 +104,7 @@ def test_a_whole_number_beyond_64_bits_is_refused_on_its_line():
 
 def test_a_payload_with_an_unquoted_date_replays_to_json(tmp_path):
     write(tmp_path, with_payload("launch: 2024-01-01"))
-    result = replay_json(tmp_path, '{"event_id": "a", "type": "signup", "ts": 1790000000, "customer_id": "c"}\n')
+    result = replay(tmp_path, SIGNUP, "--json")
     assert result.returncode == 0, result.stderr
     commands = [json.loads(line) for line in result.stdout.splitlines() if '"summary"' not in line]
     assert [c["payload"]["launch"] for c in commands] == ["2024-01-01"]
@@ -127,3 +131,46 @@ def test_an_until_with_seconds_or_a_trailing_newline_is_not_hh_mm(until):
 
 def test_an_unquoted_until_with_seconds_is_quoted_as_written_not_as_base_60():
     assert "'10:00:00' is not HH:MM" in only_error(UNTIL.replace("{}", "10:00:00")).message
+
+
+# --- absurd numbers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wait", ["1000000w", "99999999999999999999999w", "3654d", "1000000000000"])
+def test_a_duration_longer_than_10_years_is_refused_on_its_line(wait):
+    text = f"{HDR}steps:\n  - wait: {wait}\n  - exit\n"
+    error = only_error(text)
+    assert error.line == line_with(text, "wait:")
+    assert error.message.endswith("is longer than 10 years")
+
+
+@pytest.mark.parametrize(
+    "where", ["  - action: {channel: email, action: hi, ttl: 9999w}\n", "  - wait: {event: buy, timeout: 9999w}\n"]
+)
+def test_ttls_and_timeouts_are_bounded_too(where):
+    assert only_error(f"{HDR}steps:\n{where}").message.endswith("is longer than 10 years")
+
+
+def test_a_wait_of_10_years_is_fine():
+    journey = compile_text(f"{HDR}steps:\n  - wait: 3653d\n  - exit\n", "j.yaml")
+    assert journey.steps["step1"].wait.for_ == 3653 * 86400
+
+
+def test_replay_refuses_an_after_longer_than_10_years_in_one_line(tmp_path):
+    write(tmp_path, f"{HDR}steps: [exit]\n")
+    result = replay(tmp_path, SIGNUP, "--after", "1000000w")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["orchestrator: error: --after: '1000000w' is longer than 10 years"]
+
+
+@pytest.mark.parametrize("version", ["true", "2.0", "'2'", "0", "1000000001", "-1"])
+def test_a_version_is_a_whole_number_from_1_to_a_billion_and_nothing_like_it(version):
+    text = f"id: t\nversion: {version}\ntrigger: {{event: signup}}\nsteps: [exit]\n"
+    error = only_error(text)
+    assert error.line == 2
+    assert error.message.startswith("version:")
+
+
+def test_a_migration_from_a_version_beyond_a_billion_is_refused():
+    text = "id: t\nversion: 2\ntrigger: {event: signup}\nsteps: [exit]\nmigrate: {from: 10000000000, otherwise: exit}\n"
+    assert "not '10000000000'" in only_error(text).message
