@@ -13,7 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.journeys import graph
-from orchestrator.journeys.conditions import Condition, ConditionError, check_names, compile_payload, templates_in
+from orchestrator.journeys.conditions import (
+    Condition,
+    ConditionError,
+    check_boolean,
+    check_names,
+    compile_payload,
+    templates_in,
+)
 from orchestrator.journeys.model import Journey, Match, Migration, Step
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
 from schemas.events import KNOWN_EVENT_TYPES
@@ -277,6 +284,7 @@ def _compile_conditions(
         try:
             conditions[expression] = Condition.compile(expression)
             check_names(expression)
+            check_boolean(conditions[expression])
         except ConditionError as exc:
             errors.append(JourneyError(name, line_of(lines, path), str(exc)))
     return conditions, errors

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from test_unit_journey_files import line_with, only_error
+from test_unit_journey_files import errors_of, line_with, only_error
 from test_unit_journey_validate import validate, write
 
+from orchestrator.journeys.conditions import MAX_EXPRESSION_CHARS, MAX_OPERATORS, Condition
 from orchestrator.journeys.loader import compile_text
 
 HDR = "id: t\nversion: 1\ntrigger: {event: signup}\n"
@@ -174,3 +176,114 @@ def test_a_version_is_a_whole_number_from_1_to_a_billion_and_nothing_like_it(ver
 def test_a_migration_from_a_version_beyond_a_billion_is_refused():
     text = "id: t\nversion: 2\ntrigger: {event: signup}\nsteps: [exit]\nmigrate: {from: 10000000000, otherwise: exit}\n"
     assert "not '10000000000'" in only_error(text).message
+
+
+# --- expressions that would crash CEL or run for ever ----------------------------------------------
+
+
+def condition(when: str) -> str:
+    return f'id: t\nversion: 1\ntrigger:\n  event: signup\n  when: "{when}"\nsteps: [exit]\n'
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("+".join(["1"] * 3_000) + " == 1", "expression too long (6004 characters, at most 4000)"),
+        ("event.type == '" + "x" * 70_000 + "' &&", "expression too long (70019 characters, at most 4000)"),
+        ("(" * 66_000 + "true" + ")" * 66_000, "expression too long (132004 characters, at most 4000)"),
+        ("+".join(["1"] * 1000) + " == 1", "too deeply nested (1000 operators, at most 300)"),
+        ("event" + ".a" * 400 + " == 1", "too deeply nested (401 operators, at most 300)"),
+    ],
+    ids=["3,000 terms", "a syntax error past column 65535", "66,000 parentheses", "1,000 terms", "a long chain"],
+)
+def test_an_expression_cel_would_crash_on_is_refused_on_its_line(when, message):
+    error = only_error(condition(when))
+    assert error.line == 5
+    assert error.message.startswith(message)
+
+
+def test_validate_refuses_a_60_kb_expression_with_one_line_instead_of_crashing(tmp_path):
+    """In a subprocess: should the bound ever go, compiling this would kill the process."""
+    write(tmp_path, condition("+".join(["1"] * 30_000) + " == 1"))
+    result = validate(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "j.yaml:5: expression too long (60004 characters, at most 4000)" in result.stderr
+
+
+def test_an_expression_at_the_limits_compiles_and_evaluates():
+    longest = Condition.compile(f"'{'x' * (MAX_EXPRESSION_CHARS - 9)}' != 'y'")
+    deepest = Condition.compile("+".join(["1"] * MAX_OPERATORS) + " > 0")  # MAX_OPERATORS operators
+    assert len(longest.expression) == MAX_EXPRESSION_CHARS
+    assert longest.holds({}) and deepest.holds({})
+    chain = Condition.compile("event" + ".a" * (MAX_OPERATORS - 2) + " == 1")  # reads_of walks it recursively
+    event: object = 1
+    for _ in range(MAX_OPERATORS - 2):
+        event = {"a": event}
+    assert chain.holds({"event": event})
+
+
+class PanicException(BaseException):  # what pyo3 raises for a Rust panic: not an Exception
+    pass
+
+
+@dataclass
+class Panicking:
+    """A stand-in for a compiled CEL program whose evaluator panics (the Rust side is the boundary)."""
+
+    def execute(self, variables: dict) -> None:
+        raise PanicException("Formatting argument out of range")
+
+
+def test_a_panic_while_evaluating_is_a_runtime_error_the_engine_counts_not_a_crash():
+    broken = Condition("event.type == 'x'", Panicking(), frozenset({"event"}))
+    with pytest.raises(RuntimeError, match="CEL failed: Formatting argument out of range"):
+        broken.holds({"event": {"type": "x"}})
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "[0,1].map(x0, [0,1].map(x1, [0,1].map(x2, x2))) == []",
+        "state.cart.exists(i, [1].all(j, [2].exists_one(k, k == j)))",
+        "[1].filter(x, x > 0).size() > 0 && [1].all(a, [1].all(b, [1].all(c, true)))",
+    ],
+)
+def test_comprehensions_nested_three_deep_are_refused_on_their_line(when):
+    error = only_error(condition(when))
+    assert error.line == 5
+    assert error.message.startswith("comprehensions nested 3 deep (at most 2)")
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "[0,1].map(x0, [0,1].map(x1, x1)) != []",
+        "[1].map(x, x).map(y, y).map(z, z).all(w, w > 0)",
+        "state.cart.exists(i, '.map(.map(.map(' != '')",
+    ],
+    ids=["two deep", "one after another", "names inside a string"],
+)
+def test_comprehensions_two_deep_or_one_after_another_are_fine(when):
+    assert errors_of(condition(when)) == []
+
+
+# --- conditions that are not true or false ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("when", "kind"),
+    [("1", "int"), ("'str'", "string"), ("state", "map"), ("now", "timestamp"), ("[true]", "list"), ("null", "null")],
+)
+def test_a_condition_that_plainly_gives_no_boolean_is_refused_on_its_line(when, kind):
+    error = only_error(condition(when))
+    assert error.line == 5
+    assert error.message.startswith(f"a condition must be true or false, this gives {kind}")
+
+
+def test_a_payload_template_may_give_any_plain_value():
+    assert errors_of(with_payload("n: '{{ 1 }}'")) == []
+
+
+def test_a_condition_that_gives_a_number_at_run_time_raises_so_the_engine_counts_it():
+    with pytest.raises(TypeError, match="condition gave int, not bool"):
+        Condition.compile("event.properties.age").holds({"event": {"properties": {"age": 30}}})
