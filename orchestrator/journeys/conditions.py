@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 STRINGS = re.compile(r'(?:(?<!\w)[bBrR]{1,2})?(?:"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\')')  # b"..", r'..' too
 GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
 # CEL's global functions and macros; methods such as .startsWith() or .exists() follow a dot.
@@ -361,8 +360,11 @@ class Template:
 
     @classmethod
     def compile(cls, text: str) -> Template:
-        parts = tuple(Condition.compile(expr) for expr in TEMPLATE.findall(text))
-        return cls(text, parts, bool(TEMPLATE.fullmatch(text.strip())) and len(parts) == 1)
+        spans = template_spans(text)
+        parts = tuple(Condition.compile(expression) for _, _, expression in spans)
+        lead = len(text) - len(text.lstrip())
+        whole = len(spans) == 1 and spans[0][:2] == (lead, lead + len(text.strip()))  # nothing else around it
+        return cls(text, parts, whole)
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if not self.parts:
@@ -370,7 +372,43 @@ class Template:
         if self.whole:
             return self.parts[0].value(context)
         values = iter(self.parts)
-        return TEMPLATE.sub(lambda _m: str(next(values).value(context)), self.text)
+        pieces, done = [], 0
+        for start, end, _ in template_spans(self.text):
+            pieces += [self.text[done:start], str(next(values).value(context))]
+            done = end
+        return "".join([*pieces, self.text[done:]])
+
+
+def template_spans(text: str) -> list[tuple[int, int, str]]:
+    """Each ``{{ expr }}`` in ``text``: where it starts and ends, and its expression, stripped.
+
+    Like the lazy regex ``\\{\\{\\s*(.+?)\\s*\\}\\}`` it replaces, the first ``}}`` after a
+    ``{{`` closes it, and an expression that spans lines is no template. Linear by
+    construction, where the regex took cubic time on ``{{`` and thousands of spaces: each
+    search starts where the one before it stopped, and results are kept while they hold.
+    """
+    spans: list[tuple[int, int, str]] = []
+    start, end, last, newline = text.find("{{"), -1, -1, -1
+    while start != -1:
+        if end < start + 2:  # else the "}}" found for an earlier "{{" still closes this one
+            end = text.find("}}", start + 2)
+            if end == -1:
+                break
+            last = end - 1  # the expression's last character: the one before the "}}" and its spaces
+            while last > start + 1 and text[last].isspace():
+                last -= 1
+        first = start + 2
+        while first <= last and text[first].isspace():
+            first += 1
+        if newline < first:
+            found = text.find("\n", first)
+            newline = len(text) if found == -1 else found
+        if first < newline < last:  # spans lines: not a template; look further, as the regex did
+            start = text.find("{{", start + 1)
+            continue
+        spans.append((start, end + 2, text[first : last + 1]))
+        start = text.find("{{", end + 2)
+    return spans
 
 
 def templates_in(payload: Any) -> list[Template]:

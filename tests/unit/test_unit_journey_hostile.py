@@ -13,7 +13,14 @@ import pytest
 from test_unit_journey_files import errors_of, line_with, only_error
 from test_unit_journey_validate import validate, write
 
-from orchestrator.journeys.conditions import MAX_EXPRESSION_CHARS, MAX_OPERATORS, Condition
+from orchestrator.journeys.conditions import (
+    MAX_EXPRESSION_CHARS,
+    MAX_OPERATORS,
+    Condition,
+    ConditionError,
+    Template,
+    template_spans,
+)
 from orchestrator.journeys.loader import compile_text
 
 HDR = "id: t\nversion: 1\ntrigger: {event: signup}\n"
@@ -287,3 +294,61 @@ def test_a_payload_template_may_give_any_plain_value():
 def test_a_condition_that_gives_a_number_at_run_time_raises_so_the_engine_counts_it():
     with pytest.raises(TypeError, match="condition gave int, not bool"):
         Condition.compile("event.properties.age").holds({"event": {"properties": {"age": 30}}})
+
+
+# --- templates: found in linear time ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expressions"),
+    [
+        ("{{" + " " * 100_000, []),
+        ("{{" * 50_000, []),
+        ("{{" + " " * 100_000 + "x\ny }}", []),
+        ("}}" * 50_000, []),
+        ("{{ x" + "}" * 100_000, ["x"]),
+        ("{{ a\n" * 20_000 + "}}", ["a"]),
+        ("{{ 1 }}" * 20_000, ["1"] * 20_000),
+    ],
+    ids=["spaces, no end", "only openings", "a far end across lines", "only ends", "}}}", "lines, one end", "many"],
+)
+def test_hostile_templates_of_100k_characters_are_read_as_the_regex_read_them(text, expressions):
+    """The regex this replaced took minutes on the first; here each is one pass of str.find."""
+    assert [expression for _, _, expression in template_spans(text)] == expressions
+    if not expressions:
+        assert Template.compile(text).render({}) == text
+
+
+def test_a_template_too_long_to_be_an_expression_is_refused_not_compiled():
+    with pytest.raises(ConditionError, match="expression too long"):
+        Template.compile("{{" * 50_000 + "\n}}")
+
+
+@pytest.mark.parametrize(
+    ("text", "expressions", "whole"),
+    [
+        ("{{ 1 }}", ["1"], True),
+        ("  {{1}}\n", ["1"], True),
+        ("a {{ 1 }} b {{ 'x' }}", ["1", "'x'"], False),
+        ("{{{ x }}}", ["{ x"], False),
+        ("{{ '}}' }}", ["'"], False),
+        ("{{ a\nb }} {{ 2 }}", ["2"], False),
+        ("{{\n  1 \n}}", ["1"], True),
+        ("{{ 1 }}}", ["1"], False),
+        ("no template {{", [], False),
+    ],
+)
+def test_templates_are_found_as_the_regex_found_them(text, expressions, whole):
+    assert [expression for _, _, expression in template_spans(text)] == expressions
+    if expressions and all(e in ("1", "'x'", "2") for e in expressions):
+        assert Template.compile(text).whole is whole
+
+
+def test_a_template_renders_its_values_in_place_and_a_whole_one_is_its_value():
+    assert Template.compile("a {{ 1 + 1 }} b {{ 'x' }} c").render({}) == "a 2 b x c"
+    assert Template.compile(" {{ [1, 2] }} ").render({}) == [1, 2]
+    assert Template.compile("{{ 1 }}}").render({}) == "1}"
+
+
+def test_an_empty_template_is_refused_like_any_expression_that_does_not_parse():
+    assert "in expression ''" in only_error(with_payload("a: 'x {{ }} y'")).message
