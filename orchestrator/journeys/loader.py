@@ -211,6 +211,11 @@ def _from_pydantic(name: str, lines: dict[Any, int], err: Any, doc: dict[str, An
     loc = tuple(err["loc"])
     if loc[:2] == ("migrate", 0) and isinstance(doc.get("migrate"), dict):  # one rule, written without a list
         loc = ("migrate", *loc[2:])
+    twice = re.search(r"\(steps (\d+) and (\d+)\)", err["msg"])
+    if not loc and twice:  # a step id used twice (one may be a position's name, step2): both lines
+        first, loc = (("steps", int(number) - 1) for number in twice.groups())
+        both = f"(lines {line_of(lines, first)} and {line_of(lines, loc)})"
+        err = {**err, "msg": err["msg"].replace(twice.group(0), both)}
     named = re.search(r"step '([^']+)'(?: goes to unknown step '([^']+)'| is defined twice)?", err["msg"])
     if not loc and named:  # a whole-journey check about one step: point at the exact place
         loc = _step_path(doc, named.group(1), named.group(2), last="defined twice" in err["msg"])

@@ -220,11 +220,13 @@ class Journey(Strict):
 
     @model_validator(mode="after")
     def _targets_exist(self) -> Journey:
-        ids = [s.id for s in self.steps]
-        for step_id in ids:
-            if ids.count(step_id) > 1:
-                raise ValueError(f"step '{step_id}' is defined twice; step ids must be unique")
-        known = set(ids)
+        first: dict[str, int] = {}  # a dict, not ids.count(): 30,000 steps took 17 s that way
+        for number, step in enumerate(self.steps, 1):
+            if step.id in first:
+                where = f"steps {first[step.id]} and {number}"
+                raise ValueError(f"step '{step.id}' is defined twice ({where}); step ids must be unique")
+            first[step.id] = number
+        known = set(first)
         for step in self.steps:
             for target in _targets(step):
                 if target not in known:

@@ -352,3 +352,21 @@ def test_a_template_renders_its_values_in_place_and_a_whole_one_is_its_value():
 
 def test_an_empty_template_is_refused_like_any_expression_that_does_not_parse():
     assert "in expression ''" in only_error(with_payload("a: 'x {{ }} y'")).message
+
+
+# --- step ids --------------------------------------------------------------------------------------
+
+
+def test_a_step_id_used_twice_names_both_lines_also_when_one_is_a_position_s_name():
+    text = f"{HDR}steps:\n  - id: step2\n    wait: 1h\n  - wait: 2h\n"
+    error = only_error(text)
+    assert (error.line, error.message) == (
+        line_with(text, "wait: 2h"),
+        "steps.1: step 'step2' is defined twice (lines 5 and 7); step ids must be unique",
+    )
+
+
+def test_30000_steps_validate_in_one_pass_over_their_ids():
+    """``ids.count`` for each id took 17 s here; the test's timeout catches a return to it."""
+    journey = compile_text(HDR + "steps:\n" + "- exit\n" * 30_000, "j.yaml")  # 210 KB
+    assert len(journey.steps) == 30_000
