@@ -4,6 +4,7 @@ loader is refused with one line naming file and line, never a traceback, a hang 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from orchestrator.journeys.conditions import (
     Template,
     template_spans,
 )
-from orchestrator.journeys.loader import compile_text
+from orchestrator.journeys.loader import check_dir, compile_text
 
 HDR = "id: t\nversion: 1\ntrigger: {event: signup}\n"
 
@@ -370,3 +371,24 @@ def test_30000_steps_validate_in_one_pass_over_their_ids():
     """``ids.count`` for each id took 17 s here; the test's timeout catches a return to it."""
     journey = compile_text(HDR + "steps:\n" + "- exit\n" * 30_000, "j.yaml")  # 210 KB
     assert len(journey.steps) == 30_000
+
+
+# --- which files a folder's journeys are -----------------------------------------------------------
+
+
+def test_journey_files_are_found_whatever_the_case_of_their_extension(tmp_path):
+    for name in ("a.YAML", "b.Yml", "c.yaml"):
+        write(tmp_path, f"id: {name[0]}\nversion: 1\ntrigger: {{event: signup}}\nsteps: [exit]\n", name)
+    checked = check_dir(tmp_path)
+    assert sorted(j.id for j in checked.journeys) == ["a", "b", "c"]
+    assert checked.errors == checked.warnings == []
+
+
+def test_validate_skips_a_fifo_or_a_folder_named_yaml_with_a_warning_instead_of_hanging(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    (tmp_path / "sub.yml").mkdir()
+    write(tmp_path, f"{HDR}steps: [exit]\n")
+    result = validate(tmp_path)  # reading the FIFO would block until the test's timeout
+    assert result.returncode == 0, result.stderr
+    assert f"{tmp_path / 'pipe.yaml'}:0: warning: skipped: not a regular file" in result.stderr.splitlines()
+    assert f"{tmp_path / 'sub.yml'}:0: warning: skipped: not a regular file" in result.stderr.splitlines()
