@@ -24,7 +24,8 @@ def settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {message}") from None
 
 
 def duration_option(option: str, text: str) -> float:
