@@ -132,13 +132,13 @@ class Checked:
 def check_dir(folder: Path) -> Checked:
     """Every ``*.yaml``/``*.yml`` in ``folder`` (``.YAML`` too), compiled and then reviewed
     (see :func:`review`). Only regular files are read: a FIFO would block the read for ever,
-    so anything else is skipped with a warning."""
+    so anything else so named is an error that says it was not read."""
     if not folder.is_dir():
         return Checked([], [JourneyError(str(folder), 0, "no such folder")], [])
     good, errors, warnings = [], [], []
     for path in sorted(path for path in folder.iterdir() if path.suffix.lower() in (".yaml", ".yml")):
         if not path.is_file():
-            warnings.append(JourneyError(str(path), 0, "skipped: not a regular file", warning=True))
+            errors.append(JourneyError(str(path), 0, "cannot read it: not a regular file (a FIFO, a folder), not read"))
             continue
         try:
             journey = compile_file(path)

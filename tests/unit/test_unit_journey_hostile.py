@@ -384,11 +384,12 @@ def test_journey_files_are_found_whatever_the_case_of_their_extension(tmp_path):
     assert checked.errors == checked.warnings == []
 
 
-def test_validate_skips_a_fifo_or_a_folder_named_yaml_with_a_warning_instead_of_hanging(tmp_path):
+def test_validate_refuses_a_fifo_or_a_folder_named_yaml_without_reading_it_instead_of_hanging(tmp_path):
     os.mkfifo(tmp_path / "pipe.yaml")
     (tmp_path / "sub.yml").mkdir()
     write(tmp_path, f"{HDR}steps: [exit]\n")
     result = validate(tmp_path)  # reading the FIFO would block until the test's timeout
-    assert result.returncode == 0, result.stderr
-    assert f"{tmp_path / 'pipe.yaml'}:0: warning: skipped: not a regular file" in result.stderr.splitlines()
-    assert f"{tmp_path / 'sub.yml'}:0: warning: skipped: not a regular file" in result.stderr.splitlines()
+    assert result.returncode == 1, result.stderr
+    for name in ("pipe.yaml", "sub.yml"):
+        message = f"{tmp_path / name}:0: cannot read it: not a regular file (a FIFO, a folder), not read"
+        assert message in result.stderr.splitlines()
