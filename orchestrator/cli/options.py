@@ -25,7 +25,8 @@ def settings(**overrides: Any) -> Settings:
         conf = Settings(**given)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise CliError(f"bad setting {'.'.join(map(str, first['loc']))}: {message}") from None
     if "redis_url" in overrides:
         _check_redis_url(conf.redis_url)
     return conf

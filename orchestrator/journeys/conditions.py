@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
 STRINGS = re.compile(r'(?:(?<!\w)[bBrR]{1,2})?(?:"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\')')  # b"..", r'..' too
 GLOBAL_CALL = re.compile(r"(?<![.\w])([A-Za-z_]\w*)\s*\(")
 # CEL's global functions and macros; methods such as .startsWith() or .exists() follow a dot.
@@ -58,6 +57,19 @@ CEL_FUNCTIONS = frozenset(
         "matches",
     }
 )
+
+
+# Bounds on an expression, checked before CEL sees it. The Rust CEL crate recurses once per
+# nested operator: evaluating about 12,500 (``1+1+…``) overflowed the stack and killed the
+# process (a segfault, nothing to catch), compiling about 21,000; an error past column 65,535
+# panicked. The shipped journeys' longest expression has 116 characters and 10 operators.
+MAX_EXPRESSION_CHARS = 4000
+MAX_OPERATORS = 300  # also bounds chains such as event.a.a.a…, which reads_of walks recursively
+OPERATOR = re.compile(r"&&|\|\||[=!<>]=|[-+*/%<>!?.\[]|(?<!\w)in(?!\w)")  # in strings too: an upper bound
+# Comprehensions multiply: each level runs the one inside for every element (ten times ten
+# times ten … took 9 s at six levels of ten-element lists).
+MAX_COMPREHENSIONS = 2
+COMPREHENSION_OR_PAREN = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(|[()]")
 
 
 class ConditionError(ValueError):
@@ -121,11 +133,16 @@ class Condition:
     def compile(cls, expression: str) -> Condition:
         import cel  # here, not at the top: importing it loads its own CLI's libraries (~0.2 s)
 
+        check_cost(expression)
         try:
             program = cel.compile(expression)
         except (ValueError, RuntimeError) as exc:
             first = str(exc).splitlines()[0]
             raise ConditionError(expression, first.split(": ERROR: ")[-1]) from None
+        except BaseException as exc:  # a Rust panic: BaseException, so it would pass every except Exception
+            if not _panicked(exc):
+                raise
+            raise ConditionError(expression, f"CEL failed on it ({exc})") from None
         code = STRINGS.sub('""', expression)
         unknown = sorted(set(GLOBAL_CALL.findall(code)) - CEL_FUNCTIONS)
         if unknown:
@@ -145,7 +162,7 @@ class Condition:
         """
         if isinstance(context, Variables):
             return self._memoised({name: context.select(name, reads) for name, reads in self.reads})
-        return self.program.execute({name: context[name] for name in self.names})
+        return _execute(self.program, {name: context[name] for name in self.names})
 
     def _memoised(self, variables: dict[str, Any]) -> Any:
         """Evaluate, remembering results by the exact input.
@@ -164,7 +181,7 @@ class Condition:
         found = memo.get(key, _UNKNOWN)
         if found is not _UNKNOWN:
             return _copied(found)
-        result = self.program.execute(variables)
+        result = _execute(self.program, variables)
         try:
             kept = _copied(result)
         except TypeError:
@@ -175,8 +192,93 @@ class Condition:
         return result
 
     def holds(self, context: Mapping[str, Any]) -> bool:
-        """True only for a boolean true; a runtime error raises so the caller can count it."""
-        return self.value(context) is True
+        """True or false; a runtime error, or a value that is neither, raises so the caller can count it."""
+        value = self.value(context)
+        if type(value) is not bool:
+            raise TypeError(f"condition gave {cel_type(value)}, not bool")
+        return value
+
+
+def _execute(program: Any, variables: dict[str, Any]) -> Any:
+    """The program's value; a panic in the Rust evaluator becomes a RuntimeError, so the engine
+    counts it as a condition error like any other instead of letting it end the worker."""
+    try:
+        return program.execute(variables)
+    except Exception:
+        raise
+    except BaseException as exc:
+        if not _panicked(exc):
+            raise
+        raise RuntimeError(f"CEL failed: {exc}") from None
+
+
+def _panicked(exc: BaseException) -> bool:
+    """pyo3's PanicException: its module (pyo3_runtime) cannot be imported to name it."""
+    return type(exc).__name__ == "PanicException"
+
+
+def cel_type(value: Any) -> str:
+    """The CEL name of a value's type, for messages."""
+    return _CEL_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+_CEL_TYPES = {"float": "double", "str": "string", "dict": "map", "NoneType": "null", "datetime": "timestamp"}
+_CEL_TYPES["timedelta"] = "duration"
+
+
+def check_boolean(condition: Condition) -> None:
+    """Refuse a condition that plainly gives something other than true or false: a bare map
+    variable, or an expression over no variable at all (``"1"``, ``"'yes'"``), which is
+    evaluated here. At run time such a value counts as a condition error (see ``holds``)."""
+    expression = condition.expression.strip()
+    if expression in MAPS or expression == "now":
+        kind = "timestamp" if expression == "now" else "map"
+    elif condition.names or comprehension_depth(expression):
+        return  # known only at run time (a comprehension could be slow: not run here)
+    else:
+        try:
+            value = _execute(condition.program, {})
+        except Exception:
+            return  # an error at run time, counted there
+        if type(value) is bool:
+            return
+        kind = cel_type(value)
+    raise ConditionError(condition.expression, f"a condition must be true or false, this gives {kind}")
+
+
+def check_cost(expression: str) -> None:
+    """Refuse an expression that would crash CEL or take too long: too many characters or
+    operators (see MAX_OPERATORS), or comprehensions nested deeper than MAX_COMPREHENSIONS.
+    Linear in the expression's length, so that checking is never the slow part."""
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        detail = f"expression too long ({len(expression)} characters, at most {MAX_EXPRESSION_CHARS})"
+        raise ConditionError(expression, detail)
+    operators = len(OPERATOR.findall(expression))
+    if operators > MAX_OPERATORS:
+        raise ConditionError(expression, f"too deeply nested ({operators} operators, at most {MAX_OPERATORS})")
+    depth = comprehension_depth(expression)
+    if depth > MAX_COMPREHENSIONS:
+        detail = f"comprehensions nested {depth} deep (at most {MAX_COMPREHENSIONS}): each level multiplies the work"
+        raise ConditionError(expression, detail)
+
+
+def comprehension_depth(expression: str) -> int:
+    """How deep ``all``/``exists``/``exists_one``/``map``/``filter`` calls nest in ``expression``.
+
+    Strings are blanked first; where that might go wrong (escapes, triple quotes) every
+    comprehension counts as nested in the one before, which can only say more."""
+    if "\\" in expression or "'''" in expression or '"""' in expression:
+        return sum(1 for token in COMPREHENSION_OR_PAREN.findall(expression) if token not in "()")
+    open_calls: list[bool] = []  # for each open parenthesis: does it start a comprehension?
+    depth = deepest = 0
+    for token in COMPREHENSION_OR_PAREN.findall(STRINGS.sub('""', expression)):
+        if token == ")":
+            depth -= open_calls.pop() if open_calls else 0
+        else:
+            open_calls.append(token != "(")
+            depth += open_calls[-1]
+            deepest = max(deepest, depth)
+    return deepest
 
 
 MEMO_MAX = 2048  # results remembered per expression; then it starts again
@@ -262,8 +364,11 @@ class Template:
 
     @classmethod
     def compile(cls, text: str) -> Template:
-        parts = tuple(Condition.compile(expr) for expr in TEMPLATE.findall(text))
-        return cls(text, parts, bool(TEMPLATE.fullmatch(text.strip())) and len(parts) == 1)
+        spans = template_spans(text)
+        parts = tuple(Condition.compile(expression) for _, _, expression in spans)
+        lead = len(text) - len(text.lstrip())
+        whole = len(spans) == 1 and spans[0][:2] == (lead, lead + len(text.strip()))  # nothing else around it
+        return cls(text, parts, whole)
 
     def render(self, context: Mapping[str, Any]) -> Any:
         if not self.parts:
@@ -271,10 +376,46 @@ class Template:
         if self.whole:
             return self.parts[0].value(context)
         values = iter(self.parts)
+        pieces, done = [], 0
         try:
-            return TEMPLATE.sub(lambda _m: as_text(next(values).value(context)), self.text)
+            for start, end, _ in template_spans(self.text):
+                pieces += [self.text[done:start], as_text(next(values).value(context))]
+                done = end
         except NotText as exc:
             raise TypeError(f"{self.text!r} gives {exc}, which text cannot show") from None
+        return "".join([*pieces, self.text[done:]])
+
+
+def template_spans(text: str) -> list[tuple[int, int, str]]:
+    """Each ``{{ expr }}`` in ``text``: where it starts and ends, and its expression, stripped.
+
+    Like the lazy regex ``\\{\\{\\s*(.+?)\\s*\\}\\}`` it replaces, the first ``}}`` after a
+    ``{{`` closes it, and an expression that spans lines is no template. Linear by
+    construction, where the regex took cubic time on ``{{`` and thousands of spaces: each
+    search starts where the one before it stopped, and results are kept while they hold.
+    """
+    spans: list[tuple[int, int, str]] = []
+    start, end, last, newline = text.find("{{"), -1, -1, -1
+    while start != -1:
+        if end < start + 2:  # else the "}}" found for an earlier "{{" still closes this one
+            end = text.find("}}", start + 2)
+            if end == -1:
+                break
+            last = end - 1  # the expression's last character: the one before the "}}" and its spaces
+            while last > start + 1 and text[last].isspace():
+                last -= 1
+        first = start + 2
+        while first <= last and text[first].isspace():
+            first += 1
+        if newline < first:
+            found = text.find("\n", first)
+            newline = len(text) if found == -1 else found
+        if first < newline < last:  # spans lines: not a template; look further, as the regex did
+            start = text.find("{{", start + 1)
+            continue
+        spans.append((start, end + 2, text[first : last + 1]))
+        start = text.find("{{", end + 2)
+    return spans
 
 
 def templates_in(payload: Any) -> list[Template]:

@@ -7,6 +7,9 @@ import re
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+# Longer than anything a journey means, and short enough that now + it is still a date:
+# a million weeks overflowed the calendar (year 21189), a bigger one vanished in the floats.
+MAX_SECONDS = 3653 * UNITS["d"]
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -23,4 +26,6 @@ def parse_duration(text: str | int | float) -> float:
         seconds = sum(float(n) * UNITS[u] for n, u in parts)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{text!r} is not a finite, positive duration")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{text!r} is longer than 10 years")
     return seconds

@@ -13,7 +13,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.journeys import graph
-from orchestrator.journeys.conditions import Condition, ConditionError, check_names, compile_payload, templates_in
+from orchestrator.journeys.conditions import (
+    Condition,
+    ConditionError,
+    check_boolean,
+    check_names,
+    compile_payload,
+    templates_in,
+)
 from orchestrator.journeys.model import Journey, Match, Migration, Step
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
 from schemas.events import KNOWN_EVENT_TYPES
@@ -123,11 +130,16 @@ class Checked:
 
 
 def check_dir(folder: Path) -> Checked:
-    """Every ``*.yaml``/``*.yml`` in ``folder``, compiled and then reviewed (see :func:`review`)."""
+    """Every ``*.yaml``/``*.yml`` in ``folder`` (``.YAML`` too), compiled and then reviewed
+    (see :func:`review`). Only regular files are read: a FIFO would block the read for ever,
+    so anything else so named is an error that says it was not read."""
     if not folder.is_dir():
         return Checked([], [JourneyError(str(folder), 0, "no such folder")], [])
     good, errors, warnings = [], [], []
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+    for path in sorted(path for path in folder.iterdir() if path.suffix.lower() in (".yaml", ".yml")):
+        if not path.is_file():
+            errors.append(JourneyError(str(path), 0, "cannot read it: not a regular file (a FIFO, a folder), not read"))
+            continue
         try:
             journey = compile_file(path)
         except InvalidJourney as exc:
@@ -204,6 +216,11 @@ def _from_pydantic(name: str, lines: dict[Any, int], err: Any, doc: dict[str, An
     loc = tuple(err["loc"])
     if loc[:2] == ("migrate", 0) and isinstance(doc.get("migrate"), dict):  # one rule, written without a list
         loc = ("migrate", *loc[2:])
+    twice = re.search(r"\(steps (\d+) and (\d+)\)", err["msg"])
+    if not loc and twice:  # a step id used twice (one may be a position's name, step2): both lines
+        first, loc = (("steps", int(number) - 1) for number in twice.groups())
+        both = f"(lines {line_of(lines, first)} and {line_of(lines, loc)})"
+        err = {**err, "msg": err["msg"].replace(twice.group(0), both)}
     named = re.search(r"step '([^']+)'(?: goes to unknown step '([^']+)'| is defined twice)?", err["msg"])
     if not loc and named:  # a whole-journey check about one step: point at the exact place
         loc = _step_path(doc, named.group(1), named.group(2), last="defined twice" in err["msg"])
@@ -277,6 +294,7 @@ def _compile_conditions(
         try:
             conditions[expression] = Condition.compile(expression)
             check_names(expression)
+            check_boolean(conditions[expression])
         except ConditionError as exc:
             errors.append(JourneyError(name, line_of(lines, path), str(exc)))
     return conditions, errors

@@ -11,6 +11,7 @@ from orchestrator.journeys.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_VERSION = 10**9  # far beyond any journey's history; big enough numbers break msgpack
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -19,6 +20,13 @@ def _as_list(value: Any) -> Any:
 
 
 Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+def _clock_text(value: Any) -> Any:
+    """``until: 10`` is a number, not a time of day: ask for the quoted form."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f'until {str(value)[:40]} is not a time of day: write it in quotes, like "10:00"')
+    return value
 
 
 class Strict(BaseModel):
@@ -53,16 +61,9 @@ class Wait(Strict):
     timeout: Duration | None = None
     on_event: str | None = None
     on_timeout: str | None = None
-    until: str | None = Field(default=None, description="HH:MM in the customer's time zone")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _unquoted_clock(cls, data: Any) -> Any:
-        """YAML 1.1 reads an unquoted 10:00 as the number 600 (base 60): take it back."""
-        if isinstance(data, dict) and isinstance(data.get("until"), int) and not isinstance(data["until"], bool):
-            minutes = data["until"]
-            return {**data, "until": f"{minutes // 60:02d}:{minutes % 60:02d}"}
-        return data
+    until: Annotated[str | None, BeforeValidator(_clock_text)] = Field(
+        default=None, description="HH:MM in the customer's time zone"
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Wait:
@@ -73,7 +74,7 @@ class Wait(Strict):
             raise ValueError("waiting for an event needs a timeout")
         if (self.for_ is not None and self.for_ <= 0) or (self.timeout is not None and self.timeout <= 0):
             raise ValueError("a wait must be longer than zero")
-        if self.until is not None and not CLOCK.match(self.until):
+        if self.until is not None and not CLOCK.fullmatch(self.until):  # not "10:00\n"
             raise ValueError(f"until {self.until!r} is not HH:MM (24-hour clock)")
         return self
 
@@ -157,7 +158,7 @@ def _versions(value: Any) -> Any:
     if not items:
         raise ValueError("'from' names at least one version, or 'all'")
     for item in items:
-        if type(item) is not int or item < 1:
+        if type(item) is not int or not 1 <= item <= MAX_VERSION:
             raise ValueError(f"'from' takes versions (whole numbers from 1) or 'all', not {str(item)[:40]!r}")
     return items
 
@@ -182,7 +183,7 @@ class Migration(Strict):
 
 class Journey(Strict):
     id: str = Field(pattern=ID)
-    version: int = Field(ge=1)
+    version: int = Field(strict=True, ge=1, le=MAX_VERSION)  # strict: not true (1) or 2.0
     description: str = ""
     trigger: Match
     audience: str | None = None
@@ -219,11 +220,13 @@ class Journey(Strict):
 
     @model_validator(mode="after")
     def _targets_exist(self) -> Journey:
-        ids = [s.id for s in self.steps]
-        for step_id in ids:
-            if ids.count(step_id) > 1:
-                raise ValueError(f"step '{step_id}' is defined twice; step ids must be unique")
-        known = set(ids)
+        first: dict[str, int] = {}  # a dict, not ids.count(): 30,000 steps took 17 s that way
+        for number, step in enumerate(self.steps, 1):
+            if step.id in first:
+                where = f"steps {first[step.id]} and {number}"
+                raise ValueError(f"step '{step.id}' is defined twice ({where}); step ids must be unique")
+            first[step.id] = number
+        known = set(first)
         for step in self.steps:
             for target in _targets(step):
                 if target not in known:

@@ -17,6 +17,20 @@ class YamlError(ValueError):
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
+PLAIN = (str, int, float, bool, type(None))  # what JSON, msgpack and CEL all carry
+_TIMESTAMP, _NUMBERS = "tag:yaml.org,2002:timestamp", ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+class JourneyLoader(yaml.SafeLoader):
+    """The safe loader, reading unquoted scalars as YAML 1.2 and JSON do: ``2024-01-01`` and
+    ``10:00`` stay text. YAML 1.1 makes the first a date, which no command or state can
+    carry (JSON and msgpack refuse it), and the second the number 600 (base 60)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        tag: str = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and (tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value)):
+            return self.DEFAULT_SCALAR_TAG
+        return tag
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
@@ -25,11 +39,14 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     Journey files are small and flat, so anything else is refused with a line
     number instead of being allowed to eat the stack or the CPU: aliases
     (``&``/``*``, the "billion laughs"), nesting deeper than 32, keys that are
-    not scalars, files over 256 KiB.
+    not scalars or appear twice in a mapping, files over 256 KiB.
     """
     if len(text.encode()) > MAX_BYTES:
         raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = JourneyLoader(text)  # its reader refuses control characters already here
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(text, exc) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -39,13 +56,21 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc}") from None
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(text, exc) from None
     except RecursionError:
         raise YamlError(1, "nested too deeply") from None
     finally:
         loader.dispose()
 
 
-def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
+def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlError:
+    """A character YAML does not allow (a control character, U+FFFE), on its line."""
+    line = text.count("\n", 0, exc.position) + 1
+    return YamlError(line, f"not valid YAML: unacceptable character #x{exc.character:04x}")
+
+
+def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
     line = node.start_mark.line + 1
     if id(node) in seen:
         raise YamlError(line, "aliases (& and *) are not supported in journey files")
@@ -59,11 +84,21 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: Path, lines: dict[Path
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlError(key_node.start_mark.line + 1, "keys must be plain names, not lists or maps")
             key = loader.construct_object(key_node, deep=True)
+            if key in out:  # YAML would keep the last silently, hiding the first
+                raise YamlError(key_node.start_mark.line + 1, f"key {key!r} appears twice")
             out[key] = _walk(loader, value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(loader, child, (*path, i), lines, seen) for i, child in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    value = loader.construct_object(node, deep=True)
+    if type(value) not in PLAIN:  # !!binary, !!timestamp: nothing downstream can carry them
+        kind = node.tag.rsplit(":", 1)[-1]
+        raise YamlError(
+            line, f"a {kind} value cannot go into a journey (only text, numbers, true/false and null): quote it"
+        )
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        raise YamlError(line, f"the number {str(value)[:24]} is too large for a journey (beyond 2^63): quote it")
+    return value
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int:

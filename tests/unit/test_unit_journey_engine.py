@@ -175,11 +175,12 @@ def test_a_trigger_condition_that_fails_at_runtime_is_false_and_reported_never_r
     assert decision.outcomes[0].reason.startswith(when)
 
 
-def test_a_condition_whose_value_is_not_a_boolean_is_simply_false():
+def test_a_condition_whose_value_is_not_a_boolean_is_false_and_counted_as_a_condition_error():
     journey = define("- wait: 1d", head="trigger:\n  event: signup\n  when: event.properties.age")
     decision = Customer(engine_of(journey)).does("signup", age=30)
     assert decision.state.journeys == {}
-    assert decision.outcomes == []
+    assert [(o.kind, o.journey) for o in decision.outcomes] == [("condition_error", "j")]
+    assert "condition gave int, not bool" in decision.outcomes[0].reason
 
 
 def test_a_branch_case_that_fails_at_runtime_is_false_and_the_next_case_is_tried():

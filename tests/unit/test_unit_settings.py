@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -77,3 +81,27 @@ def test_a_topic_prefix_of_the_characters_kafka_allows_is_taken(prefix):
 def test_a_topic_prefix_kafka_would_refuse_in_a_topic_name_is_refused_at_once(prefix):
     with pytest.raises(ValidationError, match="topic_prefix"):
         Settings(topic_prefix=prefix)
+
+
+@pytest.mark.parametrize("zone", ["Nowhere/Zone", "Europe/Paris ", "", "../etc/localtime"])
+def test_a_default_time_zone_that_is_not_one_is_refused_not_read_as_utc(monkeypatch, zone):
+    monkeypatch.setenv("ORCH_DEFAULT_TIMEZONE", zone)
+    with pytest.raises(ValidationError, match="is not a time zone name like UTC or Europe/Paris"):
+        Settings()
+
+
+def test_a_default_time_zone_by_its_name_is_kept(monkeypatch):
+    monkeypatch.setenv("ORCH_DEFAULT_TIMEZONE", "Europe/Paris")
+    assert Settings().policy().default_timezone == "Europe/Paris"
+
+
+def test_the_cli_names_a_bad_default_time_zone_in_one_line(tmp_path):
+    (tmp_path / "history.jsonl").write_text("")
+    command = [sys.executable, "-m", "orchestrator", "replay", str(tmp_path / "history.jsonl"), "-j", str(tmp_path)]
+    env = {**os.environ, "ORCH_DEFAULT_TIMEZONE": "Nowhere/Zone"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "orchestrator: error: bad setting default_timezone: "
+        "'Nowhere/Zone' is not a time zone name like UTC or Europe/Paris"
+    ]
