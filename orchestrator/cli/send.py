@@ -15,7 +15,7 @@ from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.event import customer_key
 from orchestrator.errors import CliError
-from orchestrator.ingest import describe
+from orchestrator.ingest import describe, timestamp_problem
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.topics import EVENTS, TopicNames
 from schemas.codec import content_type_header, encode_payload
@@ -45,7 +45,7 @@ def send(
                 if not line.strip() or line.lstrip().startswith("#"):
                     continue
                 try:
-                    key, value = (None, line.rstrip("\n").encode()) if raw else _prepare(line, validate)
+                    key, value = (None, line.rstrip("\n").encode()) if raw else prepare_line(line, validate)
                 except CliError as exc:
                     bad += 1
                     typer.echo(f"orchestrator: line {number}: {exc}", err=True)
@@ -74,7 +74,7 @@ def _stdin_lines(stream: TextIO) -> Iterator[str]:
     yield from stream
 
 
-def _prepare(line: str, validate: bool) -> tuple[bytes | None, bytes]:
+def prepare_line(line: str, validate: bool) -> tuple[bytes | None, bytes]:
     try:
         doc: Any = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -83,9 +83,11 @@ def _prepare(line: str, validate: bool) -> tuple[bytes | None, bytes]:
         raise CliError("each line must be a JSON object")
     if validate:
         try:
-            ChannelEvent.model_validate(doc)
+            event = ChannelEvent.model_validate(doc)
         except ValidationError as exc:
             raise CliError(describe(exc)) from None
+        if problem := timestamp_problem(event.ts):  # ingest would dead-letter it: say so here
+            raise CliError(problem)
     key = _key_of(doc)
     return (key.encode() if key else None), encode_payload(doc)
 
