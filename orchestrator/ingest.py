@@ -18,10 +18,7 @@ from orchestrator.core.event import Event, customer_key
 from orchestrator.identity.tokens import PLAIN, Hasher
 from orchestrator.topics import TopicNames
 from schemas.codec import DecodeError, content_type_of, decode_payload
-from schemas.events import ChannelEvent
-
-EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
-LATEST_TS = 32503680000.0  # 3000-01-01: anything later is milliseconds (or worse), not seconds.
+from schemas.events import EARLIEST_TS, LATEST_TS, ChannelEvent
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,35 @@ KNOWN_EVENT_TYPES = frozenset(
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 
+EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
+LATEST_TS = 32503680000.0  # 3000-01-01: anything later is milliseconds (or worse), not seconds.
+# The ISO form the JSON Schema promises (RFC 3339 with a year from 2000 to 2999, seconds
+# optional, the offset required). Ingest accepts a little more (any form fromisoformat
+# reads); what it refuses and this lets through: a day the month lacks (Feb 30), a time
+# whose offset moves it across 2000 or 3000, and a time ahead of the clock.
+ISO_WITH_OFFSET = (
+    r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r"(:[0-5][0-9](\.[0-9]+)?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+# The schema says what ingest enforces, as far as JSON Schema can: the ``format`` alone is
+# not checked by default validators, so the pattern and the bounds carry the rules.
 Timestamp = Annotated[
     float,
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "number", "description": "epoch seconds"},
-                {"type": "string", "format": "date-time", "description": "ISO-8601 with an offset"},
+                {
+                    "type": "number",
+                    "minimum": EARLIEST_TS,
+                    "exclusiveMaximum": LATEST_TS,
+                    "description": "epoch seconds, from 2000 up to 3000 (not milliseconds)",
+                },
+                {
+                    "type": "string",
+                    "format": "date-time",
+                    "pattern": ISO_WITH_OFFSET,
+                    "description": "ISO-8601 with an offset (Z or +hh:mm), from 2000 up to 3000",
+                },
             ]
         }
     ),

@@ -68,11 +68,21 @@ echo " ready"
 
 # The shipped journeys run beside the built-in rules: the rules answer at once (an ad after a
 # search), the journeys greet each sign-up (welcome, with its A/B split) and keep their waits.
-# Publishing again is harmless: versions already on the topic are left as they are.
-if [[ -n "${DEMO_JOURNEYS-journeys}" ]]; then
-  echo "==> publishing the journeys in ${DEMO_JOURNEYS-journeys}/ (DEMO_JOURNEYS= to run the rules alone)"
-  $BIN/orchestrator journeys publish "${DEMO_JOURNEYS-journeys}" >>"$LOGS/journeys.log" 2>&1 \
-    || echo "warning: publishing the journeys failed, the demo runs the rules alone (see $LOGS/journeys.log)" >&2
+# Publishing again is harmless: versions already on the topic are left as they are. With
+# DEMO_JOURNEYS= the journeys an earlier demo published are removed (the catalogue topic is
+# compacted, so they would run on), and the rules run alone.
+DEMO_JOURNEYS=${DEMO_JOURNEYS-journeys}
+if [[ -n $DEMO_JOURNEYS ]]; then
+  echo "==> publishing the journeys in $DEMO_JOURNEYS/ (DEMO_JOURNEYS= to run the rules alone)"
+  bash deploy/local/demo_journeys.sh "$DEMO_JOURNEYS" 2>>"$LOGS/journeys.log" >/dev/null \
+    || echo "warning: publishing the journeys failed (see $LOGS/journeys.log)" >&2
+else
+  echo "==> DEMO_JOURNEYS= : removing the published journeys, so the rules run alone ('make demo' publishes them again)"
+  if done_line=$(bash deploy/local/demo_journeys.sh "" 2>>"$LOGS/journeys.log"); then
+    echo "==> $done_line (log: $LOGS/journeys.log)"
+  else
+    echo "warning: removing the published journeys failed, so they may still run (see $LOGS/journeys.log)" >&2
+  fi
 fi
 
 echo "==> simulating customers on web, search, ads, email, store, app and social (log: $LOGS/simulator.log)"

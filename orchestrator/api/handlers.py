@@ -25,9 +25,10 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def customer(request: web.Request) -> web.Response:
-    """The profile exactly as the workers wrote it."""
+    """The profile exactly as the workers wrote it (UTF-8 JSON), with the Content-Type of
+    every other answer: ``json_response`` adds the charset, a body of bytes does not."""
     _, raw = await _find(request)
-    return web.Response(body=raw, content_type="application/json")
+    return web.Response(body=raw, content_type="application/json", charset="utf-8")
 
 
 async def next_best_action(request: web.Request) -> web.Response:

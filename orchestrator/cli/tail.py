@@ -39,12 +39,12 @@ def tail(
     regex = _pattern(TopicNames(conf.topic_prefix), topics, pattern)
     deadline = time.monotonic() + timeout if timeout else None
     console = Console(highlight=False, soft_wrap=True)
-    shown = 0
+    shown, columns = 0, Columns()
     for record in follow(conf.kafka_bootstrap, regex, from_beginning=from_beginning, deadline=deadline):
         command = _decode(record)
         if command is None or not _wanted(command, customer, action):
             continue
-        _print(console, command, as_json)
+        _print(console, command, as_json, columns)
         shown += 1
         if max_count is not None and shown >= max_count:
             return
@@ -82,15 +82,37 @@ def _wanted(command: dict[str, Any], customer: str | None, action: str | None) -
     )
 
 
-def _print(console: Console, command: dict[str, Any], as_json: bool) -> None:
+def _print(console: Console, command: dict[str, Any], as_json: bool, columns: Columns) -> None:
     if as_json:
         sys.stdout.write(json.dumps(command, sort_keys=True) + "\n")
         sys.stdout.flush()
         return
-    when = datetime.fromtimestamp(float(command.get("issued_at", 0))).strftime("%H:%M:%S")
-    name = str(command.get("action"))
-    colour = COLOURS.get(name, "magenta")
-    console.print(
-        f"{when}  {escape(str(command.get('channel'))):<7} [{colour}]{escape(name):<17}[/]"
-        f" {escape(str(command.get('customer_id'))):<14} {escape(str(command.get('reason')))}"
-    )
+    console.print(columns.line(command))
+
+
+class Columns:
+    """One readable line per command, in columns wide enough for what has been seen.
+
+    Each column starts as wide as the usual values (the simulator's customer ids are
+    ``sim-3f9a1c-0041``, 15 characters) and widens to the widest value shown so far, up to
+    a limit, so a long id lines up the lines after it instead of pushing its reason along.
+    """
+
+    START = {"channel": 7, "action": 17, "customer_id": 16}
+    MOST = 40  # a value wider than this (ids may be 128 characters) overflows its own line only
+
+    def __init__(self) -> None:
+        self.width = dict(self.START)
+
+    def line(self, command: dict[str, Any]) -> str:
+        """The line as rich markup: time, channel, action (coloured), customer, reason."""
+        when = datetime.fromtimestamp(float(command.get("issued_at", 0))).strftime("%H:%M:%S")
+        channel, name, customer = (self._fit(field, str(command.get(field))) for field in self.START)
+        colour = COLOURS.get(str(command.get("action")), "magenta")
+        reason = escape(str(command.get("reason")))
+        return f"{when}  {channel} [{colour}]{name}[/] {customer} {reason}"
+
+    def _fit(self, field: str, text: str) -> str:
+        """``text`` padded to its column (escaped after padding: the markup is not shown)."""
+        self.width[field] = max(self.width[field], min(len(text), self.MOST))
+        return escape(text.ljust(self.width[field]))

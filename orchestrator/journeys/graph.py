@@ -5,17 +5,30 @@ Within one event the engine runs steps one after another until a wait or the end
 ending the journey (reason ``loop``) and dropping what that run queued; a step nothing
 leads to, a branch case that is never taken, a target the engine never follows, or two
 split arms with one name are never noticed at all. These checks find them when a folder
-is validated or published. Pure functions over a validated :class:`Journey`; each problem
+is validated or published. Pure functions over a validated :class:`Journey` (or its steps and rules); each problem
 carries its path in the file, for the loader to turn into a line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from orchestrator.journeys.model import Case, Journey, Step
+from orchestrator.journeys.model import Case, Migration, Step
 
 YamlPath = tuple[str | int, ...]
+
+
+class Shape(Protocol):
+    """What these checks look at: a :class:`Journey`, or the steps and rules of a file the
+    schema refused elsewhere (``loader.review_invalid``)."""
+
+    @property
+    def steps(self) -> Sequence[Step]: ...
+
+    @property
+    def migrate(self) -> Sequence[Migration]: ...
 
 
 @dataclass(frozen=True)
@@ -32,7 +45,7 @@ class Problem:
     message: str
 
 
-def problems(journey: Journey) -> list[Problem]:
+def problems(journey: Shape) -> list[Problem]:
     """Everything wrong with the shape of ``journey``'s steps, in the order of the checks."""
     graph = links(journey)
     return [
@@ -44,7 +57,13 @@ def problems(journey: Journey) -> list[Problem]:
     ]
 
 
-def links(journey: Journey) -> dict[str, list[Link]]:
+def step_problems(step: Step, index: int) -> list[Problem]:
+    """What is wrong with one step whatever the others are (the file's ``index``-th): what
+    ``validate`` can still say of it when another step, or the journey, fails the schema."""
+    return [*_dead_cases_of(step, index), *_ignored_targets_of(step, index), *_arms_named_twice_of(step, index)]
+
+
+def links(journey: Shape) -> dict[str, list[Link]]:
     """Every step's ways out as the engine takes them; the step after one is its ``next:``,
     else the step below it, else the end (``Compiled.after``)."""
     steps = journey.steps
@@ -89,7 +108,7 @@ def _falls_through(step: Step) -> bool:
     return step.exit is None
 
 
-def loops_without_a_wait(journey: Journey, graph: dict[str, list[Link]]) -> list[Problem]:
+def loops_without_a_wait(journey: Shape, graph: dict[str, list[Link]]) -> list[Problem]:
     """Each loop of steps with no wait on it, said at the link that closes it. Nothing in one
     event changes what a condition sees, so a loop that is entered is gone round until the
     engine stops it: the journey ends (reason ``loop``) and that run's commands are dropped."""
@@ -129,7 +148,7 @@ def _closing_links(graph: dict[str, list[Link]]) -> list[tuple[list[str], Link]]
     return found
 
 
-def unreached_steps(journey: Journey, graph: dict[str, list[Link]]) -> list[Problem]:
+def unreached_steps(journey: Shape, graph: dict[str, list[Link]]) -> list[Problem]:
     """Steps no path leads to from the first step, nor from a step a migration rule moves
     customers onto: nobody can ever be there, so something is missing (a ``next:``, say)."""
     first = journey.steps[0].id
@@ -149,55 +168,64 @@ def unreached_steps(journey: Journey, graph: dict[str, list[Link]]) -> list[Prob
     ]
 
 
-def dead_cases(journey: Journey) -> list[Problem]:
+def dead_cases(journey: Shape) -> list[Problem]:
     """Branch cases the engine never takes. It tries them in order and takes the first that
     holds, so it never looks past ``else``, and a condition written again can only hold where
     the earlier case with it already did."""
+    return [problem for i, step in enumerate(journey.steps) for problem in _dead_cases_of(step, i)]
+
+
+def _dead_cases_of(step: Step, i: int) -> list[Problem]:
     found = []
-    for i, step in enumerate(journey.steps):
-        seen: dict[str, int] = {}
-        cases = step.branch or []
-        for j, case in enumerate(cases):
-            path = ("steps", i, "branch", j)
-            if any(earlier.else_ for earlier in cases[:j]):
-                found.append(Problem(path, f"branch '{step.id}': a case after 'else' is never tried"))
-            elif case.when is not None and case.when in seen:
-                message = f"branch '{step.id}': this case repeats the condition of case {seen[case.when] + 1}"
-                found.append(Problem(path, f"{message}, so it is never taken"))
-            if case.when is not None:
-                seen.setdefault(case.when, j)
+    seen: dict[str, int] = {}
+    cases = step.branch or []
+    for j, case in enumerate(cases):
+        path = ("steps", i, "branch", j)
+        if any(earlier.else_ for earlier in cases[:j]):
+            found.append(Problem(path, f"branch '{step.id}': a case after 'else' is never tried"))
+        elif case.when is not None and case.when in seen:
+            message = f"branch '{step.id}': this case repeats the condition of case {seen[case.when] + 1}"
+            found.append(Problem(path, f"{message}, so it is never taken"))
+        if case.when is not None:
+            seen.setdefault(case.when, j)
     return found
 
 
-def ignored_targets(journey: Journey) -> list[Problem]:
+def ignored_targets(journey: Shape) -> list[Problem]:
     """Targets the file names but the engine never follows, so customers do not go where the
     file says: ``next:`` on a step whose every way out names its own target (or an exit), and
     ``on_event``/``on_timeout`` on a wait that is not waiting for an event."""
+    return [problem for i, step in enumerate(journey.steps) for problem in _ignored_targets_of(step, i)]
+
+
+def _ignored_targets_of(step: Step, i: int) -> list[Problem]:
     found = []
-    for i, step in enumerate(journey.steps):
-        if step.next is not None and not _falls_through(step):
-            why = "an exit ends the journey" if step.exit is not None else "every way out of it names its own step"
-            message = f"step '{step.id}': 'next: {step.next}' is never followed: {why}"
-            found.append(Problem(("steps", i, "next"), message))
-        wait = step.wait
-        for outcome in ("on_event", "on_timeout"):
-            if wait is not None and not wait.event and getattr(wait, outcome) is not None:
-                message = f"step '{step.id}': '{outcome}' is never followed: only a wait for an event has outcomes"
-                found.append(Problem(("steps", i, "wait", outcome), message))
+    if step.next is not None and not _falls_through(step):
+        why = "an exit ends the journey" if step.exit is not None else "every way out of it names its own step"
+        message = f"step '{step.id}': 'next: {step.next}' is never followed: {why}"
+        found.append(Problem(("steps", i, "next"), message))
+    wait = step.wait
+    for outcome in ("on_event", "on_timeout"):
+        if wait is not None and not wait.event and getattr(wait, outcome) is not None:
+            message = f"step '{step.id}': '{outcome}' is never followed: only a wait for an event has outcomes"
+            found.append(Problem(("steps", i, "wait", outcome), message))
     return found
 
 
-def split_arms_named_twice(journey: Journey) -> list[Problem]:
+def split_arms_named_twice(journey: Shape) -> list[Problem]:
     """Two arms of one split with the same name (``holdout`` for the holdout). A customer's arm
     is remembered, counted (metrics, replay summary, decision log) and migrated by its name, so
     the two could not be told apart."""
+    return [problem for i, step in enumerate(journey.steps) for problem in _arms_named_twice_of(step, i)]
+
+
+def _arms_named_twice_of(step: Step, i: int) -> list[Problem]:
     found = []
-    for i, step in enumerate(journey.steps):
-        seen: dict[str, int] = {}
-        for j, arm in enumerate(step.split or []):
-            name = arm.variant or "holdout"
-            if name in seen:
-                message = f"split '{step.id}': arm {j + 1} is named '{name}' like arm {seen[name] + 1}"
-                found.append(Problem(("steps", i, "split", j), f"{message}: the two cannot be told apart"))
-            seen.setdefault(name, j)
+    seen: dict[str, int] = {}
+    for j, arm in enumerate(step.split or []):
+        name = arm.variant or "holdout"
+        if name in seen:
+            message = f"split '{step.id}': arm {j + 1} is named '{name}' like arm {seen[name] + 1}"
+            found.append(Problem(("steps", i, "split", j), f"{message}: the two cannot be told apart"))
+        seen.setdefault(name, j)
     return found

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -21,7 +20,7 @@ from orchestrator.journeys.conditions import (
     compile_payload,
     templates_in,
 )
-from orchestrator.journeys.model import Journey, Match, Migration, Step
+from orchestrator.journeys.model import Journey, Migration, Step, expand_shorthands
 from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
 from schemas.events import KNOWN_EVENT_TYPES
 
@@ -81,18 +80,17 @@ def compile_text(text: str, name: str) -> Compiled:
         raise InvalidJourney([JourneyError(name, exc.line, str(exc))]) from None
     if not isinstance(doc, dict):
         raise InvalidJourney([JourneyError(name, 1, "a journey file is a mapping with id, version, trigger, steps")])
-    # Expressions are read from the mapping itself, so a schema error elsewhere hides none of theirs.
+    # Expressions, step references and migration rules are read from the mapping itself, so a
+    # schema error elsewhere hides none of theirs.
     conditions, errors = _compile_conditions(doc, name, lines)
     payloads, payload_errors = _compile_payloads(doc, name, lines)
-    errors += payload_errors
+    errors += payload_errors + _references(doc, name, lines) + _check_migrate(doc, name, lines)
     try:
         journey = Journey.model_validate(doc)
     except ValidationError as exc:
-        schema_errors = [_from_pydantic(name, lines, err, doc) for err in exc.errors()]
-        raise InvalidJourney(sorted([*schema_errors, *errors], key=lambda e: e.line)) from None
-    errors += _check_migrate(journey, name, lines, _migrate_paths(doc, journey))
+        errors += [_from_pydantic(name, lines, err, doc) for err in exc.errors()]
     if errors:
-        raise InvalidJourney(errors)
+        raise InvalidJourney(sorted(errors, key=lambda e: e.line)) from None
     order = [s.id for s in journey.steps]
     return Compiled(
         definition=journey,
@@ -107,6 +105,11 @@ def compile_text(text: str, name: str) -> Compiled:
 
 def compile_file(path: Path) -> Compiled:
     """One file; what cannot be read (not a file, not UTF-8) is an error on its line, like any other."""
+    return compile_text(read_text(path), str(path))
+
+
+def read_text(path: Path) -> str:
+    """A journey file's text; :class:`InvalidJourney` if it cannot be read or is not UTF-8."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -116,7 +119,7 @@ def compile_file(path: Path) -> Compiled:
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise InvalidJourney([JourneyError(str(path), line, f"not UTF-8 text (byte {data[exc.start]:#04x})")]) from None
-    return compile_text(text, str(path))
+    return text
 
 
 @dataclass(frozen=True)
@@ -140,19 +143,30 @@ def check_dir(folder: Path) -> Checked:
         if not path.is_file():
             errors.append(JourneyError(str(path), 0, "cannot read it: not a regular file (a FIFO, a folder), not read"))
             continue
-        try:
-            journey = compile_file(path)
-        except InvalidJourney as exc:
-            errors.extend(exc.errors)
-            continue
-        problems, notes = review(journey)
+        journey, problems, notes = _check_file(path)
         errors.extend(problems)
         warnings.extend(notes)
-        if not problems:
+        if journey is not None:
             good.append(journey)
     errors.extend(_duplicates(good))
     errors.extend(check_migrations(good, good)[0])
     return Checked(good, errors, warnings)
+
+
+def _check_file(path: Path) -> tuple[Compiled | None, list[JourneyError], list[JourneyError]]:
+    """One file: the journey if it is good, and all its errors and warnings. A file the schema
+    refuses is still reviewed as far as it can be (:func:`review_invalid`)."""
+    try:
+        text = read_text(path)
+    except InvalidJourney as exc:
+        return None, exc.errors, []
+    try:
+        journey = compile_text(text, str(path))
+    except InvalidJourney as exc:
+        problems, notes = review_invalid(text, str(path))
+        return None, sorted([*exc.errors, *problems], key=lambda e: e.line), notes
+    problems, notes = review(journey)
+    return (None if problems else journey), problems, notes
 
 
 def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:
@@ -167,37 +181,85 @@ def review(journey: Compiled) -> tuple[list[JourneyError], list[JourneyError]]:
     event types the product does not know. Not part of ``compile_text``, which also reads
     journeys already published (a worker must keep running those whatever this learns to
     refuse) and whose engine stops a loop at run time anyway."""
-    _, lines = load_with_lines(journey.source)
+    doc, lines = load_with_lines(journey.source)
     errors = [
         JourneyError(journey.origin, line_of(lines, problem.path), problem.message)
         for problem in graph.problems(journey.definition)
     ]
-    return sorted(errors, key=lambda e: e.line), _unknown_event_types(journey, lines)
+    return sorted(errors, key=lambda e: e.line), _unknown_event_types(doc, journey.origin, lines)
 
 
-def _unknown_event_types(journey: Compiled, lines: dict[Any, int]) -> list[JourneyError]:
+def review_invalid(text: str, name: str) -> tuple[list[JourneyError], list[JourneyError]]:
+    """:func:`review` for a file :func:`compile_text` refused, as far as the rest allows: the
+    event types it names, and the shape of each step the schema accepts on its own (with a
+    step that fails, where it leads is unknown). When every step and migration rule passes
+    and every target exists (the error is elsewhere, say in ``version``), the whole shape."""
+    try:
+        doc, lines = load_with_lines(text)
+    except YamlError:
+        return [], []
+    if not isinstance(doc, dict):
+        return [], []
+    doc = expand_shorthands(doc)
+    steps = {i: _valid(Step, step) for i, step in _items(doc.get("steps"))}
+    rules = [_valid(Migration, rule) for rule, _ in _raw_rules(doc)]
+    whole = steps and None not in steps.values() and None not in rules and not _references(doc, name, lines)
+    if whole:
+        problems = graph.problems(_Shape(list(steps.values()), rules))
+    else:
+        valid = [(i, step) for i, step in steps.items() if step is not None]
+        problems = [problem for i, step in valid for problem in graph.step_problems(step, i)]
+    errors = [JourneyError(name, line_of(lines, problem.path), problem.message) for problem in problems]
+    return errors, _unknown_event_types(doc, name, lines)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The steps and migration rules of a file whose schema error is elsewhere."""
+
+    steps: list[Step]
+    migrate: list[Migration]
+
+
+def _valid(model: Any, data: Any) -> Any:
+    """``data`` as ``model`` (a step, a migration rule) if it is valid on its own, else None."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _unknown_event_types(doc: Any, name: str, lines: dict[Any, int]) -> list[JourneyError]:
     """A warning for each event type named that the product does not know: a typo never
-    matches, but channels may send new types, so it refuses nothing."""
+    matches, but channels may send new types, so it refuses nothing. Read from the file as
+    written, so a schema error elsewhere hides none of them."""
     warnings = []
-    for path, event_type in _event_types(journey.definition):
+    for where, path, event_type in _event_types(doc):
         if event_type not in KNOWN_EVENT_TYPES:
             close = get_close_matches(event_type, KNOWN_EVENT_TYPES, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            message = f"{_where(path[:-1])}: event type '{event_type}' is not one the product knows{hint}"
-            warnings.append(JourneyError(journey.origin, line_of(lines, path), message, warning=True))
+            message = f"{_where(where)}: event type '{event_type}' is not one the product knows{hint}"
+            warnings.append(JourneyError(name, line_of(lines, path), message, warning=True))
     return warnings
 
 
-def _event_types(journey: Journey) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Every event type the journey names, with its path in the file."""
-    matches: list[tuple[tuple[Any, ...], Match | None]] = [(("trigger",), journey.trigger), (("goal",), journey.goal)]
-    matches += [(("exit_on", i), match) for i, match in enumerate(journey.exit_on)]
+def _event_types(doc: Any) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...], str]]:
+    """Every event type the file names: where (its ``event:``), its own path, and the type."""
+    if not isinstance(doc, dict):
+        return
+    matches: list[tuple[tuple[Any, ...], Any]] = [(("trigger",), doc.get("trigger")), (("goal",), doc.get("goal"))]
+    matches += [(("exit_on", i), match) for i, match in _items(doc.get("exit_on"))]
+    matches += [
+        (("steps", i, "wait"), step.get("wait")) for i, step in _items(doc.get("steps")) if isinstance(step, dict)
+    ]
     for path, match in matches:
-        for k, event_type in enumerate(match.event if match else []):
-            yield (*path, "event", k), event_type
-    for i, step in enumerate(journey.steps):
-        for k, event_type in enumerate((step.wait.event or []) if step.wait else []):
-            yield ("steps", i, "wait", "event", k), event_type
+        names = match.get("event") if isinstance(match, dict) else None
+        where = (*path, "event")
+        if isinstance(names, str):
+            yield where, where, names
+        for k, event_type in _items(names):
+            if isinstance(event_type, str):
+                yield where, (*where, k), event_type
 
 
 def _duplicates(journeys: list[Compiled]) -> list[JourneyError]:
@@ -216,41 +278,9 @@ def _from_pydantic(name: str, lines: dict[Any, int], err: Any, doc: dict[str, An
     loc = tuple(err["loc"])
     if loc[:2] == ("migrate", 0) and isinstance(doc.get("migrate"), dict):  # one rule, written without a list
         loc = ("migrate", *loc[2:])
-    twice = re.search(r"\(steps (\d+) and (\d+)\)", err["msg"])
-    if not loc and twice:  # a step id used twice (one may be a position's name, step2): both lines
-        first, loc = (("steps", int(number) - 1) for number in twice.groups())
-        both = f"(lines {line_of(lines, first)} and {line_of(lines, loc)})"
-        err = {**err, "msg": err["msg"].replace(twice.group(0), both)}
-    named = re.search(r"step '([^']+)'(?: goes to unknown step '([^']+)'| is defined twice)?", err["msg"])
-    if not loc and named:  # a whole-journey check about one step: point at the exact place
-        loc = _step_path(doc, named.group(1), named.group(2), last="defined twice" in err["msg"])
     where = ".".join(str(p) for p in loc) or "journey"
     message = err["msg"].removeprefix("Value error, ")
     return JourneyError(name, line_of(lines, _yaml_path(loc)), f"{where}: {message}")
-
-
-def _step_path(doc: dict[str, Any], step_id: str, target: str | None, last: bool) -> tuple[Any, ...]:
-    """The step with ``step_id`` (its last definition if ``last``), or where it names ``target``."""
-    found: tuple[Any, ...] = ()
-    for i, step in enumerate(doc.get("steps") or []):
-        if isinstance(step, dict) and step.get("id") == step_id:
-            found = ("steps", i)
-            if target is not None:
-                return _path_to_value(step, target, found) or found
-            if not last:
-                return found
-    return found
-
-
-def _path_to_value(node: Any, value: str, path: tuple[Any, ...]) -> tuple[Any, ...]:
-    if node == value:
-        return path
-    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, child in items:
-        found = _path_to_value(child, value, (*path, key))
-        if found:
-            return found
-    return ()
 
 
 def _yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -260,6 +290,48 @@ def _yaml_path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _items(node: Any) -> list[tuple[int, Any]]:
     return list(enumerate(node)) if isinstance(node, list) else []
+
+
+def _steps(doc: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """The steps written as mappings, by position, with their ids filled in as the schema does."""
+    return [(i, step) for i, step in _items(expand_shorthands(doc).get("steps")) if isinstance(step, dict)]
+
+
+def _references(doc: dict[str, Any], name: str, lines: dict[Any, int]) -> list[JourneyError]:
+    """Every step id defined twice (at each repeat) and every target that names no step, read
+    from the file as written: all of them, also beside a schema error in a step or elsewhere."""
+    errors = []
+    known: dict[str, int] = {}  # step id: the line it is first defined on (a dict: not quadratic)
+    for i, step in _steps(doc):
+        step_id = step.get("id")
+        if not isinstance(step_id, str):
+            continue
+        line = line_of(lines, ("steps", i))
+        if step_id in known:  # both lines: one of them may be a position's name, step2
+            both = f"lines {known[step_id]} and {line}"
+            message = f"steps.{i}: step '{step_id}' is defined twice ({both}); step ids must be unique"
+            errors.append(JourneyError(name, line, message))
+        else:
+            known[step_id] = line
+    for i, step in _steps(doc):
+        for path, target in _targets(step, ("steps", i)):
+            if target not in known:
+                message = f"{_where(path)}: step '{step.get('id')}' goes to unknown step '{target}'"
+                errors.append(JourneyError(name, line_of(lines, path), message))
+    return errors
+
+
+def _targets(step: dict[str, Any], path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+    """Each step a step names (``next``, a wait's outcomes, branch cases, split arms), with its path."""
+    found = [((*path, "next"), step.get("next"))]
+    wait = step.get("wait")
+    if isinstance(wait, dict):
+        found += [((*path, "wait", outcome), wait.get(outcome)) for outcome in ("on_event", "on_timeout")]
+    for kind in ("branch", "split"):
+        found += [
+            ((*path, kind, j, "next"), item.get("next")) for j, item in _items(step.get(kind)) if isinstance(item, dict)
+        ]
+    return [(where, target) for where, target in found if isinstance(target, str)]
 
 
 def _conditions_in(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
@@ -353,11 +425,22 @@ def _where(path: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in path)
 
 
-def _check_migrate(
-    journey: Journey, name: str, lines: dict[Any, int], paths: list[tuple[Any, ...]]
-) -> list[JourneyError]:
+def _raw_rules(doc: dict[str, Any]) -> list[tuple[Any, tuple[Any, ...]]]:
+    """Each migration rule as written, with its path: ``migrate`` itself when it is one mapping."""
+    rules = doc.get("migrate")
+    if isinstance(rules, dict):
+        return [(rules, ("migrate",))]
+    return [(rule, ("migrate", i)) for i, rule in _items(rules)]
+
+
+def _check_migrate(doc: dict[str, Any], name: str, lines: dict[Any, int]) -> list[JourneyError]:
     """What a migration rule can get wrong on its own: versions that are not older than this
-    one or named twice, ``from: all`` on a first version, new steps that do not exist."""
+    one or named twice, ``from: all`` on a first version, new steps that do not exist. Each
+    rule the schema accepts on its own is checked, whatever the rest of the file holds;
+    without a valid ``version`` there is nothing to check them against."""
+    version = doc.get("version")
+    if type(version) is not int or version < 1:
+        return []
     errors: list[JourneyError] = []
 
     def error(path: tuple[Any, ...], message: str) -> None:
@@ -365,34 +448,34 @@ def _check_migrate(
 
     named: set[int] = set()
     seen_all = False
-    step_ids = {s.id for s in journey.steps}
-    for rule, path in zip(journey.migrate, paths, strict=True):
+    step_ids = {step.get("id") for _, step in _steps(doc)}
+    for raw, path in _raw_rules(doc):
+        rule = _valid(Migration, raw)
+        if rule is None:
+            continue
         if rule.from_ == "all":
-            if journey.version == 1:
+            if version == 1:
                 error((*path, "from"), "version 1 has no older versions to migrate from")
             if seen_all:
                 error((*path, "from"), "only one migration rule can say 'from: all'")
             seen_all = True
         else:
             mine: set[int] = set()
-            for k, version in enumerate(rule.from_):
+            for k, older in enumerate(rule.from_):
                 where = (*path, "from", k)
-                if version in mine:
-                    error(where, f"version {version} is named twice")
+                if older in mine:
+                    error(where, f"version {older} is named twice")
                     continue
-                mine.add(version)
-                if version >= journey.version:
-                    error(
-                        where,
-                        f"version {version} is not older than this one ({journey.version}): "
-                        "customers only move to a newer version",
-                    )
-                elif version in named:
-                    error(where, f"version {version} is named by more than one migration rule")
-                named.add(version)
+                mine.add(older)
+                if older >= version:
+                    newer = "customers only move to a newer version"
+                    error(where, f"version {older} is not older than this one ({version}): {newer}")
+                elif older in named:
+                    error(where, f"version {older} is named by more than one migration rule")
+                named.add(older)
         for old, new in rule.steps.items():
             if new not in step_ids:
-                error((*path, "steps", old), f"goes to unknown step '{new}', which version {journey.version} lacks")
+                error((*path, "steps", old), f"goes to unknown step '{new}', which version {version} lacks")
     return errors
 
 

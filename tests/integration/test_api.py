@@ -287,6 +287,26 @@ def test_a_forgotten_customer_cannot_be_found_by_key_or_identifier(api: Server, 
     assert api.get("/v1/customers/c-gone")[0] == 404
 
 
+# -- one Content-Type ---------------------------------------------------------------------------
+
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("path", "token"),
+    [
+        ("/health", None),
+        ("/v1/customers/c-alice", TOKEN),
+        ("/v1/customers/c-alice/next-best-action", TOKEN),
+        ("/v1/customers/nobody", TOKEN),
+        ("/v1/customers/c-alice", None),
+        ("/v1/nothing-here", TOKEN),
+    ],
+)
+def test_every_answer_has_the_same_content_type(api: Server, path: str, token: str | None) -> None:
+    assert api.get(path, token=token)[2]["Content-Type"] == JSON_UTF8
+
+
 # -- failures -----------------------------------------------------------------------------------
 
 

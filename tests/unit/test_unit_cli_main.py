@@ -71,3 +71,33 @@ def test_a_bad_duration_option_is_one_line_and_exit_1(command: str, option: str,
     assert result.stderr.strip().splitlines() == [
         f"orchestrator: error: {option}: 'soon' is not a duration like 30s, 15m, 1h30m, 3d or 2w"
     ]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["explain", "c-42", "--limit", "0"], id="out-of-range"),
+        pytest.param(["replay", "history.jsonl"], id="missing-option"),
+        pytest.param(["tail", "--max", "many"], id="wrong-type"),
+        pytest.param(["send", "-", "--no-such-option"], id="unknown-option"),
+    ],
+)
+def test_a_command_line_click_refuses_is_a_usage_error_with_exit_2(args: list[str]) -> None:
+    """What the README's exit-code table says of 2: click's usage message, never a traceback."""
+    result = cli(*args)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("Usage: ")
+    assert f"orchestrator {args[0]} " in result.stderr.splitlines()[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_the_readme_documents_every_exit_code_the_commands_use() -> None:
+    """0 and 1, 2 for usage errors and unreachable services, tail's 3, the worker's 75, Ctrl-C's 130."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("Exit codes:\n\n", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}  # past the header and ---
+
+    assert sorted(rows, key=int) == ["0", "1", "2", "3", "75", "130"]
+    assert "the command line itself is wrong" in rows["2"]
+    assert "cannot be reached" in rows["2"]

@@ -204,6 +204,76 @@ def test_every_error_of_a_file_is_reported_each_on_its_own_line(tmp_path, text, 
         assert str(error).startswith(f"{tmp_path / 'j.yaml'}:{error.line}: ")
 
 
+# --- a field-level error hides nothing else ------------------------------------------------------
+
+SEVERAL_INDEPENDENT_ERRORS = (
+    "id: j\nversion: 2\ntrigger: {event: add_to_kart}\n"
+    "steps:\n"
+    "  - id: pause\n    wait: 5 minutes\n"
+    "  - id: hello\n    action: {channel: email, action: hi}\n    next: x\n"
+    "  - id: opened\n    wait: {event: email_opne, timeout: 1d, on_event: nowhere}\n"
+    "  - id: pick\n    branch:\n      - else: true\n        next: hello\n      - when: 'true'\n        next: hello\n"
+    "  - id: hello\n    exit: completed\n"
+    "migrate:\n  from: 1\n  steps: {waiting: missing}\n"
+)
+
+
+def test_a_bad_duration_hides_none_of_the_other_errors_and_warnings_of_the_file(tmp_path):
+    text = SEVERAL_INDEPENDENT_ERRORS
+    write(tmp_path, text)
+    checked = check_dir(tmp_path)
+    assert checked.journeys == []
+    found = [(e.line, e.message) for e in checked.errors]
+    assert found == [
+        (line_with(text, "5 minutes"), found[0][1]),
+        (line_with(text, "next: x"), "steps.1.next: step 'hello' goes to unknown step 'x'"),
+        (line_with(text, "on_event: nowhere"), "steps.2.wait.on_event: step 'opened' goes to unknown step 'nowhere'"),
+        (line_with(text, "when: 'true'"), "branch 'pick': a case after 'else' is never tried"),
+        (
+            line_with(text, "exit: completed") - 1,
+            f"steps.4: step 'hello' is defined twice (lines {line_with(text, 'action: hi') - 1} and "
+            f"{line_with(text, 'exit: completed') - 1}); step ids must be unique",
+        ),
+        (line_with(text, "missing"), "migrate.steps.waiting: goes to unknown step 'missing', which version 2 lacks"),
+    ]
+    assert found[0][1].startswith("steps.0.wait.for: ") and "5 minutes" in found[0][1]
+    assert [(w.line, w.message.split(":")[0]) for w in checked.warnings] == [
+        (line_with(text, "add_to_kart"), "trigger.event"),
+        (line_with(text, "email_opne"), "steps.2.wait.event"),
+    ]
+
+
+def test_every_unknown_step_a_file_names_is_an_error_not_only_the_first(tmp_path):
+    text = (
+        HEAD
+        + "steps:\n  - id: a\n    wait: 1h\n    next: nowhere\n  - id: b\n    split:\n"
+        + ("      - {variant: x, percent: 50, next: gone}\n      - {holdout: true, percent: 50}\n")
+    )
+    errors = errors_in(tmp_path, text)
+    assert [(e.line, e.message) for e in errors] == [
+        (line_with(text, "next: nowhere"), "steps.0.next: step 'a' goes to unknown step 'nowhere'"),
+        (line_with(text, "next: gone"), "steps.1.split.0.next: step 'b' goes to unknown step 'gone'"),
+    ]
+
+
+def test_a_schema_error_outside_the_steps_still_lets_the_shape_of_the_steps_be_checked(tmp_path):
+    text = HEAD.replace("version: 1", "version: one") + (
+        "steps:\n  - wait: 1h\n  - id: spam\n    action: {channel: email, action: spam}\n    next: spam\n"
+    )
+    errors = errors_in(tmp_path, text)
+    assert [e.line for e in errors] == [line_with(text, "version: one"), line_with(text, "id: spam")]
+    assert errors[1].message.startswith("a loop with no wait in it (spam -> spam)")
+
+
+def test_validate_prints_every_error_of_a_file_with_a_bad_duration_in_one_run(tmp_path):
+    write(tmp_path, SEVERAL_INDEPENDENT_ERRORS)
+    result = validate(tmp_path)
+    assert result.returncode == 1
+    assert "goes to unknown step 'x'" in result.stderr
+    assert "warning: trigger.event: event type 'add_to_kart'" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"6 error(s) in {tmp_path}")
+
+
 # --- long expressions in messages ------------------------------------------------------------------
 
 

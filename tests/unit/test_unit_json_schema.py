@@ -8,10 +8,14 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
+from orchestrator.cli.send import _Check, _prepare
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
+from orchestrator.errors import CliError
+from orchestrator.ingest import Limits, ingest
+from orchestrator.topics import TopicNames
 from schemas.commands import ActionCommand
-from schemas.events import ChannelEvent
+from schemas.events import EARLIEST_TS, LATEST_TS, ChannelEvent
 from schemas.generate import MODELS, SCHEMA_DIR, render
 
 TS = 1_800_000_000
@@ -93,17 +97,82 @@ def test_the_json_schema_and_the_model_agree_on_what_is_a_valid_event(document, 
     assert (schema_accepts, model_accepts(document)) == (valid, valid)
 
 
+# Times of events: what the JSON Schema says (with a validator's defaults, which ignore
+# ``format``) must be what the product does, on the same samples. (time, accepted)
+TIMES = [
+    pytest.param(TS, True, id="epoch-seconds"),
+    pytest.param(TS + 0.25, True, id="epoch-seconds-fraction"),
+    pytest.param(EARLIEST_TS, True, id="epoch-2000-01-01"),
+    pytest.param(LATEST_TS - 1, True, id="epoch-last-second-before-3000"),
+    pytest.param("2026-11-22T10:02:03Z", True, id="iso-z"),
+    pytest.param("2026-11-22T12:02:03+02:00", True, id="iso-offset"),
+    pytest.param("2026-11-22T04:32:03.250-05:30", True, id="iso-fraction-negative-offset"),
+    pytest.param("2026-11-22 10:02:03+00:00", True, id="iso-space"),
+    pytest.param("2026-11-22T10:02Z", True, id="iso-no-seconds"),
+    pytest.param("2000-01-01T00:00:00Z", True, id="iso-2000"),
+    pytest.param(TS * 1000, False, id="epoch-milliseconds"),
+    pytest.param(915_148_800, False, id="epoch-1999"),
+    pytest.param(0, False, id="epoch-zero"),
+    pytest.param(-1, False, id="epoch-negative"),
+    pytest.param(EARLIEST_TS - 1, False, id="epoch-just-before-2000"),
+    pytest.param(LATEST_TS, False, id="epoch-3000"),
+    pytest.param("noon", False, id="noon"),
+    pytest.param("", False, id="empty-string"),
+    pytest.param(str(TS), False, id="epoch-as-string"),
+    pytest.param("2026-11-22T10:02:03", False, id="iso-without-offset"),
+    pytest.param("2026-11-22", False, id="date-only"),
+    pytest.param("1999-12-31T23:59:59Z", False, id="iso-1999"),
+    pytest.param("3000-01-01T00:00:00Z", False, id="iso-3000"),
+    pytest.param("2026-13-01T00:00:00Z", False, id="iso-month-13"),
+    pytest.param("2026-11-22T24:00:00Z", False, id="iso-hour-24"),
+    pytest.param("2026-11-22T10:02:03+24:00", False, id="iso-offset-24h"),
+    pytest.param(True, False, id="boolean"),
+    pytest.param(None, False, id="null"),
+    pytest.param([TS], False, id="list"),
+]
+
+
+def ingest_accepts(document: dict) -> bool:
+    """The stream's check: what ingest does not dead-letter (no clock to be ahead of)."""
+    payload = json.dumps(document).encode()
+    result = ingest(
+        payload, topic="events.web", headers=[], received_at=TS, now=LATEST_TS, topics=TopicNames(), limits=Limits()
+    )
+    return isinstance(result, Event)
+
+
+def send_accepts(document: dict) -> bool:
+    """``orchestrator send``'s check of a line before it sends it (no clock to be ahead of:
+    the skew allowed reaches past the year 3000)."""
+    check = _Check("events.web", TopicNames(), Limits(max_future_skew_s=LATEST_TS))
+    try:
+        _prepare(json.dumps(document).encode(), check)
+    except CliError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("ts", "accepted"), TIMES)
+def test_the_json_schema_accepts_the_times_the_product_accepts_and_no_others(ts, accepted):
+    document = doc(ts=ts)
+    verdicts = validator("channel_event").is_valid(document), ingest_accepts(document), send_accepts(document)
+    assert verdicts == (accepted, accepted, accepted)
+
+
 @pytest.mark.parametrize(
     "ts",
     [
-        pytest.param("2026-11-22T10:02:03", id="naive-iso"),
+        pytest.param("2026-02-30T10:00:00Z", id="a-day-the-month-lacks"),
+        pytest.param("2000-01-01T00:30:00+01:00", id="offset-moves-it-into-1999"),
+        pytest.param("2999-12-31T23:30:00-01:00", id="offset-moves-it-into-3000"),
         pytest.param(float("nan"), id="nan"),
     ],
 )
-def test_only_the_model_catches_naive_timestamps_and_nan(ts):
-    # JSON Schema cannot say "has an offset" or "finite"; ingestion relies on the model for these.
+def test_only_the_product_catches_what_json_schema_cannot_say(ts):
+    # A calendar, an offset's arithmetic and "finite" are beyond a pattern and bounds (NaN is
+    # not JSON anyway); ingest refuses them, and a time ahead of its clock, itself.
     assert validator("channel_event").is_valid(doc(ts=ts))
-    assert not model_accepts(doc(ts=ts))
+    assert not model_accepts(doc(ts=ts)) or not ingest_accepts(doc(ts=ts))
 
 
 def test_the_json_schema_rejects_an_identifier_kind_the_model_rejects():
