@@ -91,11 +91,9 @@ def stop_chasing(state: CustomerState, event: Event, policy: Policy, now: float)
     if not state.remarketed:
         return []
     if event.type == "purchase":
-        stopped = sorted(s for s in state.remarketed if _answered_by_purchase(s, event))
-        return [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
+        return _stop_bought(state, event, [s for s in state.remarketed if _answered_by_purchase(s, event)], now)
     if event.type == "consent" and not has_consent(state, "ads", policy):
-        subjects = sorted(state.remarketed)
-        return [stop_remarketing(state, event, subjects, "withdrew consent for ads; was remarketing", now)]
+        return _stop_all(state, event, now)
     return []
 
 
@@ -107,11 +105,20 @@ def stop_after_merge(state: CustomerState, event: Event, policy: Policy, now: fl
     if not state.remarketed:
         return []
     if not has_consent(state, "ads", policy):
-        subjects = sorted(state.remarketed)
-        return [stop_remarketing(state, event, subjects, "withdrew consent for ads; was remarketing", now)]
+        return _stop_all(state, event, now)
     last_bought = max(state.purchased.values(), default=None)
-    stopped = sorted(s for s, since in state.remarketed.items() if _answered_by_purchases(s, since, state, last_bought))
-    return [stop_remarketing(state, event, stopped, "bought after remarketing for", now)] if stopped else []
+    answered = [s for s, since in state.remarketed.items() if _answered_by_purchases(s, since, state, last_bought)]
+    return _stop_bought(state, event, answered, now)
+
+
+def _stop_bought(state: CustomerState, event: Event, answered: list[str], now: float) -> list[Command]:
+    return [stop_remarketing(state, event, sorted(answered), "bought after remarketing for", now)] if answered else []
+
+
+def _stop_all(state: CustomerState, event: Event, now: float) -> list[Command]:
+    """Every ad: the customer said no to ads."""
+    subjects = sorted(state.remarketed)
+    return [stop_remarketing(state, event, subjects, "withdrew consent for ads; was remarketing", now)]
 
 
 def _answered_by_purchases(subject: str, since: float, state: CustomerState, last_bought: float | None) -> bool:

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import WorkerProcess, as_json, cli_env, event, free_port
+from tests.unit.cli_run import run_cli
 
 JOURNEYS = Path(__file__).parents[2] / "journeys"
 COMMANDS = ["worker", "send", "tail", "customer", "simulate", "replay", "erase", "explain", "serve"]
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, stdin: str = "", timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
+run = run_cli  # the command as a user runs it
 
 
 @pytest.mark.parametrize("command", COMMANDS)

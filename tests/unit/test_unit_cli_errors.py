@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 
 JOURNEYS = Path(__file__).parents[2] / "journeys"
 EVENT = '{"event_id": "a", "type": "search", "ts": 1790000000, "customer_id": "c"}'
@@ -21,15 +21,7 @@ NOWHERE = {"ORCH_KAFKA_BOOTSTRAP": "127.0.0.1:1", "ORCH_REDIS_URL": "redis://127
 
 def cli(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | NOWHERE | env
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=clean,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=clean, stdin=stdin)
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
