@@ -11,6 +11,7 @@ streaming agents and offline replay share it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
@@ -83,16 +84,28 @@ def decide(
     )
 
 
-def decide_merged(state: CustomerState, event: Event, now: float, policy: Policy = DEFAULT_POLICY) -> Decision | None:
-    """What a merge of two profiles into ``state`` (in place) calls for at once: stopping the
-    ads one of them runs for what the other bought or was refused (:func:`stop_after_merge`).
-    None when it calls for nothing, as most merges do."""
+def decide_merged(
+    state: CustomerState,
+    event: Event,
+    now: float,
+    policy: Policy = DEFAULT_POLICY,
+    engine: Engine | None = None,
+    elsewhere: dict[str, list[dict[str, Any]]] | None = None,
+) -> Decision | None:
+    """What a merge of two profiles into ``state`` (in place) calls for at once: ending the
+    journeys one of them runs on a goal or an exit the other saw (``elsewhere``: see
+    :meth:`Engine.end_on_events_elsewhere`), and stopping the ads one of them runs for what
+    the other bought or was refused (:func:`stop_after_merge`). None when it calls for
+    nothing, as most merges do."""
+    run = JourneyRun(policy=policy)
+    if engine is not None and elsewhere:
+        engine.end_on_events_elsewhere(state, elsewhere, run)
     candidates = stop_after_merge(state, event, policy, now)
-    if not candidates:
+    if not candidates and not run.outcomes:
         return None
     held: list[Held] = []
     sent = _apply_policy(state, candidates, held, policy, now)
-    return Decision(state=state, commands=_final_check(state, sent, held, policy), held=held)
+    return Decision(state=state, commands=_final_check(state, sent, held, policy), held=held, outcomes=run.outcomes)
 
 
 def _writable(state: CustomerState, in_place: bool) -> CustomerState:

@@ -220,8 +220,17 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
     repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
-    decision = decide_merged(merged, event, now, policy)
+    decision = decide_merged(merged, event, now, policy, ctx.engine, _events_elsewhere(winner, loser, merged))
     return Effects(record=Profile(merged), decision=decision, sends=[*repoints, confirm], counted="merged_in")
+
+
+def _events_elsewhere(
+    winner: CustomerState, loser: CustomerState, merged: CustomerState
+) -> dict[str, list[dict[str, Any]]]:
+    """For each journey in flight after a merge, the recent events of the profile it did not
+    run on: one of them may be its goal, which it never saw. A journey both ran keeps the
+    survivor's instance, so the loser's events are the ones it missed."""
+    return {jid: loser.recent if jid in winner.journeys else winner.recent for jid in merged.journeys}
 
 
 def _merged(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:

@@ -145,6 +145,42 @@ class Engine:
                 log["conversions"] = log.get("conversions", 0) + 1
                 run.outcomes.append(Outcome("convert", jid, journey.version, AFTER_EXIT, variant=after["variant"]))
 
+    def end_on_events_elsewhere(
+        self, state: CustomerState, elsewhere: dict[str, list[dict[str, Any]]], run: JourneyRun
+    ) -> None:
+        """Two profiles of one person have just merged into ``state``: a journey that ran on
+        one of them ends on a goal (converted) or an exit that the *other* one saw after the
+        journey began, as if both had been one profile all along. A stream can deliver a
+        purchase to the survivor before the profile merging into it, so without this a
+        journey would go on after its goal. ``elsewhere`` maps each journey to the other
+        side's recent events, as :func:`orchestrator.core.fold.fold` keeps them: their type,
+        channel, time and product or query, not all their properties, so a condition that
+        reads anything else cannot hold (nor is it counted as an error: the event is partial)."""
+        for jid, summaries in elsewhere.items():
+            instance = state.journeys.get(jid)
+            journey = self._journey_of(state, jid, run) if instance is not None else None
+            if instance is None or journey is None:
+                continue
+            later = sorted((s for s in summaries if s["ts"] >= instance["entered"]), key=lambda s: s["ts"])
+            for summary in later:
+                event = _from_recent(summary, state.key)
+                context = _Context(state, event, event.ts, trigger=instance["trigger"])
+                reason = self._ending(journey, event, context)
+                if reason is not None:
+                    self._end(state, journey, reason, event.ts, run, converted=reason == "goal")
+                    break
+
+    def _ending(self, journey: Compiled, event: Event, context: _Context) -> str | None:
+        """``goal`` or ``exit_on:<type>`` if ``event`` ends ``journey``; conditions that fail
+        on a partial event are not reported."""
+        quiet = JourneyRun()
+        goal = journey.definition.goal
+        if goal is not None and self._matches(journey, goal, event, context, quiet):
+            return "goal"
+        if any(self._matches(journey, match, event, context, quiet) for match in journey.definition.exit_on):
+            return f"exit_on:{event.type}"
+        return None
+
     # -- entering ---------------------------------------------------------------
     def _may_enter(
         self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun
@@ -525,6 +561,21 @@ def _summary(event: Event | None, most: int | None = TRIGGER_PROPERTIES_MAX) -> 
         "ts": event.ts,
         "properties": props,
     }
+
+
+def _from_recent(summary: dict[str, Any], key: str) -> Event:
+    """An event again from what a state's ``recent`` list keeps of it: its product or query
+    is its only property."""
+    kind, _, value = str(summary.get("subject") or "").partition(":")
+    return Event(
+        event_id=summary["event_id"],
+        type=summary["type"],
+        ts=summary["ts"],
+        customer_key=key,
+        channel=summary["channel"],
+        received_at=summary["ts"],
+        properties={kind: value} if value else {},
+    )
 
 
 def _due(instance: dict[str, Any], until: float) -> bool:

@@ -54,10 +54,10 @@ def publish(worker: WorkerProcess, folder: Path, version: int, wait: str) -> Non
     _wait_for_metric(worker, "orchestrator_journeys_loaded", version)
 
 
-def _wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float = 20) -> None:
+def _wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float = 20, **labels: str) -> None:
     deadline = time.monotonic() + timeout
-    while worker.metric(name) < at_least:
-        assert time.monotonic() < deadline, f"{name} never reached {at_least}"
+    while worker.metric(name, **labels) < at_least:
+        assert time.monotonic() < deadline, f"{name}{labels} never reached {at_least}"
         time.sleep(0.2)
 
 
@@ -142,3 +142,25 @@ def test_a_worker_restarted_with_events_waiting_keeps_its_customers_in_their_jou
         )
         == 0
     )
+
+
+def test_a_goal_reached_on_another_profile_ends_the_journey_when_the_two_merge(
+    journey_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    """Mia browses anonymously (her journey starts there), buys on her account, then logs in
+    on the anonymous device: the merge ends the journey on the purchase, its goal, long before
+    its wait would end."""
+    publish(journey_worker, tmp_path / "v6", 6, "10m")
+    view = event("m-1", "product_view", "", product="sku-mug")
+    del view["customer_id"]
+    view["identifiers"] = {"cookie": "ck-mia", "email": "mia@example.com"}
+    journey_worker.publish("web", view)
+    _wait_for_metric(journey_worker, "orchestrator_journey_entries_total", 1, journey="nudge", version="6")
+
+    journey_worker.publish("web", event("m-2", "purchase", "mia", product="sku-mug", value=9))
+    login = event("m-3", "identify", "mia") | {"identifiers": {"email": "mia@example.com"}}
+    journey_worker.publish("web", login)  # after the purchase: same customer, same partition
+
+    labels = {"journey": "nudge", "version": "6"}
+    _wait_for_metric(journey_worker, "orchestrator_journey_exits_total", 1, 30, reason="goal", **labels)
+    assert journey_worker.metric("orchestrator_journey_conversions_total", when="in_journey", **labels) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from textwrap import dedent
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from orchestrator.identity.merge import merge_consent, merge_states, survivor_or
 from orchestrator.identity.tokens import PLAIN, Hasher, tokens_of
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.journeys.loader import load_dir
+from orchestrator.journeys.loader import compile_text, load_dir
 
 _ids = itertools.count()
 
@@ -269,14 +270,14 @@ def test_tokens_put_the_most_stable_identifier_first() -> None:
         customer_key(None, {})
 
 
-def _racing_merge(graph: LocalGraph, last: Event) -> None:
+def _racing_merge(graph: LocalGraph, *last: Event) -> None:
     """An ad runs on an anonymous profile; the customer logs in and ``last`` reaches the
     known profile before the anonymous one has moved in (the stream's race; replay never
     has it, as it finishes each merge before the next event)."""
     graph.submit(ev("product_view", 0, cookie="ck-1", email="a@x", props={"product": "sku-9"}), T0)
     graph.queue.append(ev("identify", 1, customer_id="c-alice", email="a@x"))
     graph.step(T0 + 1)  # a link to the email's key is queued; the merge has not happened
-    graph.queue.append(last)
+    graph.queue.extend(last)
     graph.drain(T0 + 2)
 
 
@@ -306,14 +307,49 @@ def test_a_merge_with_nothing_to_answer_stops_nothing() -> None:
     assert merged is not None and list(merged.remarketed) == ["product:sku-9"]
 
 
-def test_a_journey_ad_for_what_a_profile_merged_in_later_bought_is_held_back() -> None:
-    """The anonymous profile's journey waits a day for its ad; the purchase reached the known
-    profile before the merge, so the journey never saw its goal. The ad is not sent."""
+def _browse_journey_graph() -> LocalGraph:
     journeys, errors = load_dir(Path(__file__).resolve().parents[2] / "journeys")
     assert not errors
     browse_journey = [j for j in journeys if j.id == "remarketing_after_browse"]
-    graph = LocalGraph(Context(Policy(rules=frozenset()), engine=Engine(Catalogue.of(browse_journey))))
+    return LocalGraph(Context(Policy(rules=frozenset()), engine=Engine(Catalogue.of(browse_journey))))
+
+
+def _outcomes(graph: LocalGraph) -> list[tuple[str, str, str]]:
+    decisions = [effects.decision for _, effects in graph.seen if effects.decision]
+    return [(o.kind, o.journey, o.reason) for d in decisions for o in d.outcomes]
+
+
+def test_a_journey_on_a_profile_merged_in_after_its_goal_ends_converted_at_the_merge() -> None:
+    """The anonymous profile's journey waits a day for its ad; the purchase, its goal, reached
+    the known profile first. The merge ends the journey as the purchase would have: converted,
+    as of the purchase, its wait gone."""
+    graph = _browse_journey_graph()
     _racing_merge(graph, ev("purchase", 2, customer_id="c-alice", props={"product": "sku-9", "value": 30.0}))
+    merged = graph.profile("c-alice")
+    assert merged is not None and merged.journeys == {} and merged.next_wake() is None
+    journey = "remarketing_after_browse"
+    assert _outcomes(graph) == [("enter", journey, ""), ("convert", journey, ""), ("exit", journey, "goal")]
+    assert merged.journey_log[journey]["conversions"] == 1
+    assert merged.journey_log[journey]["last_exit"] == T0 + 2  # the purchase's time, not the merge's
+    assert graph.commands == []
+
+
+def test_a_goal_older_than_the_merged_in_journey_does_not_end_it() -> None:
+    """A purchase made before the journey began was not its goal."""
+    graph = _browse_journey_graph()
+    graph.submit(ev("purchase", -5, customer_id="c-alice", props={"product": "sku-1", "value": 3.0}), T0 - 5)
+    _racing_merge(graph, ev("page_view", 2, customer_id="c-alice"))
+    merged = graph.profile("c-alice")
+    assert merged is not None and "remarketing_after_browse" in merged.journeys
+
+
+def test_a_journey_ad_for_what_a_profile_merged_in_later_bought_is_held_back() -> None:
+    """When the purchase has left the known profile's recent events before the merge (here
+    twenty page views later), the merge cannot see it as the journey's goal; the journey goes
+    on, and its ad for the bought product is held back when its wait ends."""
+    graph = _browse_journey_graph()
+    purchase = ev("purchase", 2, customer_id="c-alice", props={"product": "sku-9", "value": 30.0})
+    _racing_merge(graph, purchase, *(ev("page_view", 3 + i, customer_id="c-alice") for i in range(20)))
     merged = graph.profile("c-alice")
     assert merged is not None and "remarketing_after_browse" in merged.journeys
 
@@ -324,3 +360,45 @@ def test_a_journey_ad_for_what_a_profile_merged_in_later_bought_is_held_back() -
     assert [c.action for c in graph.commands] == []
     held = [h for _, effects in graph.seen if effects.decision for h in effects.decision.held]
     assert [(h.command.action, h.reason) for h in held] == [("remarketing_ad", "already_converted")]
+
+
+def _graph_with(definition: str) -> LocalGraph:
+    journey = compile_text(dedent(definition), "j.yaml")
+    return LocalGraph(Context(Policy(rules=frozenset()), engine=Engine(Catalogue.of([journey]))))
+
+
+CHASE = """\
+    id: chase
+    version: 1
+    trigger: {event: product_view}
+    goal: {event: purchase, when: "event.properties.product == trigger.properties.product"}
+    exit_on:
+      - {event: consent, channel: [web]}
+    steps:
+      - wait: 1d
+      - action: {channel: ads, action: remarketing_ad, payload: {product: "{{ trigger.properties.product }}"}}
+    """
+
+
+@pytest.mark.parametrize(
+    ("last", "ending"),
+    [
+        (ev("purchase", 2, customer_id="c-alice", props={"product": "sku-9"}), [("convert", ""), ("exit", "goal")]),
+        (ev("purchase", 2, customer_id="c-alice", props={"product": "sku-1"}), []),
+        (
+            ev("consent", 2, customer_id="c-alice", props={"channel": "email", "granted": True}),
+            [("exit", "exit_on:consent")],
+        ),
+    ],
+    ids=["goal-condition-holds", "goal-condition-fails", "exit-on"],
+)
+def test_a_merge_ends_a_journey_on_the_other_profiles_goal_or_exit_by_its_conditions(
+    last: Event, ending: list[tuple[str, str]]
+) -> None:
+    """A goal's condition is judged on what the other profile kept of the event (its product
+    here); a condition it cannot judge does not hold, and is not counted as an error."""
+    graph = _graph_with(CHASE)
+    _racing_merge(graph, last)
+    assert [(kind, reason) for kind, _, reason in _outcomes(graph)] == [("enter", ""), *ending]
+    merged = graph.profile("c-alice")
+    assert merged is not None and ("chase" in merged.journeys) == (not ending)
