@@ -1,8 +1,8 @@
 """Each customer's recent decisions in Redis, for ``orchestrator explain``.
 
 One list per customer, ``<prefix>decisions:<customer key>``, oldest first,
-holding the newest ``kept`` audit records as JSON (after a merge, the merged-away
-profile's list follows the survivor's, so readers order by ``decided_at``:
+holding the newest ``kept`` audit records as JSON (a merge joins the merged-away
+profile's list to the survivor's in ``decided_at`` order, and readers order by it too:
 :func:`newest_decisions`). Writes are batched like the
 read model's: the decision agent stages records and a background loop writes
 each batch in one pipeline (RPUSH the records, then LTRIM to the newest
@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import redis
 import redis.asyncio as aioredis
@@ -24,6 +25,7 @@ import redis.asyncio as aioredis
 from orchestrator.batching import Flushes, FlushFailed, flush_forever
 
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound=str | bytes)
 
 
 def decisions_key(prefix: str, customer_key: str) -> str:
@@ -85,7 +87,7 @@ class DecisionLogWriter:
         src, dst = decisions_key(self._prefix, loser), decisions_key(self._prefix, winner)
         staged = self._pending.pop(src, [])
         if staged:
-            self._pending[dst] = (self._pending.get(dst, []) + staged)[-self._kept :]
+            self._pending[dst] = newest_by_decision(self._pending.get(dst, []) + staged, self._kept)
         self._moves[src] = dst
         self._flushes.staged()
         self._full.set()
@@ -130,19 +132,37 @@ class DecisionLogWriter:
         deletes, self._deletes = self._deletes, set()
         try:
             for src, dst in moves.items():
-                records = await self._redis.lrange(src, 0, -1)
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    if records:
-                        pipe.rpush(dst, *records)
-                        pipe.ltrim(dst, -self._kept, -1)
-                    pipe.delete(src)
-                    await pipe.execute()
+                await self._move(src, dst)
             if deletes:
                 await self._redis.delete(*deletes)
         except (redis.RedisError, OSError) as exc:
             self._moves = moves | self._moves
             self._deletes |= deletes
             raise FlushFailed(f"decision log moves/deletes failed: {exc}") from exc
+
+    async def _move(self, src: str, dst: str) -> None:
+        """The merged-away list, the survivor's and the survivor's staged records become one
+        list, the newest ``kept`` by ``decided_at``: the merged-away profile's decisions may be
+        older than the survivor's, and trimming joined lists by place would keep those and
+        drop the survivor's newer ones. Both keys are watched, so a list written meanwhile
+        fails the move, which is tried again with the staged records put back."""
+        staged = self._pending.pop(dst, [])
+        self._count -= len(staged)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(src, dst)
+                theirs = await pipe.lrange(src, 0, -1)
+                mine = await pipe.lrange(dst, 0, -1)
+                pipe.multi()
+                if theirs or staged:
+                    pipe.delete(dst)
+                    pipe.rpush(dst, *newest_by_decision([*mine, *theirs, *staged], self._kept))
+                pipe.delete(src)
+                await pipe.execute()
+        except BaseException:
+            if staged:
+                self._restore({dst: staged})
+            raise
 
     def _restore(self, batch: dict[str, list[str]]) -> None:
         """Put a failed batch back in front of what was staged meanwhile, still bounded."""
@@ -166,12 +186,24 @@ def read_decisions(
 def newest_decisions(client: redis.Redis, prefix: str, customer_key: str, limit: int) -> list[dict[str, Any]]:
     """The same on a client the caller holds, for tools that ask Redis more than once.
 
-    Ordered by when each was decided, not by place in the list: a merged-away profile's list
-    is appended to the survivor's whole (:meth:`DecisionLogWriter.move`), so its older
-    decisions came after the survivor's newer ones. The whole list is read: it holds at most
-    ``kept`` records."""
+    Ordered by when each was decided, not by place in the list: a merge orders the two lists
+    it joins (:meth:`DecisionLogWriter.move`), but a list it joined before that did not, and a
+    record staged for the merged-away profile after its move may still be older than the
+    survivor's newest. The whole list is read: it holds at most ``kept`` records."""
     if limit < 1:
         return []
     records = [json.loads(item) for item in client.lrange(decisions_key(prefix, customer_key), 0, -1)]
-    records.sort(key=lambda record: record.get("decided_at", 0.0))  # stable: list order breaks ties
+    records.sort(key=_decided_at)  # stable: list order breaks ties
     return records[-limit:]
+
+
+def newest_by_decision(items: Sequence[T], kept: int) -> list[T]:
+    """The newest ``kept`` of a list's JSON records, oldest first by ``decided_at``."""
+    decided = [_decided_at(json.loads(item)) for item in items]
+    order = sorted(range(len(items)), key=decided.__getitem__)  # stable: list order breaks ties
+    return [items[i] for i in order][-kept:]
+
+
+def _decided_at(record: Any) -> float:
+    value = record.get("decided_at") if isinstance(record, dict) else None
+    return float(value) if isinstance(value, (int, float)) else 0.0

@@ -162,6 +162,34 @@ def test_a_merged_profile_s_decisions_are_explained_in_the_order_they_were_decid
     assert [r["decided_at"] for r in json.loads(newest.stdout)] == [T0 + 1, T0 + 2, T0 + 3]
 
 
+def test_a_merge_keeps_the_newest_decisions_of_both_profiles_not_the_last_in_the_joined_list(
+    prefix: str, client: redis.Redis
+) -> None:
+    """Three kept: the survivor decided at 1, 3 and 5, the merged-away profile at 0, 2 and 4
+    (two of them also staged but not written when the merge came). Trimming the joined list by
+    place kept the merged-away profile's three and none of the survivor's."""
+
+    def decided(at: float) -> dict[str, Any]:
+        return {"event_ts": at, "decided_at": at, "event_type": "page_view", "channel": "web", "event_id": f"k-{at}"}
+
+    async def scenario() -> None:
+        writer = DecisionLogWriter(REDIS_URL, prefix, kept=3, interval_s=0.01)
+        for at in (T0 + 1, T0 + 3, T0 + 5):
+            writer.stage("k-survivor", decided(at))
+        writer.stage("k-merged", decided(T0))
+        await writer.flush()
+        for at in (T0 + 2, T0 + 4):
+            writer.stage("k-merged", decided(at))
+        writer.move("k-merged", "k-survivor")
+        await stopped(writer)
+
+    asyncio.run(scenario())
+
+    stored = [json.loads(item)["decided_at"] for item in client.lrange(decisions_key(prefix, "k-survivor"), 0, -1)]
+    assert stored == [T0 + 3, T0 + 4, T0 + 5]
+    assert not client.exists(decisions_key(prefix, "k-merged"))
+
+
 def test_explain_finds_a_customer_by_an_identifier_through_its_alias(
     prefix: str, client: redis.Redis, written: list[dict[str, Any]]
 ) -> None:
