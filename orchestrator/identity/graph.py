@@ -227,10 +227,16 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
 def _events_elsewhere(
     winner: CustomerState, loser: CustomerState, merged: CustomerState
 ) -> dict[str, list[dict[str, Any]]]:
-    """For each journey in flight after a merge, the recent events of the profile it did not
-    run on: one of them may be its goal, which it never saw. A journey both ran keeps the
-    survivor's instance, so the loser's events are the ones it missed."""
-    return {jid: loser.recent if jid in winner.journeys else winner.recent for jid in merged.journeys}
+    """For each journey in flight after a merge, or in its conversion window after it, the
+    recent events of the profile it did not run on: one of them may be its goal, which it
+    never saw. Where both profiles had it, the merge kept the survivor's instance (or window),
+    so the loser's events are the ones it missed."""
+
+    def ran_on_winner(jid: str) -> bool:
+        return jid in winner.journeys or (jid not in merged.journeys and "after" in winner.journey_log.get(jid, {}))
+
+    waiting = [*merged.journeys, *(jid for jid, log in merged.journey_log.items() if "after" in log)]
+    return {jid: loser.recent if ran_on_winner(jid) else winner.recent for jid in waiting}
 
 
 def _merged(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:

@@ -141,9 +141,7 @@ class Engine:
             goal = journey.definition.goal
             context.trigger = after["trigger"]
             if goal is not None and self._matches(journey, goal, event, context, run):
-                del log["after"]
-                log["conversions"] = log.get("conversions", 0) + 1
-                run.outcomes.append(Outcome("convert", jid, journey.version, AFTER_EXIT, variant=after["variant"]))
+                _credit_after_exit(log, journey, run)
 
     def end_on_events_elsewhere(
         self, state: CustomerState, elsewhere: dict[str, list[dict[str, Any]]], run: JourneyRun
@@ -157,18 +155,40 @@ class Engine:
         channel, time and product or query, not all their properties, so a condition that
         reads anything else cannot hold (nor is it counted as an error: the event is partial)."""
         for jid, summaries in elsewhere.items():
-            instance = state.journeys.get(jid)
-            journey = self._journey_of(state, jid, run) if instance is not None else None
-            if instance is None or journey is None:
-                continue
-            later = sorted((s for s in summaries if s["ts"] >= instance["entered"]), key=lambda s: s["ts"])
-            for summary in later:
-                event = _from_recent(summary, state.key)
-                context = _Context(state, event, event.ts, trigger=instance["trigger"])
-                reason = self._ending(journey, event, context)
-                if reason is not None:
-                    self._end(state, journey, reason, event.ts, run, converted=reason == "goal")
-                    break
+            if jid in state.journeys:
+                self._end_elsewhere(state, jid, summaries, run)
+            elif "after" in state.journey_log.get(jid, {}):
+                self._credit_elsewhere(state, jid, summaries, run)
+
+    def _end_elsewhere(self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun) -> None:
+        instance = state.journeys[jid]
+        journey = self._journey_of(state, jid, run)
+        if journey is None:
+            return
+        for event in _recent_events(summaries, state.key, instance["entered"], None):
+            context = _Context(state, event, event.ts, trigger=instance["trigger"])
+            reason = self._ending(journey, event, context)
+            if reason is not None:
+                self._end(state, journey, reason, event.ts, run, converted=reason == "goal")
+                return
+
+    def _credit_elsewhere(
+        self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun
+    ) -> None:
+        """The conversion window's half of :meth:`end_on_events_elsewhere`: a goal the other
+        profile reached after the customer left the journey, within its window."""
+        log = state.journey_log[jid]
+        after = log["after"]
+        journey = self.catalogue.get(jid, after["v"])
+        goal = journey.definition.goal if journey is not None else None
+        if journey is None or goal is None:
+            return
+        left = after["until"] - float(journey.definition.conversion_window or 0.0)
+        for event in _recent_events(summaries, state.key, left, after["until"]):
+            context = _Context(state, event, event.ts, trigger=after["trigger"])
+            if self._matches(journey, goal, event, context, JourneyRun()):
+                _credit_after_exit(log, journey, run)
+                return
 
     def _ending(self, journey: Compiled, event: Event, context: _Context) -> str | None:
         """``goal`` or ``exit_on:<type>`` if ``event`` ends ``journey``; conditions that fail
@@ -561,6 +581,19 @@ def _summary(event: Event | None, most: int | None = TRIGGER_PROPERTIES_MAX) -> 
         "ts": event.ts,
         "properties": props,
     }
+
+
+def _credit_after_exit(log: dict[str, Any], journey: Compiled, run: JourneyRun) -> None:
+    """Count a goal reached within the conversion window as the journey's conversion, once."""
+    after = log.pop("after")
+    log["conversions"] = log.get("conversions", 0) + 1
+    run.outcomes.append(Outcome("convert", journey.id, journey.version, AFTER_EXIT, variant=after["variant"]))
+
+
+def _recent_events(summaries: list[dict[str, Any]], key: str, since: float, until: float | None) -> list[Event]:
+    """A profile's recent events from ``since`` to ``until`` (open if None), oldest first."""
+    kept = [s for s in summaries if s["ts"] >= since and (until is None or s["ts"] <= until)]
+    return [_from_recent(summary, key) for summary in sorted(kept, key=lambda s: s["ts"])]
 
 
 def _from_recent(summary: dict[str, Any], key: str) -> Event:

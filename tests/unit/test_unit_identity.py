@@ -402,3 +402,28 @@ def test_a_merge_ends_a_journey_on_the_other_profiles_goal_or_exit_by_its_condit
     assert [(kind, reason) for kind, _, reason in _outcomes(graph)] == [("enter", ""), *ending]
     merged = graph.profile("c-alice")
     assert merged is not None and ("chase" in merged.journeys) == (not ending)
+
+
+def test_a_merge_credits_a_goal_the_other_profile_reached_within_the_conversion_window() -> None:
+    """The anonymous profile's journey showed its ad and ended; two days later the customer
+    buys on their account, then logs in on the anonymous device: within the journey's
+    seven-day window, so the purchase is its conversion (``after_exit``), as it would have
+    been on one profile."""
+    day = 86400.0
+    graph = _browse_journey_graph()
+    view = ev("product_view", 0, cookie="ck-1", email="a@x", props={"product": "sku-9"})
+    graph.submit(view, T0)
+    graph.submit(Event("timer", WAKE, T0 + day, view.customer_key, "timer", T0 + day), T0 + day)
+    assert [c.action for c in graph.commands] == ["remarketing_ad"]
+    graph.submit(ev("purchase", 2 * day, customer_id="c-alice", props={"product": "sku-1"}), T0 + 2 * day)
+    graph.submit(ev("identify", 3 * day, customer_id="c-alice", email="a@x"), T0 + 3 * day)
+
+    journey = "remarketing_after_browse"
+    assert _outcomes(graph) == [
+        ("enter", journey, ""),
+        ("exit", journey, "completed"),
+        ("convert", journey, "after_exit"),
+    ]
+    merged = graph.profile("c-alice")
+    assert merged is not None and merged.journey_log[journey]["conversions"] == 1
+    assert "after" not in merged.journey_log[journey]
