@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
-from orchestrator.core.fold import fold
+from orchestrator.core.fold import fold, query_subject
 from orchestrator.core.policy import (
     ALREADY_CONVERTED,
     NOT_CONTACTS,
@@ -206,10 +206,12 @@ def _remarketed_subject(command: Command) -> str | None:
     or an opt-out can stop it; None for other commands, or an ad about nothing known."""
     if command.action != "remarketing_ad":
         return None
-    for kind in ("product", "query"):
-        value = command.payload.get(kind)
-        if value:  # a journey's template gives "" for what its trigger did not carry
-            return f"{kind}:{value}"
+    product = command.payload.get("product")
+    if product:  # a journey's template gives "" for what its trigger did not carry
+        return f"product:{product}"
+    query = command.payload.get("query")
+    if isinstance(query, str) and query.strip():
+        return query_subject(query)  # as the rule and the customer's interests spell it
     return None
 
 

@@ -57,8 +57,13 @@ def subject_of(event: Event) -> str | None:
         return f"product:{product}"
     query = props.get("query")
     if isinstance(query, str) and query.strip():
-        return f"query:{query.strip().lower()[:100]}"
+        return query_subject(query)
     return None
+
+
+def query_subject(query: str) -> str:
+    """A search as a subject: "Tent " and "tent" are one interest, one ad, one cooldown."""
+    return f"query:{query.strip().lower()[:100]}"
 
 
 def purchased_products(event: Event) -> list[str]:

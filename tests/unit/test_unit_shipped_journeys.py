@@ -12,6 +12,7 @@ from stories import T0
 
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import Decision
+from orchestrator.core.policy import Policy
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
@@ -143,6 +144,19 @@ def test_withdrawing_consent_for_ads_stops_a_journey_s_ads():
     customer.timer_until(DAY)
     (stop,) = customer.does("consent", 2 * DAY, channel="ads", granted=False).commands
     assert stop.action == "remarketing_stop" and stop.payload == {"subjects": ["query:trail shoes"]}
+
+
+def test_a_journey_s_ad_for_a_search_counts_for_the_rule_s_cooldown_however_the_search_is_written():
+    """The rule spells a search as its interests do ("query:tent"); a journey's ad for "Tent "
+    is the same subject, so the rule does not chase it again the next day."""
+    customer = Customer(shipped("remarketing_after_browse"), policy=Policy())
+    customer.does("search", 0, via="search", query="Tent ")
+    (ad,) = customer.timer_until(DAY)
+    assert ad.journey == "remarketing_after_browse"
+    again = customer.does("search", DAY + HOUR, via="search", query="Tent")
+    assert [c.action for c in again.commands] == []
+    assert [(h.command.action, h.reason) for h in again.held] == [("remarketing_ad", "cooldown")]
+    assert list(customer.state.remarketed) == ["query:tent"]
 
 
 # --- cart_abandoned: a reminder after an hour, an ad after a day ----------------------------------
