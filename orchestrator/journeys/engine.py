@@ -32,7 +32,7 @@ from orchestrator.journeys.conditions import Condition, Reads, Variables, prune,
 from orchestrator.journeys.loader import Compiled
 from orchestrator.journeys.model import Match, Step
 
-MAX_STEPS_PER_RUN = 64  # a journey that loops without waiting is stopped, not spun forever
+MAX_STEPS_PER_RUN = 64  # waits of no length fired again and again in one call: a loop, stopped, not spun forever
 MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends anyway: a guard, not a limit
 TRIGGER_PROPERTIES_MAX = 20
 AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conversion window after leaving
@@ -257,10 +257,12 @@ class Engine:
         instance = state.journeys[jid]
         context.trigger = instance["trigger"]
         first_command = len(run.commands)
-        for _ in range(MAX_STEPS_PER_RUN):
+        visited: set[str] = set()
+        while target not in visited:  # nothing in one run changes a condition: a step again is a loop
             if target is None:
                 self._end(state, journey, "completed", context.now, run)
                 return
+            visited.add(target)
             instance["step"] = target
             step = journey.steps[target]
             if step.wait is not None:
@@ -293,10 +295,11 @@ class Engine:
                 if case.else_ or (case.when and self._holds(journey, case.when, context, run)):
                     return case.next
         elif step.split is not None:
-            arm = _choose(step, state.key, journey.id)
-            instance["variant"] = arm.variant or "holdout"
-            instance["holdout"] = arm.holdout
-            run.outcomes.append(Outcome("assign", journey.id, journey.version, variant=instance["variant"]))
+            arm = _arm_of(step, instance, state.key, journey.id)
+            if instance.get("variant") is None:
+                instance["variant"] = arm.variant or "holdout"
+                instance["holdout"] = arm.holdout
+                run.outcomes.append(Outcome("assign", journey.id, journey.version, variant=instance["variant"]))
             return arm.next or journey.after(step)
         return journey.after(step)
 
@@ -623,6 +626,15 @@ def _after_wake(journey: Compiled, step: Step) -> str | None:
     if wait is None:
         return step.id
     return (wait.on_timeout if wait.event else None) or journey.after(step)
+
+
+def _arm_of(step: Step, instance: dict[str, Any], customer: str, journey_id: str) -> Any:
+    """The arm a customer takes at a split: the one named like the arm they already have
+    (passing the split again, or after a migration), so a holdout stays a holdout and an arm
+    is counted once; otherwise one chosen by :func:`_choose`."""
+    given = instance.get("variant")
+    named = [arm for arm in step.split or [] if given is not None and (arm.variant or "holdout") == given]
+    return named[0] if named else _choose(step, customer, journey_id)
 
 
 def _choose(step: Step, customer: str, journey_id: str) -> Any:

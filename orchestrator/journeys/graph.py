@@ -1,10 +1,10 @@
 """The shape of a journey's steps: where each step leads, and the mistakes that shape can hold.
 
 Within one event the engine runs steps one after another until a wait or the end
-(``Engine._go``): a loop with no wait in it is cut off only at run time, after 64 steps,
-ending the journey (reason ``loop``) and dropping what that run queued; a step nothing
-leads to, a branch case that is never taken, a target the engine never follows, or two
-split arms with one name are never noticed at all. These checks find them when a folder
+(``Engine._go``): a loop with no wait in it is cut off only at run time, when a step comes
+round again, ending the journey (reason ``loop``) and dropping what that run queued; a step
+nothing leads to, a branch case that is never taken, a target the engine never follows, two
+split arms with one name, or a second split are never noticed at all. These checks find them when a folder
 is validated or published. Pure functions over a validated :class:`Journey` (or its steps and rules); each problem
 carries its path in the file, for the loader to turn into a line.
 """
@@ -54,6 +54,7 @@ def problems(journey: Shape) -> list[Problem]:
         *dead_cases(journey),
         *ignored_targets(journey),
         *split_arms_named_twice(journey),
+        *splits_after_the_first(journey),
     ]
 
 
@@ -217,6 +218,24 @@ def split_arms_named_twice(journey: Shape) -> list[Problem]:
     is remembered, counted (metrics, replay summary, decision log) and migrated by its name, so
     the two could not be told apart."""
     return [problem for i, step in enumerate(journey.steps) for problem in _arms_named_twice_of(step, i)]
+
+
+def splits_after_the_first(journey: Shape) -> list[Problem]:
+    """A second split. A customer keeps the arm of the first for the whole journey (a holdout
+    must never be contacted further on), and conversions are counted for that arm, so a
+    second split could neither assign nor measure anything: test another choice in another
+    journey, or give the one split more arms."""
+    splits = [(i, step) for i, step in enumerate(journey.steps) if step.split is not None]
+    if len(splits) < 2:
+        return []
+    first = splits[0][1].id
+    return [
+        Problem(("steps", i, "split"), f"split '{step.id}': a journey has one split, and '{first}' is it: {_WHY_ONE}")
+        for i, step in splits[1:]
+    ]
+
+
+_WHY_ONE = "a customer keeps that arm to the end, and its conversions count for it; give that split more arms"
 
 
 def _arms_named_twice_of(step: Step, i: int) -> list[Problem]:

@@ -18,7 +18,7 @@ from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import TRIGGER_PROPERTIES_MAX, Engine, Outcome
-from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
+from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text, review
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -660,6 +660,48 @@ def test_the_holdout_s_held_actions_are_not_counted_as_contacts():
     customer = Customer(engine_of(AB_TEST), customer_id=customer_id)
     customer.does("signup")
     assert customer.state.contacts == {}
+
+
+def test_a_second_split_is_refused_so_a_holdout_cannot_be_split_again_into_a_contacted_arm():
+    journey = define(
+        """
+        - {id: first, split: [{variant: a, percent: 50}, {holdout: true, percent: 50}]}
+        - {id: again, split: [{variant: x, percent: 50}, {variant: y, percent: 50}]}
+        """
+    )
+    errors, _ = review(journey)
+    assert [(e.line, e.message.split(":")[0]) for e in errors] == [(6, "split 'again'")]  # the 6th line of the file
+    assert "a journey has one split, and 'first' is it" in errors[0].message
+
+
+def test_passing_the_split_again_keeps_the_arm_and_counts_it_once():
+    journey = define(
+        """
+        - {id: test, split: [{variant: a, percent: 50}, {holdout: true, percent: 50}]}
+        - {id: hi, action: {channel: email, action: hi}}
+        - {id: nap, wait: 1d}
+        - branch: [{else: true, next: test}]
+        """
+    )
+    policy = Policy(rules=frozenset(), frequency_cap_per_day=100)
+    for n in range(20):
+        customer = Customer(engine_of(journey), f"c-{n}", policy=policy)
+        first = customer.does("signup")
+        again = customer.wakes(DAY)
+        assigned = [o.variant for o in first.outcomes + again.outcomes if o.kind == "assign"]
+        assert len(assigned) == 1
+        contacted = first.commands + again.commands
+        assert len(contacted) == (0 if assigned == ["holdout"] else 2)
+
+
+def test_a_long_journey_without_a_loop_runs_to_its_end_in_one_go():
+    """Steps are not counted: only a step that comes round again in one run is a loop."""
+    steps = "\n".join(f"- action: {{channel: web, action: banner_{i}}}" for i in range(100))
+    decision = Customer(engine_of(define(steps)), policy=Policy(rules=frozenset(), frequency_cap_per_day=1000)).does(
+        "signup"
+    )
+    assert outcomes(decision) == [("enter", "j", ""), ("exit", "j", "completed")]
+    assert len(decision.commands) == 100
 
 
 # --- re-entry and how many journeys at once -------------------------------------------------------

@@ -111,6 +111,12 @@ SHAPE_ERRORS = {
         "variant: holdout",
         "split 'step1': arm 2 is named 'holdout' like arm 1",
     ),
+    "a second split": (
+        "  - id: s1\n    split: [{variant: a, percent: 50}, {holdout: true, percent: 50}]\n  - wait: 1d\n"
+        "  - id: s2\n    split: [{variant: x, percent: 50}, {variant: y, percent: 50}]\n",
+        "variant: x",
+        "split 's2': a journey has one split, and 's1' is it",
+    ),
 }
 
 SHAPES_THAT_ARE_FINE = {
@@ -119,10 +125,6 @@ SHAPES_THAT_ARE_FINE = {
         "  - branch: [{when: state.events > 3, next: done}]\n"
         "  - action: {channel: email, action: hi}\n"
         "  - id: done\n    exit: done\n"
-    ),
-    "the same variant names in two splits": (
-        "  - id: s1\n    split: [{variant: a, percent: 50}, {variant: b, percent: 50}]\n  - wait: 1d\n"
-        "  - id: s2\n    split: [{variant: a, percent: 50}, {variant: b, percent: 50}]\n"
     ),
 }
 
