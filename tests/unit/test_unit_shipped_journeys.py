@@ -207,6 +207,19 @@ def test_the_reminder_lists_what_is_in_the_cart_when_it_goes_out():
     assert reminder.payload["items"] == {"sku-1": {"qty": 1, "price": 10.0}, "sku-2": {"qty": 2, "price": 20.0}}
 
 
+@pytest.mark.parametrize(("removed", "advertised"), [("sku-z", "sku-c"), ("sku-q", "sku-z"), (None, "sku-z")])
+def test_the_ad_shows_a_product_still_in_the_cart(removed: str | None, advertised: str):
+    """The product that started the journey while it is in the cart; once taken out, the
+    first left by id (the same in every run), never an "in your cart" ad for what is gone."""
+    customer = Customer(shipped("cart_abandoned"))
+    for i, product in enumerate(("sku-z", "sku-q", "sku-c")):
+        customer.does("add_to_cart", i * MINUTE, product=product, price=10.0)
+    if removed:
+        customer.does("remove_from_cart", 10 * MINUTE, product=removed)
+    *_, ad = customer.timer_until(DAY)
+    assert ad.action == "remarketing_ad" and ad.payload["product"] == advertised
+
+
 def test_a_new_cart_within_three_days_of_the_last_journey_is_left_alone():
     customer = Customer(shipped("cart_abandoned"))
     customer.does("add_to_cart", 0, product="sku-1")
