@@ -73,6 +73,7 @@ def test_every_shipped_journey_loads_without_errors():
         "win_back",
     ]
     assert {j.id: j.version for j in good if j.version != 1} == {
+        "cart_abandoned": 2,
         "remarketing_after_browse": 3,
         "welcome": 2,
         "win_back": 2,

@@ -733,16 +733,16 @@ def test_the_catalogue_logs_a_rule_naming_unknown_old_steps_once_and_ignores_it(
 
 def test_the_migration_example_validates_beside_the_shipped_version_and_moves_its_customers(tmp_path):
     shutil.copy(REPO / "journeys" / "cart_abandoned.yaml", tmp_path)
-    shutil.copy(EXAMPLE / "cart_abandoned_v2.yaml", tmp_path)
+    shutil.copy(EXAMPLE / "cart_abandoned_v3.yaml", tmp_path)
     journeys, errors = load_dir(tmp_path)
     assert errors == []
-    v1, v2_ = sorted(journeys, key=lambda j: j.version)
-    catalogue = Catalogue.of([v1])
+    shipped, example = sorted(journeys, key=lambda j: j.version)
+    catalogue = Catalogue.of([shipped])
     customer = Customer(Engine(catalogue), policy=Policy(rules=frozenset(), frequency_cap_per_day=10))
     customer.does("add_to_cart", product="sku-tent")
-    catalogue.add(v2_)
+    catalogue.add(example)
     decision = customer.does("page_view", at=30 * MINUTE)
-    assert [(o.from_version, o.version) for o in decision.outcomes] == [(1, 2)]
+    assert [(o.from_version, o.version) for o in decision.outcomes] == [(2, 3)]
     sent = customer.timer_until(3 * DAY)
     assert [(c.action, c.issued_at - T0) for c in sent] == [("cart_reminder", 2 * HOUR), ("remarketing_ad", 14 * HOUR)]
     assert sent[1].payload["incentive"]["percent"] == 20
