@@ -6,6 +6,7 @@ are these names upper-cased with the ``ORCH_`` prefix.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -14,9 +15,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator.core.policy import Policy
-from orchestrator.identity.tokens import Hasher
+from orchestrator.core.policy import RULES, Policy
+from orchestrator.identity.tokens import KIND_RANK, Hasher
 from orchestrator.ingest import Limits
+from schemas.events import CHANNEL_PATTERN
+
+CHANNEL = re.compile(CHANNEL_PATTERN)
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class Settings(BaseSettings):
@@ -40,13 +45,13 @@ class Settings(BaseSettings):
         description="How long the product's own log topics keep records; bounds how long erased data survives there.",
     )
     web_host: str = "127.0.0.1"
-    web_port: int = 6066
+    web_port: int = Field(default=6066, ge=1, le=65535)
     data_dir: Path = Path(".stack/worker")
     log_level: str = "info"
 
     max_message_bytes: int = 64 * 1024
     max_depth: int = Field(default=8, ge=2, description="Deepest nesting of maps/lists in an event.")
-    max_future_skew_s: float = 300.0
+    max_future_skew_s: float = Field(default=300.0, ge=0)
     dedupe_window: int = Field(default=128, ge=1, description="Recent event ids kept per customer.")
     recent_events: int = Field(default=20, ge=1)
 
@@ -54,14 +59,14 @@ class Settings(BaseSettings):
         default=frozenset({"web", "search", "ads", "email", "social", "store", "app", "support"}),
         description="events.<channel> and actions.<channel> topics a worker creates at start; others as they appear.",
     )
-    topic_discovery_interval_s: float = 5.0
+    topic_discovery_interval_s: float = Field(default=5.0, gt=0)
 
     output_encoding: str = Field(default="msgpack", pattern="^(msgpack|json)$")
     consent_required_channels: Annotated[frozenset[str], NoDecode] = frozenset()
     frequency_cap_per_day: int = Field(default=3, ge=0, description="Contacts per channel per 24 h.")
-    remarketing_cooldown_s: float = 24 * 3600.0
-    remarketing_discount_percent: int = 10
-    cart_discount_percent: int = 15
+    remarketing_cooldown_s: float = Field(default=24 * 3600.0, ge=0)
+    remarketing_discount_percent: int = Field(default=10, ge=0, le=100)
+    cart_discount_percent: int = Field(default=15, ge=0, le=100)
 
     rules: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset({"remarketing", "post_purchase"}),
@@ -97,8 +102,8 @@ class Settings(BaseSettings):
         "memtables (up to half of it) and index and filter blocks charged to it.",
     )
 
-    readmodel_flush_interval_s: float = 0.05
-    readmodel_batch_max: int = 500
+    readmodel_flush_interval_s: float = Field(default=0.05, gt=0)
+    readmodel_batch_max: int = Field(default=500, ge=1)
 
     identity_hash_key: SecretStr | None = Field(
         default=None, description="HMAC key for identifiers of the kinds below; unset keeps them readable."
@@ -110,7 +115,7 @@ class Settings(BaseSettings):
     )
     decisions_kept: int = Field(default=50, ge=1, description="Recent decisions kept per customer for explain.")
     api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_port: int = Field(default=8080, ge=1, le=65535)
     api_tokens: Annotated[frozenset[str], NoDecode] = Field(
         default=frozenset(), description="Bearer tokens the HTTP API accepts; the API refuses to start without one."
     )
@@ -128,6 +133,40 @@ class Settings(BaseSettings):
     def _split_channels(cls, value: object) -> object:
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("channels", "consent_required_channels", "quiet_hours_exempt_channels")
+    @classmethod
+    def _channel_names(cls, value: frozenset[str]) -> frozenset[str]:
+        """Channel names become topic names (``actions.<channel>``): a bad one would fail
+        half-way through creating them, with Kafka's traceback."""
+        bad = sorted(name for name in value if not CHANNEL.match(name))
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: a channel is lower-case letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: frozenset[str]) -> frozenset[str]:
+        """A mistyped rule would simply not run, and nobody would notice."""
+        unknown = sorted(value - RULES)
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))}: the built-in rules are {', '.join(sorted(RULES))}")
+        return value
+
+    @field_validator("identity_hash_kinds")
+    @classmethod
+    def _known_kinds(cls, value: frozenset[str]) -> frozenset[str]:
+        unknown = sorted(value - set(KIND_RANK))
+        if unknown:
+            raise ValueError(f"{', '.join(map(repr, unknown))}: identifier kinds are {', '.join(sorted(KIND_RANK))}")
         return value
 
     @field_validator("default_timezone")

@@ -34,6 +34,9 @@ HOLDOUT = "holdout"  # journeys: the split's control group
 REASONS = (DO_NOT_CONTACT, NO_CONSENT, EXPIRED, QUIET_HOURS, FREQUENCY_CAP, COOLDOWN, ALREADY_CONVERTED, HOLDOUT)
 
 
+RULES = frozenset({"remarketing", "post_purchase"})  # the built-in reflex rules (orchestrator.core.rules)
+
+
 @dataclass(frozen=True)
 class Policy:
     """The knobs of decision making, independent of how they are configured."""
@@ -45,7 +48,7 @@ class Policy:
     cart_discount_percent: int = 15
     recent_events: int = 20
     dedupe_window: int = 128
-    rules: frozenset[str] = frozenset({"remarketing", "post_purchase"})  # built-in reflexes that run
+    rules: frozenset[str] = RULES  # built-in reflexes that run
     quiet_hours_exempt_channels: frozenset[str] = frozenset({"ads", "web"})
     default_timezone: str = "UTC"  # quiet hours of a customer who gave no time zone
 

@@ -64,7 +64,22 @@ def test_the_app_id_carries_the_topic_prefix():
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("ORCH_OUTPUT_ENCODING", "xml"), ("ORCH_MAX_DEPTH", "1"), ("ORCH_PARTITIONS", "0")],
+    [
+        ("ORCH_OUTPUT_ENCODING", "xml"),
+        ("ORCH_MAX_DEPTH", "1"),
+        ("ORCH_PARTITIONS", "0"),
+        ("ORCH_WEB_PORT", "99999"),
+        ("ORCH_API_PORT", "0"),
+        ("ORCH_CHANNELS", "web,BAD CH"),
+        ("ORCH_QUIET_HOURS_EXEMPT_CHANNELS", "Ads"),
+        ("ORCH_RULES", "remarketting"),
+        ("ORCH_IDENTITY_HASH_KINDS", "emial"),
+        ("ORCH_LOG_LEVEL", "loud"),
+        ("ORCH_READMODEL_FLUSH_INTERVAL_S", "-1"),
+        ("ORCH_READMODEL_BATCH_MAX", "0"),
+        ("ORCH_REMARKETING_DISCOUNT_PERCENT", "150"),
+        ("ORCH_TOPIC_DISCOVERY_INTERVAL_S", "0"),
+    ],
 )
 def test_nonsense_settings_are_refused_at_start(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
