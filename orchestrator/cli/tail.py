@@ -7,7 +7,7 @@ import re
 import sys
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -38,7 +38,7 @@ def tail(
     conf = settings(kafka_bootstrap=bootstrap, topic_prefix=prefix)
     regex = _pattern(TopicNames(conf.topic_prefix), topics, pattern)
     deadline = time.monotonic() + timeout if timeout else None
-    console = Console(highlight=False, soft_wrap=True)
+    console = terminal()
     shown, columns = 0, Columns()
     for record in follow(conf.kafka_bootstrap, regex, from_beginning=from_beginning, deadline=deadline):
         command = _decode(record)
@@ -51,6 +51,12 @@ def tail(
     if max_count is not None:
         print(f"orchestrator: timed out after {timeout:g}s with {shown} of {max_count} commands", file=sys.stderr)
         raise typer.Exit(3)
+
+
+def terminal(file: IO[str] | None = None) -> Console:
+    """Where tail prints: what was sent, as sent. Rich would turn a reason's "query:tent: stop"
+    into a tent emoji and colour numbers; both are off."""
+    return Console(highlight=False, soft_wrap=True, emoji=False, file=file)
 
 
 def _pattern(names: TopicNames, topics: list[str] | None, pattern: str | None) -> str:

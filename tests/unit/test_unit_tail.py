@@ -3,6 +3,7 @@ README's sample exactly as tail prints it."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import date, datetime, time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from orchestrator.cli.tail import Columns
+from orchestrator.cli.tail import Columns, terminal
 from orchestrator.simulator import Simulator
 
 README = Path(__file__).parents[2] / "README.md"
@@ -75,3 +76,11 @@ def test_the_readme_sample_is_what_tail_prints() -> None:
         issued_at = datetime.combine(date.today(), time.fromisoformat(when)).timestamp()
         doc = {"issued_at": issued_at, "channel": channel, "action": action, "customer_id": customer, "reason": reason}
         assert shown(columns, doc) == line
+
+
+def test_a_reason_is_printed_as_sent_with_no_emoji_made_of_it() -> None:
+    """ "query:tent: stop" is what a remarketing stop's reason says; rich made it "query⛺ stop"."""
+    out = io.StringIO()
+    reason = "bought after remarketing for product:sku-1, query:tent: stop those ads; shoes :fire:"
+    terminal(out).print(Columns().line(command("c-1", action="remarketing_stop", reason=reason)))
+    assert out.getvalue().rstrip("\n").endswith(reason)
