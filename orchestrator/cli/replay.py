@@ -26,7 +26,9 @@ from orchestrator.replay_split import MAX_PROCESSES, default_processes, replay_s
 
 def replay(
     events: Annotated[Path, typer.Argument(help="JSON lines of ChannelEvents, any order; - reads standard input.")],
-    journeys: Annotated[Path, typer.Option("--journeys", "-j", help="Folder of journey files.")],
+    journeys: Annotated[
+        Path | None, typer.Option("--journeys", "-j", help="Folder of journey files (none: --rules alone).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Commands and the summary as JSON lines.")] = False,
     rules: Annotated[bool, typer.Option(help="Also run the built-in reflex rules.")] = False,
     channel: Annotated[str, typer.Option(help="Channel for events that name none.")] = "replay",
@@ -44,7 +46,11 @@ def replay(
     conf = settings()
     after_s = duration_option("--after", after)
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
-    engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
+    if journeys is None and not rules:
+        raise CliError("nothing to replay with: give --journeys DIR, --rules, or both")
+    engine = None
+    if journeys is not None:
+        engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     from_stdin = str(events) == "-"
     if not from_stdin and events.is_dir():
         raise CliError(f"{events} is a directory, not a file of JSON lines")

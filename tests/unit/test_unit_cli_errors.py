@@ -141,3 +141,16 @@ def test_journeys_validate_says_a_file_is_not_a_folder(tmp_path: Path) -> None:
         f"{welcome} is a file, not a folder: give the folder of journey files that holds it"
     )
     assert one_line_error(cli("journeys", "validate", str(tmp_path / "nope"))) == f"no such folder: {tmp_path}/nope"
+
+
+def test_replay_runs_the_built_in_rules_alone_without_a_journey_folder(one_event: Path) -> None:
+    result = cli("replay", str(one_event), "--rules", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert '"events": 1' in result.stdout
+
+
+def test_replay_with_neither_journeys_nor_rules_says_what_it_needs(one_event: Path) -> None:
+    message = one_line_error(cli("replay", str(one_event)))
+
+    assert message == "nothing to replay with: give --journeys DIR, --rules, or both"
