@@ -77,7 +77,7 @@ def test_a_bad_duration_option_is_one_line_and_exit_1(command: str, option: str,
     "args",
     [
         pytest.param(["explain", "c-42", "--limit", "0"], id="out-of-range"),
-        pytest.param(["replay", "history.jsonl"], id="missing-option"),
+        pytest.param(["erase"], id="missing-argument"),
         pytest.param(["tail", "--max", "many"], id="wrong-type"),
         pytest.param(["send", "-", "--no-such-option"], id="unknown-option"),
     ],
