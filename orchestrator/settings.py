@@ -7,6 +7,7 @@ are these names upper-cased with the ``ORCH_`` prefix.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
@@ -140,9 +141,9 @@ class Settings(BaseSettings):
     def _channel_names(cls, value: frozenset[str]) -> frozenset[str]:
         """Channel names become topic names (``actions.<channel>``): a bad one would fail
         half-way through creating them, with Kafka's traceback."""
-        bad = sorted(name for name in value if not CHANNEL.match(name))
-        if bad:
-            raise ValueError(f"{', '.join(map(repr, bad))}: a channel is lower-case letters, digits, '_' or '-'")
+        _refuse(
+            [name for name in value if not CHANNEL.match(name)], "a channel is lower-case letters, digits, '_' or '-'"
+        )
         return value
 
     @field_validator("log_level")
@@ -156,17 +157,13 @@ class Settings(BaseSettings):
     @classmethod
     def _known_rules(cls, value: frozenset[str]) -> frozenset[str]:
         """A mistyped rule would simply not run, and nobody would notice."""
-        unknown = sorted(value - RULES)
-        if unknown:
-            raise ValueError(f"{', '.join(map(repr, unknown))}: the built-in rules are {', '.join(sorted(RULES))}")
+        _refuse(value - RULES, f"the built-in rules are {', '.join(sorted(RULES))}")
         return value
 
     @field_validator("identity_hash_kinds")
     @classmethod
     def _known_kinds(cls, value: frozenset[str]) -> frozenset[str]:
-        unknown = sorted(value - set(KIND_RANK))
-        if unknown:
-            raise ValueError(f"{', '.join(map(repr, unknown))}: identifier kinds are {', '.join(sorted(KIND_RANK))}")
+        _refuse(value - set(KIND_RANK), f"identifier kinds are {', '.join(sorted(KIND_RANK))}")
         return value
 
     @field_validator("default_timezone")
@@ -208,6 +205,13 @@ class Settings(BaseSettings):
             max_depth=self.max_depth,
             max_future_skew_s=self.max_future_skew_s,
         )
+
+
+def _refuse(bad: Iterable[str], why: str) -> None:
+    """Refuse a list setting naming anything in ``bad``: every such name, then why."""
+    names = sorted(bad)
+    if names:
+        raise ValueError(f"{', '.join(map(repr, names))}: {why}")
 
 
 @lru_cache(maxsize=1)
