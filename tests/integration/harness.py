@@ -21,12 +21,24 @@ from orchestrator.topics import TopicNames
 from schemas.codec import content_type_of, decode_payload, encode_payload
 
 READY_TIMEOUT_S = 90.0
+_GIVEN: set[int] = set()  # ports free_port handed out from ORCH_TEST_PORTS
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on; from ``ORCH_TEST_PORTS`` (``first-last``) when set, so runs
+    that share a machine can keep their workers' web ports apart."""
+    first, _, last = os.environ.get("ORCH_TEST_PORTS", "").partition("-")
+    for port in range(int(first), int(last) + 1) if first and last else [0]:
+        if port in _GIVEN:  # handed out already, maybe to a worker not listening yet
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _GIVEN.add(port)
+            return int(sock.getsockname()[1])
+    raise OSError(f"no free port in ORCH_TEST_PORTS={first}-{last}")
 
 
 def listening_on(port: int) -> set[str]:
