@@ -29,7 +29,11 @@ from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 
 log = logging.getLogger(__name__)
 _BATCH = "_orchestrator_fetched"  # the batch the consumer is delivering, kept on the consumer
+_NEXT = "_orchestrator_next"  # per stream partition: the offset it must deliver next
+_CONFIRMED = "_orchestrator_confirmed"  # per stream partition: a hole read again from where it began
 _seek_to_committed_as_shipped = ThreadDelegateConsumer.seek_to_committed
+_seek_as_shipped = Consumer.seek
+DELIVER, SKIP, HOLE = "deliver", "skip", "hole"
 
 
 def install() -> None:
@@ -46,20 +50,31 @@ def install() -> None:
     async def getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
         generation = self.app.consumer_generation_id
         delivered: dict[Any, int] = {}
+        holes: dict[Any, int] = {}
         async for tp, message in deliver(self, timeout):
+            if tp in holes:
+                continue
+            verdict = await admit(self, tp, message.offset)
+            if verdict is HOLE:
+                holes[tp] = expected_offset(self, tp)
+            if verdict is not DELIVER:
+                continue
             delivered[tp] = message.offset
             yield tp, message
         batch = getattr(self, _BATCH, None) or {}
         setattr(self, _BATCH, {})
         if not self.flow_active or self.app.consumer_generation_id != generation:
             return  # a rebalance: the partitions are sought to their committed offsets, leave them there
+        for tp, offset in holes.items():
+            await rewind(self, tp, offset, "it skipped records")
         for tp, records in batch.items():
             first = first_undelivered(records, delivered.get(tp))
-            if first is not None:
-                await rewind(self, tp, first)
+            if first is not None and tp not in holes:
+                await rewind(self, tp, first, "Faust dropped records it had fetched")
 
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
     Consumer.getmany = getmany  # type: ignore[method-assign]
+    Consumer.seek = _seek  # type: ignore[method-assign]
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer._orchestrator_guarded = True  # type: ignore[attr-defined]
 
@@ -72,10 +87,10 @@ def first_undelivered(records: list[Any], last_delivered: int | None) -> int | N
     return None
 
 
-async def rewind(consumer: Any, tp: Any, offset: int) -> None:
+async def rewind(consumer: Any, tp: Any, offset: int, why: str) -> None:
     if tp not in consumer.assignment():
         return  # whoever owns it now starts from the committed offset (or the earliest)
-    log.info("re-reading %s from offset %d: Faust dropped records it had fetched", tp, offset)
+    log.info("re-reading %s from offset %d: %s", tp, offset, why)
     try:
         await consumer.seek(tp, offset)
     except Exception:  # a partition revoked in between: its new owner reads it
@@ -85,6 +100,7 @@ async def rewind(consumer: Any, tp: Any, offset: int) -> None:
 async def _seek_to_committed(self: Any) -> Any:
     """Faust's seek to committed offsets, then uncommitted stream partitions to their beginning."""
     committed = await _seek_to_committed_as_shipped(self)
+    expect(self, committed)
     fresh = uncommitted(committed, self.assignment(), self.app.tables.changelog_topics)
     if fresh:
         log.debug("reading %d partition(s) with no committed offset from the beginning", len(fresh))
@@ -104,3 +120,63 @@ def uncommitted(committed: Mapping[Any, int | None], assigned: Set[Any], changel
         (tp for tp, offset in committed.items() if not offset and tp in assigned and tp.topic not in changelogs),
         key=lambda tp: (tp.topic, tp.partition),
     )
+
+
+async def _seek(self: Any, partition: Any, offset: int) -> None:
+    """Faust's seek; the partition then delivers from ``offset`` on."""
+    await _seek_as_shipped(self, partition, offset)
+    _next_offsets(self)[partition] = offset
+
+
+def expect(consumer: Any, committed: Mapping[Any, int | None]) -> None:
+    """After a seek to the committed offsets, each partition delivers from its own; one with
+    none (sought to its beginning) from wherever its first record is."""
+    nexts = _next_offsets(consumer)
+    for tp, offset in committed.items():
+        if offset:
+            nexts[tp] = offset
+        else:
+            nexts.pop(tp, None)
+        getattr(consumer, _CONFIRMED, {}).pop(tp, None)
+
+
+async def admit(consumer: Any, tp: Any, offset: int) -> str:
+    """Whether the record at ``offset`` of ``tp`` goes to the agents: DELIVER it, SKIP it (it
+    went out since the last seek), or it comes after a HOLE (records not delivered before it).
+
+    A hole is read again once from where it begins (:func:`rewind`); found again there, the
+    offsets are not records (transaction markers, compaction), and Faust is told they need no
+    processing (its ``_add_gap``) as it would have been. Faust's own read offset is set to the
+    record, so its check of the same (which takes a hole for missing offsets, and lets the
+    commit pass over records never processed) never sees one."""
+    if tp.topic in consumer.app.tables.changelog_topics:
+        return DELIVER  # recovery positions the changelogs itself
+    nexts, confirmed = _next_offsets(consumer), getattr(consumer, _CONFIRMED, None)
+    if confirmed is None:
+        confirmed = {}
+        setattr(consumer, _CONFIRMED, confirmed)
+    expected = nexts.get(tp)
+    if expected is not None and offset < expected:
+        return SKIP
+    if expected is not None and offset > expected:
+        if confirmed.get(tp) != expected:
+            confirmed[tp] = expected
+            log.warning("%s delivered offset %d, but %d is next: reading again from %d", tp, offset, expected, expected)
+            return HOLE
+        await consumer._add_gap(tp, expected, offset - 1)
+    confirmed.pop(tp, None)
+    nexts[tp] = offset + 1
+    consumer._read_offset[tp] = offset
+    return DELIVER
+
+
+def expected_offset(consumer: Any, tp: Any) -> int:
+    return int(_next_offsets(consumer)[tp])
+
+
+def _next_offsets(consumer: Any) -> dict[Any, int]:
+    nexts = getattr(consumer, _NEXT, None)
+    if nexts is None:
+        nexts = {}
+        setattr(consumer, _NEXT, nexts)
+    return nexts
