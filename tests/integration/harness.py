@@ -36,8 +36,9 @@ def free_port() -> int:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            _GIVEN.add(port)
-            return int(sock.getsockname()[1])
+            given = int(sock.getsockname()[1])
+            _GIVEN.add(given)
+            return given
     raise OSError(f"no free port in ORCH_TEST_PORTS={first}-{last}")
 
 

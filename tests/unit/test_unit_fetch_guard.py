@@ -1,10 +1,12 @@
-"""The Faust workaround's decisions, as plain functions (the broker test is in test_worker_web.py)."""
+"""The Faust workaround's decisions, as plain functions (the broker tests are in test_worker_web.py
+and test_rebalance_stream.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
-from agents.fetch_guard import first_undelivered, uncommitted
+from agents.fetch_guard import DELIVER, HOLE, SKIP, admit, expect, first_undelivered, uncommitted
 
 
 @dataclass(frozen=True, order=True)
@@ -37,3 +39,82 @@ def test_the_first_record_not_delivered_is_where_a_cut_short_batch_resumes() -> 
     assert first_undelivered(batch, last_delivered=None) == 5
     assert first_undelivered(batch, last_delivered=5) == 6
     assert first_undelivered(batch, last_delivered=7) is None
+
+
+class Tables:
+    changelog_topics = frozenset({"app-customers-changelog"})
+
+
+class App:
+    tables = Tables()
+
+
+class Consumer:
+    """What :func:`admit` reads and writes of Faust's consumer: its read offsets and gaps."""
+
+    app = App()
+
+    def __init__(self) -> None:
+        self._read_offset: dict[TP, int] = {}
+        self.gaps: list[tuple[TP, int, int]] = []
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
+
+
+def admitted(consumer: Consumer, tp: TP, *offsets: int) -> list[str]:
+    return [asyncio.run(admit(consumer, tp, offset)) for offset in offsets]
+
+
+WEB = TP("events.web", 0)
+
+
+def test_records_in_order_are_delivered_and_become_faust_s_read_offset() -> None:
+    consumer = Consumer()
+    expect(consumer, {WEB: 10})
+
+    assert admitted(consumer, WEB, 10, 11, 12) == [DELIVER, DELIVER, DELIVER]
+    assert consumer._read_offset[WEB] == 12 and consumer.gaps == []
+
+
+def test_a_record_before_the_next_offset_went_out_already_and_is_skipped() -> None:
+    consumer = Consumer()
+    expect(consumer, {WEB: 10})
+
+    assert admitted(consumer, WEB, 10, 11, 10, 11, 12) == [DELIVER, DELIVER, SKIP, SKIP, DELIVER]
+
+
+def test_a_hole_is_read_again_once_and_only_then_passed_over_as_a_gap() -> None:
+    """The lost-records race: the partition resumes past its committed offset. The first
+    time the hole is a reason to read again; found again, its offsets hold no records."""
+    consumer = Consumer()
+    expect(consumer, {WEB: 10})
+
+    assert admitted(consumer, WEB, 13) == [HOLE]
+    assert consumer.gaps == [] and WEB not in consumer._read_offset
+    assert admitted(consumer, WEB, 13, 14) == [DELIVER, DELIVER]
+    assert consumer.gaps == [(WEB, 10, 12)]
+
+
+def test_a_hole_filled_when_read_again_delivers_every_record() -> None:
+    consumer = Consumer()
+    expect(consumer, {WEB: 10})
+
+    assert admitted(consumer, WEB, 12, 10, 11, 12) == [HOLE, DELIVER, DELIVER, DELIVER]
+    assert consumer.gaps == []
+
+
+def test_a_partition_with_no_committed_offset_delivers_from_its_first_record() -> None:
+    consumer = Consumer()
+    expect(consumer, {WEB: 10})
+    expect(consumer, {WEB: None})
+
+    assert admitted(consumer, WEB, 0, 1) == [DELIVER, DELIVER]
+
+
+def test_table_changelogs_are_positioned_by_faust_s_recovery_and_always_delivered() -> None:
+    consumer = Consumer()
+    changelog = TP("app-customers-changelog", 0)
+    expect(consumer, {changelog: 10})
+
+    assert admitted(consumer, changelog, 3, 20) == [DELIVER, DELIVER]
