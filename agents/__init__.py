@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import faust
 
-from agents import fetch_batching, fetch_guard, rebalance_watchdog
+from agents import commit_head, fetch_batching, fetch_guard, rebalance_watchdog
 from agents.decide import attach_decide
 from agents.ingest import attach_ingest
 from agents.journeys import attach_journeys
@@ -19,6 +19,7 @@ from orchestrator.topics import TopicNames
 
 def attach(app: faust.App, settings: Settings) -> None:
     fetch_guard.install()  # before any consumer fetches: see its docstring
+    commit_head.install()  # before any commit: see its docstring
     fetch_batching.install(app, settings.fetch_wait_ms, settings.fetch_min_bytes)
     rebalance_watchdog.install(app, settings.rebalance_stuck_s)
     names = TopicNames(settings.topic_prefix)

@@ -34,6 +34,8 @@ from typing import Any
 
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 
+from agents import commit_head
+
 log = logging.getLogger(__name__)
 _BATCH = "_orchestrator_fetched"  # the batch the consumer is delivering, kept on the consumer
 _NEXT = "_orchestrator_next"  # per stream partition: the offset it must deliver next
@@ -74,6 +76,8 @@ def install() -> None:
             return  # a rebalance: the partitions are sought to their committed offsets, leave them there
         for tp, offset in holes.items():
             await rewind(self, tp, offset, "it skipped records")
+        for tp, offset in commit_head.overtaken(self):
+            await rewind(self, tp, offset, "the stream dropped the record there")
         for tp, records in batch.items():
             first = first_undelivered(records, delivered.get(tp))
             if first is not None and tp not in holes:
@@ -145,6 +149,7 @@ def expect(consumer: Any, committed: Mapping[Any, int | None]) -> None:
         else:
             nexts.pop(tp, None)
         getattr(consumer, _CONFIRMED, {}).pop(tp, None)
+    commit_head.sought(consumer, committed)
 
 
 async def admit(consumer: Any, tp: Any, offset: int) -> str:
@@ -153,7 +158,7 @@ async def admit(consumer: Any, tp: Any, offset: int) -> str:
 
     A hole is read again once from where it begins (:func:`rewind`); found again there, the
     offsets are not records (transaction markers, compaction), and Faust is told they need no
-    processing (its ``_add_gap``) as it would have been. Faust's own read offset is set to the
+    processing (a gap) as it would have been. Faust's own read offset is set to the
     record, so its check of the same (which takes a hole for missing offsets, and lets the
     commit pass over records never processed) never sees one."""
     if tp.topic in consumer.app.tables.changelog_topics:
@@ -170,11 +175,20 @@ async def admit(consumer: Any, tp: Any, offset: int) -> str:
             confirmed[tp] = expected
             log.warning("%s delivered offset %d, but %d is next: reading again from %d", tp, offset, expected, expected)
             return HOLE
-        await consumer._add_gap(tp, expected, offset - 1)
+        add_gap(consumer, tp, expected, offset)
     confirmed.pop(tp, None)
+    commit_head.delivered(consumer, tp, offset)
     nexts[tp] = offset + 1
     consumer._read_offset[tp] = offset
     return DELIVER
+
+
+def add_gap(consumer: Any, tp: Any, begin: int, end: int) -> None:
+    """Offsets ``[begin, end)`` hold no records. Not Faust's ``_add_gap``: it leaves out the
+    committed offset itself (it takes it for the last record processed, not the next one)."""
+    gaps = consumer._gap[tp]
+    gaps.addi(begin, end)
+    gaps.merge_overlaps()
 
 
 def expected_offset(consumer: Any, tp: Any) -> int:
