@@ -78,11 +78,17 @@ def delivered(consumer: Any, tp: Any, offset: int) -> None:
 
 
 def _first(consumer: Any) -> dict[Any, int]:
-    first = getattr(consumer, _FIRST, None)
-    if first is None:
-        first = {}
-        setattr(consumer, _FIRST, first)
-    return first
+    return kept_on(consumer, _FIRST)
+
+
+def kept_on(consumer: Any, name: str) -> dict[Any, Any]:
+    """A map per partition that these workarounds keep on Faust's consumer, made on first use
+    (the consumer is created after the patches are installed)."""
+    kept = getattr(consumer, name, None)
+    if kept is None:
+        kept = {}
+        setattr(consumer, name, kept)
+    return kept
 
 
 def _new_offset(self: Any, tp: Any) -> int | None:

@@ -148,7 +148,7 @@ def expect(consumer: Any, committed: Mapping[Any, int | None]) -> None:
             nexts[tp] = offset
         else:
             nexts.pop(tp, None)
-        getattr(consumer, _CONFIRMED, {}).pop(tp, None)
+        commit_head.kept_on(consumer, _CONFIRMED).pop(tp, None)
     commit_head.sought(consumer, committed)
 
 
@@ -163,10 +163,7 @@ async def admit(consumer: Any, tp: Any, offset: int) -> str:
     commit pass over records never processed) never sees one."""
     if tp.topic in consumer.app.tables.changelog_topics:
         return DELIVER  # recovery positions the changelogs itself
-    nexts, confirmed = _next_offsets(consumer), getattr(consumer, _CONFIRMED, None)
-    if confirmed is None:
-        confirmed = {}
-        setattr(consumer, _CONFIRMED, confirmed)
+    nexts, confirmed = _next_offsets(consumer), commit_head.kept_on(consumer, _CONFIRMED)
     expected = nexts.get(tp)
     if expected is not None and offset < expected:
         return SKIP
@@ -196,8 +193,4 @@ def expected_offset(consumer: Any, tp: Any) -> int:
 
 
 def _next_offsets(consumer: Any) -> dict[Any, int]:
-    nexts = getattr(consumer, _NEXT, None)
-    if nexts is None:
-        nexts = {}
-        setattr(consumer, _NEXT, nexts)
-    return nexts
+    return commit_head.kept_on(consumer, _NEXT)
