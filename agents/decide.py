@@ -297,7 +297,10 @@ def _wake_at(key: bytes, wake: float, received_at: float) -> Event:
 
 
 def _read(table: Any, key: bytes) -> tuple[bytes | None, records.Record]:
+    """The key's bytes and record; where nothing is stored, what an erasure left, if any."""
     raw = table.get(key)
+    if raw is None:
+        return None, records.decode(table.get(records.erased_key_bytes(key)))
     return raw, records.decode(raw)
 
 
@@ -328,6 +331,8 @@ def decide_step(
     if effects.record is not None:
         _write(table, key, raw, effects.record)
         new_wake = effects.record.state.next_wake() if isinstance(effects.record, records.Profile) else None
+    if effects.erased_at is not None:
+        table[records.erased_key_bytes(key)] = records.erased_mark(effects.erased_at)
     _move_due(due, key, old_wake, new_wake)
     _count(effects, event)
     owed = outbox.owed(record, effects, where, time.time()) if where is not None else ()

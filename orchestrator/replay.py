@@ -21,7 +21,7 @@ from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity.graph import Context, Effects, handle
-from orchestrator.identity.records import Missing, Profile, Record
+from orchestrator.identity.records import Erased, Missing, Profile, Record, erased_key
 from orchestrator.journeys.engine import AFTER_EXIT, Engine
 
 
@@ -171,9 +171,11 @@ class Replay:
 
     def _handle(self, event: Event, now: float) -> Effects:
         key = event.customer_key
-        record = self.records.get(key, MISSING)
+        record = self.records.get(key) or self.records.get(erased_key(key), MISSING)
         before = record.state.next_wake() if isinstance(record, Profile) else None
         effects = handle(key, record, event, now, self._ctx)
+        if effects.erased_at is not None:
+            self.records[erased_key(key)] = Erased(effects.erased_at)
         if isinstance(effects.record, Missing):
             self.records.pop(key, None)
         elif effects.record is not None:

@@ -15,7 +15,11 @@ points. Control events keep the graph right:
   for a crash (see :mod:`agents.outbox`).
 * ``erase`` (from a channel or ``orchestrator erase``) removes a profile and,
   through ``__erase_key__``, every pointer to it; with ``suppress`` the keys
-  stay as suppression markers that drop later events.
+  stay as suppression markers that drop later events. Without, each key erased
+  leaves the time of its erasure (:class:`~orchestrator.identity.records.Erased`,
+  under a digest of the key): an event dated before it that is read after it (a
+  channel event forwarded again after a restart, a late batch) is dropped
+  rather than starting the erased customer again; a later event starts afresh.
 
 Events for an old identifier that are still in flight during a merge are not
 lost: they reach the loser's key after it has become a pointer and are
@@ -32,7 +36,7 @@ from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
-from orchestrator.identity.records import Forward, Missing, Profile, Record, Suppressed
+from orchestrator.identity.records import Erased, Forward, Missing, Profile, Record, Suppressed
 from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, profile_key_for, tokens_of
 from orchestrator.journeys.engine import Engine
 
@@ -58,6 +62,7 @@ class Effects:
     moved_to: str | None = None  # the forgotten profile merged into this key: its decision log moves there
     restage: CustomerState | None = None  # unchanged in the table, written to the read model again
     audit: dict[str, Any] | None = None
+    erased_at: float | None = None  # the key was erased: remember when (records.erased_key)
     counted: str | None = None  # what happened, for metrics: forwarded, merged, linked, dropped_*, ...
 
 
@@ -71,6 +76,10 @@ class Context:
 
 def handle(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
     """The single entry point: what ``event`` does at ``key`` holding ``record``."""
+    if isinstance(record, Erased):
+        if event.ts <= record.at and event.type not in _CONTROL and event.type != WAKE:
+            return Effects(counted="dropped_erased")
+        record = Missing()  # for a later event, or the graph's own: as if nothing had been here
     handler = _CONTROL.get(event.type)
     if handler is not None:
         return handler(key, record, event, now, ctx)
@@ -174,7 +183,7 @@ def _link(key: str, record: Record, event: Event, now: float, ctx: Context) -> E
     repoint = bool(event.properties.get("repoint"))
     if target == key:
         return Effects()
-    if isinstance(record, Missing):
+    if isinstance(record, (Missing, Erased)):
         return Effects(record=Forward(target), counted="linked")
     if isinstance(record, Forward):
         if record.target == target:
@@ -257,7 +266,13 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         # Nothing stored, yet the read model is cleared again: this may be the erasure read
         # again after a crash that wrote the table but lost the read model's deletes.
         audit = _audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=0, found=False)
-        return Effects(record=Suppressed() if suppress else None, forget=[key], audit=audit, counted="erased")
+        return Effects(
+            record=Suppressed() if suppress else None,
+            forget=[key],
+            audit=audit,
+            erased_at=None if suppress else now,
+            counted="erased",
+        )
     state = record.state
     owners = sorted({key, *state.aliases})
     keys = sorted(
@@ -270,6 +285,7 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         forget=[key],
         forget_tokens=_tokens(state),
         audit=_audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=len(keys), found=True),
+        erased_at=None if suppress else now,
         counted="erased",
     )
 
@@ -282,7 +298,9 @@ def _erase_key(key: str, record: Record, event: Event, now: float, ctx: Context)
         return Effects(counted="erase_skipped")
     if isinstance(record, (Profile, Suppressed)):
         return Effects(counted="erase_skipped")
-    return Effects(record=Suppressed() if suppress else Missing(), forget=[key], counted="erased_pointer")
+    if suppress:
+        return Effects(record=Suppressed(), forget=[key], counted="erased_pointer")
+    return Effects(record=Missing(), forget=[key], erased_at=now, counted="erased_pointer")
 
 
 def _tokens(state: CustomerState) -> list[str]:

@@ -47,6 +47,8 @@ class LocalGraph:
                 self.table.pop(key, None)
             else:
                 self.table[key] = value
+        if effects.erased_at is not None:
+            self.table[records.erased_key(key)] = records.erased_mark(effects.erased_at)
         self.queue.extend(effects.sends)
         if effects.decision is not None and not effects.decision.duplicate:
             self.commands.extend(effects.decision.commands)
@@ -56,7 +58,8 @@ class LocalGraph:
         return effects
 
     def record(self, key: str) -> records.Record:
-        return records.decode(self.table.get(key))
+        """The key's record; where nothing is stored, what an erasure left, if any."""
+        return records.decode(self.table.get(key) or self.table.get(records.erased_key(key)))
 
     def profile(self, key: str) -> CustomerState | None:
         """The profile ``key`` leads to, following pointers like an event would."""

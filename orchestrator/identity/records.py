@@ -1,4 +1,5 @@
-"""What a key of the customers table holds: a profile, a forward pointer, or a suppression.
+"""What a key of the customers table holds: a profile, a forward pointer, or a suppression;
+and what an erased key leaves behind (:class:`Erased`, under a key of its own).
 
 The identity graph lives in the customers table itself. A profile key holds the
 customer's state; every other identifier of that customer holds a pointer to
@@ -9,6 +10,7 @@ writes, so they can never be mistaken for a state record.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,10 @@ MARK = b"\xc1"
 FORWARD = MARK + b"F"
 FORWARD_KEEPING = MARK + b"f"  # a pointer that still keeps an outbox: msgpack [target, outbox]
 SUPPRESSED = MARK + b"S"
+ERASED = MARK + b"E"
+# Before the digest in an erased key's marker key: a lone surrogate, which ingest refuses in a
+# channel's text, so no customer's key can be one; as bytes (surrogateescape) it is 0xc1.
+ERASED_KEY = "\udcc1E"
 OUTBOX = "_outbox"  # stored beside the state's fields, which it can never be mistaken for
 
 
@@ -63,7 +69,31 @@ class Suppressed:
     """Erased with suppression: events with this identifier are dropped."""
 
 
-Record = Missing | Forward | Suppressed | Profile
+@dataclass(frozen=True)
+class Erased:
+    """Nothing is stored under this key; it was erased at ``at``. Kept beside the key, under
+    :func:`erased_key`, so that an event dated before the erasure, read after it, cannot bring
+    the customer back: a channel event forwarded again after a restart, or a late batch."""
+
+    at: float
+
+
+Record = Missing | Forward | Suppressed | Profile | Erased
+
+
+def erased_key(key: str) -> str:
+    """Where the table remembers that ``key`` was erased: a digest of the key, not the key."""
+    return ERASED_KEY + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def erased_mark(at: float) -> bytes:
+    """What :func:`erased_key` holds: the time of the erasure."""
+    return ERASED + repr(at).encode()
+
+
+def erased_key_bytes(key: bytes) -> bytes:
+    """:func:`erased_key` for a table keyed by bytes."""
+    return erased_key(key.decode()).encode("utf-8", "surrogateescape")
 
 
 def decode(raw: bytes | None) -> Record:
@@ -76,6 +106,8 @@ def decode(raw: bytes | None) -> Record:
         return Forward(target, _outbox(outbox))
     if raw.startswith(SUPPRESSED):
         return Suppressed()
+    if raw.startswith(ERASED):
+        return Erased(float(raw[len(ERASED) :]))
     fields = msgpack.unpackb(raw, raw=False)
     outbox = fields.pop(OUTBOX, None)
     state = CustomerState.from_map(fields)
@@ -104,6 +136,8 @@ def encode(record: Record) -> bytes | None:
         return FORWARD + record.target.encode()
     if isinstance(record, Suppressed):
         return SUPPRESSED
+    if isinstance(record, Erased):
+        return erased_mark(record.at)
     if not record.outbox:
         return record.state.to_bytes()
     return msgpack.packb(record.state.to_map() | {OUTBOX: _entries(record.outbox)}, use_bin_type=True)

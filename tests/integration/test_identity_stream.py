@@ -187,6 +187,7 @@ def test_erasure_leaves_no_trace_and_a_later_event_starts_afresh(
     worker.publish("web", ev("er-1", "page_view", cookie="ck-er"))
     worker.publish("app", ev("er-2", "identify", "eraseme", cookie="ck-er", email="erase.me@example.com"))
     profile_when(store, prefix, "eraseme", lambda p: p["events"] >= 2)
+    before_the_erasure = time.time()
 
     record = erase(prefix, "email:Erase.Me@example.com")
 
@@ -199,9 +200,14 @@ def test_erasure_leaves_no_trace_and_a_later_event_starts_afresh(
     assert latest.get(b"eraseme", b"x") is None, "a tombstone is the customer's last changelog record"
     assert latest.get(b"cookie:ck-er", b"x") is None
 
-    worker.publish("web", ev("er-3", "page_view", cookie="ck-er"))
+    # Dated before the erasure, read after it (a late batch, or forwarded again after a
+    # restart): dropped, not the first event of a new profile.
+    late = ev("er-late", "page_view", cookie="ck-er") | {"ts": before_the_erasure}
+    worker.publish("web", late, ev("er-3", "page_view", cookie="ck-er"))
     fresh = profile_when(store, prefix, "cookie:ck-er", lambda p: p["events"] >= 1)
     assert fresh["events"] == 1 and fresh["customer_id"] is None
+    assert fresh["recent"][-1]["event_id"] == "er-3", fresh["recent"]
+    assert worker.metric("orchestrator_identity_events_total", outcome="dropped_erased") >= 1
 
 
 def test_erasure_with_suppression_drops_later_events(worker: WorkerProcess, store: redis.Redis, prefix: str) -> None:
@@ -341,7 +347,7 @@ def completes_after_restart(worker: WorkerProcess, store: redis.Redis, prefix: s
     store.config_set("requirepass", "")
     worker.start()
     worker_waits(worker, 0)
-    assert gone(store, f"{prefix}customer:{who}", f"{prefix}alias:email:{email}")
+    assert gone(store, f"{prefix}customer:{who}", f"{prefix}alias:email:{email}"), worker.log_tail(300)
     assert latest_changelog_values(prefix).get(who.encode(), b"x") is None
 
 

@@ -57,6 +57,23 @@ def test_an_erasure_killed_before_its_commit_is_carried_out_in_full_when_read_ag
     assert again.effects.forget == ["c-1"]
 
 
+def test_a_login_forwarded_again_after_the_erasure_it_came_before_does_not_bring_the_customer_back() -> None:
+    """The broker test's race: the worker stopped while the erasure waited for Redis, so no
+    offset was committed, ingest's included; restarted, it completed the erasure, and then
+    ingest forwarded the login again, which used to start the erased profile anew."""
+    table = profile_with_a_pointer()
+    erase = identified_event("x-1", ERASE, 10, "c-1")
+    held = HeldWrites(table)
+    decide_step(held, Due(), b"c-1", erase, T0 + 11, CTX, "0@9")
+    held.commit()
+    login = identified_event("i-1", "identify", 0, "c-1", email="a@x")
+
+    again = decide_step(table, Due(), b"c-1", login, T0 + 12, CTX, "0@10")
+
+    assert again.effects.counted == "dropped_erased" and not again.effects.sends
+    assert set(table) == {records.erased_key_bytes(b"c-1"), b"email:a@x"}  # its erasure is on its way
+
+
 # -- settle: nothing is forgotten before the erasure's messages and deletes have arrived ---------
 
 

@@ -6,7 +6,7 @@ from stories import identified_event
 
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.identity.records import Forward, Profile
+from orchestrator.identity.records import Erased, Forward, Profile, erased_key
 from orchestrator.replay import Replay
 
 
@@ -39,4 +39,18 @@ def test_replay_erasure_removes_the_profile() -> None:
 
     list(player.run(history))
 
-    assert player.records == {}
+    assert set(player.records) == {erased_key("c-9"), erased_key("email:e@x")}
+    assert all(isinstance(record, Erased) for record in player.records.values())
+
+
+def test_replay_erases_an_event_dated_before_the_erasure_that_comes_after_it_in_the_file() -> None:
+    """Replay reads in time order, so the late event is erased with the rest, as the stream
+    drops it (``dropped_erased``); the event after the erasure starts afresh."""
+    history = [ev(1, "page_view", 0, "c-9"), ev(2, "erase", 10, "c-9"), ev(3, "page_view", 5, "c-9")]
+    history.append(ev(4, "page_view", 20, "c-9"))
+    player = Replay(Policy(), engine=None)
+
+    list(player.run(history))
+
+    fresh = player.records["c-9"]
+    assert isinstance(fresh, Profile) and fresh.state.events == 1
