@@ -21,11 +21,23 @@ def zone(name: str) -> ZoneInfo:
 
 
 def next_local_time(now: float, hhmm: str, timezone: str) -> float:
-    """The next moment after ``now`` when the clock in ``timezone`` shows ``hhmm``."""
+    """The next moment after ``now`` when the clock in ``timezone`` shows ``hhmm``.
+
+    On the night the clocks go back, a time in the repeated hour comes twice: asked between
+    the two, it is the second (not tomorrow's). On the night they go forward, a time in the
+    skipped hour is read with the offset before the change: the moment just after the gap."""
     where = zone(timezone)
     hour, minute = (int(p) for p in hhmm.split(":"))
     local = datetime.fromtimestamp(now, where)
-    candidate = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    if candidate.timestamp() <= now:
-        candidate = (local + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    return candidate.timestamp()
+    today = [m for m in _moments(local.replace(hour=hour, minute=minute, second=0, microsecond=0, fold=0)) if m > now]
+    if today:
+        return today[0]
+    tomorrow = local + timedelta(days=1)
+    return _moments(tomorrow.replace(hour=hour, minute=minute, second=0, microsecond=0, fold=0))[0]
+
+
+def _moments(wall: datetime) -> list[float]:
+    """When the clock shows ``wall``: once, or twice in the hour repeated when clocks go back."""
+    first, second = wall, wall.replace(fold=1)
+    repeated = second.utcoffset() != first.utcoffset() and second.timestamp() > first.timestamp()
+    return [first.timestamp(), second.timestamp()] if repeated else [first.timestamp()]

@@ -527,6 +527,22 @@ def test_until_picks_ten_o_clock_local_across_a_daylight_saving_change(now, expe
     assert customer.state.next_wake() == wake
 
 
+def test_in_the_hour_repeated_when_clocks_go_back_the_second_half_past_two_is_the_next():
+    """Berlin, 31 Oct 2027: 02:00-03:00 comes twice. At 02:40 (summer time) "02:30" is 50
+    minutes away, in winter time, not a day; from there on it is the next day's."""
+    first_0240 = local("2027-10-31 02:40", "Europe/Berlin")  # fold=0: the first pass, summer time
+    second_0230 = first_0240 + 50 * MINUTE
+    assert next_local_time(first_0240, "02:30", "Europe/Berlin") == second_0230
+    assert next_local_time(first_0240 - 20 * MINUTE, "02:30", "Europe/Berlin") == first_0240 - 10 * MINUTE
+    assert next_local_time(second_0230, "02:30", "Europe/Berlin") == local("2027-11-01 02:30", "Europe/Berlin")
+
+
+def test_a_time_in_the_hour_skipped_when_clocks_go_forward_is_the_moment_after_the_gap():
+    one = local("2027-03-28 01:00", "Europe/Berlin")
+    assert next_local_time(one, "02:30", "Europe/Berlin") == local("2027-03-28 03:30", "Europe/Berlin")
+    assert next_local_time(one, "02:30", "Europe/Berlin") - one == 1.5 * HOUR
+
+
 def test_exactly_at_ten_o_clock_the_next_ten_o_clock_is_tomorrow():
     ten = local("2027-01-15 10:00", "UTC")
     assert next_local_time(ten, "10:00", "UTC") == ten + DAY
