@@ -29,15 +29,14 @@ def next_local_time(now: float, hhmm: str, timezone: str) -> float:
     where = zone(timezone)
     hour, minute = (int(p) for p in hhmm.split(":"))
     local = datetime.fromtimestamp(now, where)
-    today = [m for m in _moments(local.replace(hour=hour, minute=minute, second=0, microsecond=0, fold=0)) if m > now]
-    if today:
-        return today[0]
-    tomorrow = local + timedelta(days=1)
-    return _moments(tomorrow.replace(hour=hour, minute=minute, second=0, microsecond=0, fold=0))[0]
+    today = [moment for moment in _moments(local, hour, minute) if moment > now]
+    return today[0] if today else _moments(local + timedelta(days=1), hour, minute)[0]
 
 
-def _moments(wall: datetime) -> list[float]:
-    """When the clock shows ``wall``: once, or twice in the hour repeated when clocks go back."""
-    first, second = wall, wall.replace(fold=1)
+def _moments(day: datetime, hour: int, minute: int) -> list[float]:
+    """When the clock shows ``hour:minute`` on ``day``: once, or twice in the hour repeated
+    when clocks go back."""
+    first = day.replace(hour=hour, minute=minute, second=0, microsecond=0, fold=0)
+    second = first.replace(fold=1)
     repeated = second.utcoffset() != first.utcoffset() and second.timestamp() > first.timestamp()
     return [first.timestamp(), second.timestamp()] if repeated else [first.timestamp()]
