@@ -95,15 +95,18 @@ def decide_merged(
     """What a merge of two profiles into ``state`` (in place) calls for at once: ending the
     journeys one of them runs on a goal or an exit the other saw (``elsewhere``: see
     :meth:`Engine.end_on_events_elsewhere`), and stopping the ads one of them runs for what
-    the other bought or was refused (:func:`stop_after_merge`). None when it calls for
-    nothing, as most merges do."""
+    the other bought or was refused (:func:`stop_after_merge`). The waits that hang on the
+    customer's clock follow the merged time zone and quiet hours (:meth:`Engine.retime`).
+    None when it calls for nothing, as most merges do."""
     run = JourneyRun(policy=policy)
-    if engine is not None and elsewhere:
-        engine.end_on_events_elsewhere(state, elsewhere, run)
-    candidates = stop_after_merge(state, event, policy, now)
-    if not candidates and not run.outcomes:
+    if engine is not None:
+        if elsewhere:
+            engine.end_on_events_elsewhere(state, elsewhere, run)
+        engine.retime(state, now, run)
+    candidates = stop_after_merge(state, event, policy, now) + _by_priority(run)
+    if not candidates and not run.outcomes and not run.held:
         return None
-    held: list[Held] = []
+    held = list(run.held)
     sent = _apply_policy(state, candidates, held, policy, now)
     return Decision(state=state, commands=_final_check(state, sent, held, policy), held=held, outcomes=run.outcomes)
 

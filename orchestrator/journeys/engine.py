@@ -75,6 +75,8 @@ class Engine:
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
+        if event.type == "preferences":
+            self.retime(state, now, run)
         if state.journey_log and event.type in self.catalogue.goal_types:
             self._credit_after_exit(state, event, context, run)
         for journey in self.catalogue.triggered_by(event.type):
@@ -431,6 +433,26 @@ class Engine:
         return None if wake is None or length is None else float(wake) - length
 
     # -- time --------------------------------------------------------------------------
+    def retime(self, state: CustomerState, now: float, run: JourneyRun) -> None:
+        """Work out again the wake times still ahead that hang on the customer's clock, after
+        a ``preferences`` event or a merge that may have changed their time zone or quiet hours: a wait
+        for the next 10:00 armed before they gave their zone is 10:00 where they are, and an
+        action waiting for quiet hours to end follows the new hours (and goes out at once
+        when ``now`` is no longer in them). Other waits keep their time."""
+        overdue = False
+        for jid, instance in state.journeys.items():
+            journey = self.catalogue.get(jid, instance["v"])
+            if instance.get("wake") is None or instance["wake"] <= now or journey is None:
+                continue  # overdue waits fire as they were set; retiming them would skip them
+            step = journey.steps[instance["step"]]
+            if step.wait is not None and step.wait.until is not None:
+                instance["wake"] = self._wake_time(state, step, now)
+            elif step.action is not None and run.policy is not None:
+                instance["wake"] = quiet_hours_end(state, step.action.channel, now, run.policy) or now
+                overdue = overdue or instance["wake"] <= now
+        if overdue:
+            self.fire_due(state, now, run)
+
     def _wake_time(self, state: CustomerState, step: Step, now: float) -> float:
         wait = step.wait
         assert wait is not None

@@ -319,6 +319,33 @@ def test_a_delay_follows_the_customer_s_own_clock():
     assert other.next_wake == 29 * HOUR
 
 
+def test_quiet_hours_lifted_during_a_delay_send_the_action_at_once():
+    person = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY)
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)
+    person.wakes(13 * HOUR)  # 21:00 UTC: hello waits for 08:00
+    decision = person.does("preferences", at=14 * HOUR, quiet_hours=None)
+    assert sent(decision) == [("email", "hello")]
+    assert decision.commands[0].issued_at == T0 + 14 * HOUR
+    assert person.next_wake is None
+
+
+def test_a_time_zone_given_during_a_delay_moves_it_to_the_end_of_the_quiet_hours_there():
+    person = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY)
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)
+    person.wakes(13 * HOUR)  # 21:00 UTC: delayed to 08:00 UTC
+    assert person.next_wake == 24 * HOUR
+    person.does("preferences", at=14 * HOUR, timezone="America/New_York")  # 17:00 there: not quiet
+    assert person.next_wake is None
+    still = customer(HELLO_IN_AN_HOUR, policy=stories.JOURNEYS_ONLY)
+    still.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    still.does("signup", at=12 * HOUR)
+    still.wakes(13 * HOUR)
+    still.does("preferences", at=16 * HOUR, timezone="Europe/Berlin")  # 01:00 there: quiet until 08:00 Berlin
+    assert still.next_wake == 23 * HOUR
+
+
 # --- expiry ---------------------------------------------------------------------------------------
 
 

@@ -412,6 +412,28 @@ def _graph_with(definition: str) -> LocalGraph:
     return LocalGraph(Context(Policy(rules=frozenset()), engine=Engine(Catalogue.of([journey]))))
 
 
+def test_a_wait_for_ten_o_clock_on_a_profile_merged_in_follows_the_known_profile_s_time_zone() -> None:
+    """The anonymous visitor signed up before anyone knew where they live: 10:00 UTC. The
+    login merges them into a profile that gave New York: 10:00 in New York."""
+    graph = _graph_with(
+        """\
+        id: morning
+        version: 1
+        trigger: {event: signup}
+        steps:
+          - wait: {until: "10:00"}
+          - action: {channel: email, action: good_morning}
+        """
+    )
+    graph.submit(ev("preferences", 0, customer_id="c-alice", props={"timezone": "America/New_York"}), T0)
+    graph.submit(ev("signup", 1, cookie="ck-1"), T0 + 1)
+    assert (graph.profile("cookie:ck-1") or CustomerState(key="")).next_wake() == T0 + 2 * 3600  # 10:00 UTC
+    graph.submit(ev("identify", 2, customer_id="c-alice", cookie="ck-1"), T0 + 2)
+    merged = graph.profile("c-alice")
+    assert merged is not None and "morning" in merged.journeys
+    assert merged.next_wake() == T0 + 7 * 3600  # 10:00 in New York, UTC-5 in January
+
+
 CHASE = """\
     id: chase
     version: 1

@@ -549,6 +549,33 @@ def test_exactly_at_ten_o_clock_the_next_ten_o_clock_is_tomorrow():
     assert next_local_time(ten - 1, "10:00", "UTC") == ten
 
 
+def test_a_time_zone_given_during_the_wait_moves_it_to_ten_o_clock_where_the_customer_is():
+    customer = Customer(engine_of(AT_TEN))
+    customer.does("signup")  # 08:00 UTC: 10:00 UTC armed, no zone known yet
+    assert customer.next_wake == 2 * HOUR
+    decision = customer.does("preferences", at=HOUR, timezone="America/New_York")
+    assert decision.commands == []
+    assert customer.state.next_wake() == local("2027-01-15 10:00", "America/New_York")
+    assert customer.timer_until(6 * HOUR) == []
+    assert [c.action for c in customer.timer_until(7 * HOUR)] == ["good_morning"]
+
+
+def test_a_zone_whose_ten_o_clock_has_passed_waits_for_ten_o_clock_there_tomorrow():
+    customer = Customer(engine_of(AT_TEN))
+    customer.does("signup")
+    customer.does("preferences", at=HOUR, timezone="Asia/Tokyo")  # 18:00 in Tokyo
+    assert customer.state.next_wake() == local("2027-01-16 10:00", "Asia/Tokyo")
+
+
+def test_preferences_that_leave_the_zone_as_it_was_keep_every_wait_where_it_was():
+    hour = define("- wait: 1h\n- action: {channel: email, action: hello}", id="h")
+    customer = Customer(engine_of(AT_TEN, hour), timezone="Europe/Berlin")
+    customer.does("signup")
+    before = {jid: inst["wake"] for jid, inst in customer.state.journeys.items()}
+    customer.does("preferences", at=10 * MINUTE, timezone="Europe/Berlin", preferred_channels=["sms"])
+    assert {jid: inst["wake"] for jid, inst in customer.state.journeys.items()} == before
+
+
 def test_an_unknown_time_zone_falls_back_to_utc():
     assert next_local_time(T0, "10:00", "Mars/Olympus_Mons") == next_local_time(T0, "10:00", "UTC")
     customer = Customer(engine_of(AT_TEN), timezone="not a zone")
