@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.cli.locks import hold_data_dir, hold_web_port
 from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
 from orchestrator.errors import CliError, Unreachable
 from orchestrator.kafka.clients import check_kafka
@@ -40,7 +41,8 @@ def worker(
     check_kafka(conf.kafka_bootstrap)
     check_redis(conf.redis_url)
     check_web_port(conf.web_host, conf.web_port)
-    conf.data_dir.mkdir(parents=True, exist_ok=True)
+    hold_web_port(conf.web_host, conf.web_port)
+    hold_data_dir(conf.data_dir)
 
     from orchestrator.app import create_app
 

@@ -149,3 +149,16 @@ def test_a_web_port_already_taken_gives_one_line_naming_it_and_the_setting(prefi
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"orchestrator: error: 127.0.0.1:{port} is taken")
     assert "ORCH_WEB_PORT" in result.stderr
+
+
+def test_a_second_worker_on_a_data_folder_in_use_gives_one_line_naming_it(worker: WorkerProcess) -> None:
+    env = worker.env | {"ORCH_WEB_PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "worker"], capture_output=True, text=True, env=env, timeout=90
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"orchestrator: error: {worker.env['ORCH_DATA_DIR']} is in use by another worker")
+    assert "ORCH_DATA_DIR" in result.stderr
+    assert worker.http("/ready")[0] == 200  # the first one never noticed
