@@ -37,9 +37,12 @@ def hold_web_port(host: str, port: int) -> None:
     name = hashlib.sha256(f"{host}:{port}".encode()).hexdigest()[:16]
     owner = _hold(Path(tempfile.gettempdir()) / f"orchestrator-web-{name}.lock")
     if owner is not None:
-        raise CliError(
-            f"{host}:{port} is taken ({owner}): give this worker its own port with ORCH_WEB_PORT or --web-port"
-        )
+        raise port_taken(host, port, owner)
+
+
+def port_taken(host: str, port: int, by: str) -> CliError:
+    """The one line a worker gives for a web port it cannot have, by lock or by bind."""
+    return CliError(f"{host}:{port} is taken ({by}): give this worker its own port with ORCH_WEB_PORT or --web-port")
 
 
 def _hold(path: Path) -> str | None:

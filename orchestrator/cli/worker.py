@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.locks import hold_data_dir, hold_web_port
+from orchestrator.cli.locks import hold_data_dir, hold_web_port, port_taken
 from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
 from orchestrator.errors import CliError, Unreachable
 from orchestrator.kafka.clients import check_kafka
@@ -89,8 +89,5 @@ def check_web_port(host: str, port: int) -> None:
             sock.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise CliError(
-                f"{host}:{port} is taken (another worker?): give this worker its own port with ORCH_WEB_PORT"
-                " or --web-port"
-            ) from exc
+            raise port_taken(host, port, "another worker?") from exc
         raise CliError(f"cannot listen on {host}:{port} ({exc.strerror}): check ORCH_WEB_HOST") from exc
