@@ -266,26 +266,21 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         # Nothing stored, yet the read model is cleared again: this may be the erasure read
         # again after a crash that wrote the table but lost the read model's deletes.
         audit = _audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=0, found=False)
-        return Effects(
-            record=Suppressed() if suppress else None,
-            forget=[key],
-            audit=audit,
-            erased_at=None if suppress else now,
-            counted="erased",
-        )
+        return _erased(suppress, now, None, forget=[key], audit=audit, counted="erased")
     state = record.state
     owners = sorted({key, *state.aliases})
     keys = sorted(
         ({profile_key_for(t) for t in tokens_of(state.customer_id, state.identifiers)} | set(state.aliases)) - {key}
     )
     sends = [control(ERASE_KEY, k, now, key, owners=owners, suppress=suppress) for k in keys]
-    return Effects(
-        record=Suppressed() if suppress else Missing(),
+    return _erased(
+        suppress,
+        now,
+        Missing(),
         sends=sends,
         forget=[key],
         forget_tokens=_tokens(state),
         audit=_audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=len(keys), found=True),
-        erased_at=None if suppress else now,
         counted="erased",
     )
 
@@ -298,9 +293,16 @@ def _erase_key(key: str, record: Record, event: Event, now: float, ctx: Context)
         return Effects(counted="erase_skipped")
     if isinstance(record, (Profile, Suppressed)):
         return Effects(counted="erase_skipped")
+    return _erased(suppress, now, Missing(), forget=[key], counted="erased_pointer")
+
+
+def _erased(suppress: bool, now: float, absent: Record | None, **effects: Any) -> Effects:
+    """What an erased key is left with: a suppression marker with ``--suppress``; otherwise
+    ``absent`` (None: nothing was stored, leave it so) and, beside it, the time of the erasure
+    (:class:`~orchestrator.identity.records.Erased`)."""
     if suppress:
-        return Effects(record=Suppressed(), forget=[key], counted="erased_pointer")
-    return Effects(record=Missing(), forget=[key], erased_at=now, counted="erased_pointer")
+        return Effects(record=Suppressed(), **effects)
+    return Effects(record=absent, erased_at=now, **effects)
 
 
 def _tokens(state: CustomerState) -> list[str]:
