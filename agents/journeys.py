@@ -51,7 +51,7 @@ from orchestrator.core.event import Event
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.journeys.loader import load_dir
+from orchestrator.journeys.loader import InvalidJourney, load_dir
 from orchestrator.kafka.clients import COMPACTED, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
@@ -146,7 +146,9 @@ async def _follow_catalogue(bootstrap: str, topic: str, runtime: JourneyRuntime)
             for records in batches.values():
                 for record in records:
                     _apply_published(runtime.engine.catalogue, record.key, record.value)
-            metrics.JOURNEYS_LOADED.set(sum(len(v) for v in runtime.engine.catalogue.versions.values()))
+            catalogue = runtime.engine.catalogue
+            metrics.JOURNEYS_LOADED.set(sum(len(v) for v in catalogue.versions.values()))
+            metrics.JOURNEYS_UNLOADABLE.set(sum(len(v) for v in catalogue.unloadable.values()))
     finally:
         await consumer.stop()
 
@@ -157,7 +159,12 @@ def _apply_published(catalogue: Catalogue, key: bytes | None, value: bytes | Non
     name = (key or b"").decode(errors="replace")
     try:
         change = catalogue.apply(name, None if value is None else value.decode())
-    except ValueError as exc:  # BadRecord, InvalidJourney, UnicodeDecodeError
+    except InvalidJourney as exc:
+        log.error(
+            "cannot load published journey %s (its customers wait, untouched, for a worker that can): %s", name, exc
+        )
+        return
+    except ValueError as exc:  # BadRecord, UnicodeDecodeError
         log.error("ignoring catalogue record %r: %s", name, exc)
         return
     except Exception:  # one odd record must not stop every later version reaching this worker

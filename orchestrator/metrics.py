@@ -98,6 +98,10 @@ TIMER_LATENESS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0),
 )
 JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
+JOURNEYS_UNLOADABLE = Gauge(
+    "orchestrator_journeys_unloadable",
+    "Published journey versions this worker cannot load; their customers wait, untouched, for a worker that can.",
+)
 
 IDENTITY_EVENTS = Counter(
     "orchestrator_identity_events_total",

@@ -12,7 +12,7 @@ import typer
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue, parse_key, record_key
-from orchestrator.journeys.loader import Compiled, check_dir, check_migrations
+from orchestrator.journeys.loader import Compiled, InvalidJourney, check_dir, check_migrations
 from orchestrator.journeys.model import Migration
 from orchestrator.kafka.catalogue_topic import read_published, write_one, write_record
 from orchestrator.kafka.clients import COMPACTED, ensure_topics, producer
@@ -93,30 +93,49 @@ def list_(
     """
     _, _, records, catalogue = _published_catalogue(bootstrap, prefix)
     active = {(j.id, j.version) for j in catalogue.active()}
-    for jid, versions in sorted(catalogue.versions.items()):
+    for jid in sorted(catalogue.versions.keys() | catalogue.unloadable.keys()):
+        versions = catalogue.versions.get(jid, {})
+        unloadable = catalogue.unloadable.get(jid, {})
         since = marker_time(records.get(record_key(jid))) if jid in catalogue.retired else None
-        for version, journey in sorted(versions.items(), reverse=True):
-            status = "retired" if jid in catalogue.retired else "active" if (jid, version) in active else "superseded"
-            moves_to = [j.version for j, _ in catalogue.migrations_from(jid, version)]
-            row = {
-                "id": jid,
-                "version": version,
-                "status": status,
-                "retired_at": since,
-                "description": journey.definition.description,
-                "migrate": [_rule_json(rule) for rule in journey.definition.migrate],
-                "migrates_to": moves_to,
-            }
-            if as_json:
-                typer.echo(json.dumps(row))
+        for version in sorted(versions.keys() | unloadable.keys(), reverse=True):
+            if version in unloadable:
+                _show_unloadable(jid, version, unloadable[version], since, as_json)
                 continue
-            shown = f"{status} {since}" if since else status
-            typer.echo(f"{jid:<28} v{version:<4} {shown:<11} {row['description']}")
-            if journey.definition.migrate:
-                typer.echo(f"{'':<41}{_migrates_in(journey)}")
-            if moves_to:
-                to = ", ".join(f"v{v}" for v in moves_to)
-                typer.echo(f"{'':<41}customers in flight here move to {to} where its rules say (see there)")
+            status = "retired" if jid in catalogue.retired else "active" if (jid, version) in active else "superseded"
+            _show_version(catalogue, versions[version], status, since, as_json)
+
+
+def _show_version(catalogue: Catalogue, journey: Compiled, status: str, since: str | None, as_json: bool) -> None:
+    moves_to = [j.version for j, _ in catalogue.migrations_from(journey.id, journey.version)]
+    row = {
+        "id": journey.id,
+        "version": journey.version,
+        "status": status,
+        "retired_at": since,
+        "description": journey.definition.description,
+        "migrate": [_rule_json(rule) for rule in journey.definition.migrate],
+        "migrates_to": moves_to,
+    }
+    if as_json:
+        typer.echo(json.dumps(row))
+        return
+    shown = f"{status} {since}" if since else status
+    typer.echo(f"{journey.id:<28} v{journey.version:<4} {shown:<11} {row['description']}")
+    if journey.definition.migrate:
+        typer.echo(f"{'':<41}{_migrates_in(journey)}")
+    if moves_to:
+        to = ", ".join(f"v{v}" for v in moves_to)
+        typer.echo(f"{'':<41}customers in flight here move to {to} where its rules say (see there)")
+
+
+def _show_unloadable(jid: str, version: int, reason: str, since: str | None, as_json: bool) -> None:
+    """A published version this release cannot load: workers of this release keep its customers
+    waiting and let nobody new into the journey (see orchestrator.journeys.catalogue)."""
+    if as_json:
+        row = {"id": jid, "version": version, "status": "unloadable", "retired_at": since, "error": reason}
+        typer.echo(json.dumps(row | {"description": None, "migrate": [], "migrates_to": []}))
+        return
+    typer.echo(f"{jid:<28} v{version:<4} {'unloadable':<11} this release cannot load it: {reason}")
 
 
 @app.command()
@@ -295,6 +314,8 @@ def _catalogue(published: dict[str, str]) -> Catalogue:
     for key, text in published.items():
         try:
             catalogue.apply(key, text)
+        except InvalidJourney as exc:
+            typer.echo(f"orchestrator: this release cannot load published {key}: {exc}", err=True)
         except ValueError as exc:
             typer.echo(f"orchestrator: skipping unreadable published record {key}: {exc}", err=True)
     return catalogue

@@ -8,6 +8,11 @@ The published catalogue is the compacted ``orchestrator.journeys`` topic, read a
 key-value state it stands for (:meth:`Catalogue.apply`): ``id:version`` holds a version's
 YAML, ``id:retired`` marks a retired journey. Its meaning never depends on the order of the
 records, so compaction, which keeps only the last record of each key, never changes it.
+
+A published version this worker cannot load (published by a newer release with a feature this
+one lacks, or refused by a limit a newer release added) is *unloadable*, not gone: customers
+already in it are kept as they are, not sent out of the journey, and nobody new enters the
+journey in an older version instead. Its tombstone, or a worker that can load it, ends that.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from orchestrator.journeys.loader import Compiled, check_migrations, compile_text
+from orchestrator.journeys.loader import Compiled, InvalidJourney, check_migrations, compile_text
 from orchestrator.journeys.model import Migration
 
 log = logging.getLogger(__name__)
@@ -64,10 +70,12 @@ class Catalogue:
     every event would otherwise rebuild.
 
     A retired journey keeps its versions, so the customers inside finish the one they are on,
-    but has no :meth:`active` version: nobody new enters."""
+    but has no :meth:`active` version: nobody new enters. So has a journey whose newest
+    published version is :attr:`unloadable`."""
 
     versions: dict[str, dict[int, Compiled]] = field(default_factory=dict)
     retired: set[str] = field(default_factory=set)
+    unloadable: dict[str, dict[int, str]] = field(default_factory=dict)  # id -> version -> why it did not compile
     _active: list[Compiled] | None = field(default=None, init=False, repr=False, compare=False)
     _triggered: dict[str, tuple[Compiled, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
     _sources: dict[tuple[str, int], tuple[tuple[Compiled, Migration], ...]] = field(
@@ -88,6 +96,7 @@ class Catalogue:
         """Know ``journey``; it reopens its journey if retired, unless ``reopen`` is False (the
         topic's records: there only removing the marker reopens, see :meth:`apply`)."""
         self.versions.setdefault(journey.id, {})[journey.version] = journey
+        _drop(self.unloadable, journey.id, journey.version)
         if reopen:
             self.retired.discard(journey.id)
         self._changed()
@@ -97,13 +106,10 @@ class Catalogue:
         """Forget a version; True if it was known. Customers still on it leave the journey the
         next time the engine looks at them (reason ``version_removed``), unless a newer
         version's migration rule moves them; newcomers enter the newest version left."""
-        by_version = self.versions.get(journey_id, {})
-        if by_version.pop(version, None) is None:
-            return False
-        if not by_version:
-            del self.versions[journey_id]
-        self._changed()
-        return True
+        known = _drop(self.versions, journey_id, version) | _drop(self.unloadable, journey_id, version)
+        if known:
+            self._changed()
+        return known
 
     def retire(self, journey_id: str) -> None:
         """No new entries; customers inside finish their version."""
@@ -136,7 +142,11 @@ class Catalogue:
         if text is None:
             known = self.remove(journey_id, version)
             return f"journey {journey_id} version {version} removed" + ("" if known else " (was not known)")
-        journey = compile_text(text, f"published {key}")
+        try:
+            journey = compile_text(text, f"published {key}")
+        except InvalidJourney as exc:
+            self._unloadable(journey_id, version, exc)
+            raise
         if (journey.id, journey.version) != parsed:
             raise BadRecord(f"the journey under {key} is {record_key(journey.id, journey.version)}")
         self.add(journey, reopen=False)
@@ -145,13 +155,23 @@ class Catalogue:
     def get(self, journey_id: str, version: int) -> Compiled | None:
         return self.versions.get(journey_id, {}).get(version)
 
+    def held(self, journey_id: str, version: int) -> bool:
+        """Whether customers on this version wait for it rather than leave: it is published
+        but this worker cannot load it (see the module's docstring)."""
+        return bool(self.unloadable) and version in self.unloadable.get(journey_id, ())
+
+    def _unloadable(self, journey_id: str, version: int, exc: InvalidJourney) -> None:
+        self.unloadable.setdefault(journey_id, {})[version] = str(exc).splitlines()[0]
+        self.versions.get(journey_id, {}).pop(version, None)  # a worker that loaded it before keeps nobody on it
+        self._changed()
+
     def active(self) -> list[Compiled]:
         """The newest version of each journey that is open for entry, in id order."""
         if self._active is None:
             self._active = [
                 by_version[max(by_version)]
                 for jid, by_version in sorted(self.versions.items())
-                if by_version and jid not in self.retired
+                if by_version and jid not in self.retired and max(by_version) > max(self.unloadable.get(jid, {0: ""}))
             ]
         return list(self._active)
 
@@ -241,3 +261,14 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.versions)
+
+
+def _drop(by_id: dict[str, dict[int, Any]], journey_id: str, version: int) -> bool:
+    """Remove ``version`` of ``journey_id`` (and the id when it has none left); True if it was there."""
+    by_version = by_id.get(journey_id, {})
+    if version not in by_version:
+        return False
+    del by_version[version]
+    if not by_version:
+        del by_id[journey_id]
+    return True

@@ -88,7 +88,7 @@ class Engine:
         self.migrate(state, until, run)
         fired: dict[str, int] = {}
         while True:
-            due = [(inst["wake"], jid) for jid, inst in state.journeys.items() if _due(inst, until)]
+            due = [(inst["wake"], jid) for jid, inst in state.journeys.items() if self._due(jid, inst, until)]
             if not due:
                 return
             wake, jid = min(due)
@@ -137,6 +137,8 @@ class Engine:
             if after is None or jid in state.journeys:
                 continue
             journey = self.catalogue.get(jid, after["v"])
+            if journey is None and self.catalogue.held(jid, after["v"]):
+                continue
             if journey is None or context.now > after["until"]:
                 del log["after"]
                 continue
@@ -476,11 +478,18 @@ class Engine:
             run.outcomes.append(Outcome("condition_error", journey.id, journey.version, f"{expression}: {exc!r}"))
             return False
 
+    def _due(self, jid: str, instance: dict[str, Any], until: float) -> bool:
+        """Whether the instance's wait is due by ``until``; one on a version this worker cannot
+        load stays due, untouched, until it can (or the version is removed)."""
+        wake = instance.get("wake")
+        return wake is not None and wake <= until and not self.catalogue.held(jid, instance["v"])
+
     def _journey_of(self, state: CustomerState, jid: str, run: JourneyRun) -> Compiled | None:
-        """The version this customer entered; if it is gone, the journey ends for them."""
+        """The version this customer entered; if it is gone, the journey ends for them. If this
+        worker cannot load it, they stay as they are (see :meth:`Catalogue.held`)."""
         instance = state.journeys[jid]
         journey = self.catalogue.get(jid, instance["v"])
-        if journey is None:
+        if journey is None and not self.catalogue.held(jid, instance["v"]):
             state.journeys.pop(jid, None)
             run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
         return journey
@@ -634,11 +643,6 @@ def _from_recent(summary: dict[str, Any], key: str) -> Event:
         received_at=summary["ts"],
         properties={kind: value} if value else {},
     )
-
-
-def _due(instance: dict[str, Any], until: float) -> bool:
-    wake = instance.get("wake")
-    return wake is not None and wake <= until
 
 
 def _after_wake(journey: Compiled, step: Step) -> str | None:

@@ -161,6 +161,27 @@ def test_a_retired_journey_admits_nobody_new_while_a_customer_inside_still_gets_
     assert anns["issued_at"] >= entered_at + WAIT_S
 
 
+def test_a_version_this_release_cannot_load_is_counted_listed_and_keeps_its_journey_closed(
+    journey_worker: WorkerProcess, prefix: str
+) -> None:
+    """As when a newer release publishes a kind of step this one does not know (see the unit tests
+    for what happens to the customers inside)."""
+    future = BEACON.format(version=1).replace("beacon", "oracle") + "  - poll: {channel: app}\n"
+    topic = TopicNames(prefix).journeys
+    client = producer(BOOTSTRAP)
+    client.send(topic, key=b"oracle:1", value=future.encode()).get(timeout=30)
+
+    until("the worker counts it", lambda: journey_worker.metric("orchestrator_journeys_unloadable") == 1)
+    assert statuses(prefix)[("oracle", 1)] == "unloadable"
+    [row] = [json.loads(line) for line in ok(prefix, "list", "--json").splitlines() if '"oracle"' in line]
+    assert "poll" in row["error"], row
+
+    client.send(topic, key=b"oracle:1", value=None).get(timeout=30)
+    client.close()
+    until("the tombstone ends it", lambda: journey_worker.metric("orchestrator_journeys_unloadable") == 0)
+    assert ("oracle", 1) not in statuses(prefix)
+
+
 def test_a_reopened_journey_takes_newcomers_again(journey_worker: WorkerProcess, tmp_path: Path) -> None:
     prefix = journey_worker.prefix
     before = loaded(journey_worker)

@@ -224,7 +224,6 @@ def test_the_last_records_of_the_keys_mean_the_same_in_any_order() -> None:
         (b"j:2:extra", None),
         (b"\xff\xfe:1", text(1).encode()),
         (b"j:2", b"\xff\xfe not utf-8"),
-        (b"j:2", b"steps: [unclosed"),
         (b"j:2", text(3).encode()),
     ],
 )
@@ -247,6 +246,75 @@ def test_a_tombstone_for_a_version_never_seen_is_harmless() -> None:
     _apply_published(catalogue, b"nobody:1", None)
 
     assert summary(catalogue) == ({"j": [1]}, set(), [("j", 1)])
+
+
+def future(version: int, id: str = "j") -> str:
+    """A version as a newer release may publish it: with a kind of step this release does not know."""
+    return text(version, id) + "  - poll: {channel: app, question: how was it}\n"
+
+
+@pytest.mark.parametrize("yaml", [future(2), "steps: [unclosed", text(2).replace("wait: 1d", "wait: 11y")])
+def test_a_version_this_release_cannot_load_is_kept_as_unloadable_and_takes_nobody_new(
+    yaml: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not gone: newcomers do not fall back to the version before, as if it had been removed."""
+    with caplog.at_level(logging.ERROR, logger="agents.journeys"):
+        catalogue = applied(record("j:1", text(1)), record("j:2", yaml))
+
+    assert summary(catalogue) == ({"j": [1]}, set(), [])
+    assert list(catalogue.unloadable) == ["j"] and list(catalogue.unloadable["j"]) == [2]
+    assert catalogue.held("j", 2) and not catalogue.held("j", 1)
+    assert [r.message for r in caplog.records if r.message.startswith("cannot load published journey j:2")]
+
+
+def test_an_older_version_that_cannot_be_loaded_leaves_newcomers_on_the_newest() -> None:
+    catalogue = applied(record("j:1", future(1)), record("j:2", text(2)))
+
+    assert summary(catalogue) == ({"j": [2]}, set(), [("j", 2)])
+
+
+def test_a_tombstone_or_a_version_loaded_after_all_ends_unloadable() -> None:
+    catalogue = applied(record("j:1", text(1)), record("j:2", future(2)), record("j:3", future(3)))
+
+    _apply_published(catalogue, b"j:3", None)
+    catalogue.add(journey(2), reopen=False)  # as a release that can load it would
+
+    assert catalogue.unloadable == {}
+    assert summary(catalogue) == ({"j": [1, 2]}, set(), [("j", 2)])
+
+
+def test_customers_on_a_version_this_worker_cannot_load_wait_untouched_for_a_worker_that_can() -> None:
+    """A rolling upgrade: v2 is published with a feature the old release lacks. A customer who
+    entered it on a new worker is not sent out of the journey by an old one, and goes on
+    (their wait fires late, at its own time) once a new worker has them again."""
+    newer = Engine(applied(record("j:1", text(1)), record("j:2", text(2))))
+    older = Engine(applied(record("j:1", text(1)), record("j:2", future(2))))
+    customer = stories.Customer(newer, customer_id="on_v2")
+    assert entries(customer.does("signup")) == [("j", 2)]
+    waiting = customer.state.journeys["j"] if customer.state else {}
+
+    customer.engine = older
+    for decision in (customer.wakes(DAY), customer.does("purchase", at=DAY + 60), customer.wakes(DAY + 120)):
+        assert (decision.commands, decision.outcomes) == ([], [])
+    assert customer.state is not None and customer.state.journeys == {"j": waiting}
+    assert stories.Customer(older, customer_id="new").does("signup", at=60).outcomes == []
+
+    customer.engine = newer
+    decision = customer.wakes(DAY + 180)
+    assert [(c.action, c.issued_at) for c in decision.commands] == [("hello_v2", stories.T0 + DAY)]
+
+
+def test_removing_a_version_no_worker_could_load_lets_its_customers_leave_and_newcomers_enter_the_one_left() -> None:
+    newer = Engine(applied(record("j:1", text(1)), record("j:2", text(2))))
+    catalogue = applied(record("j:1", text(1)), record("j:2", future(2)))
+    customer = stories.Customer(newer, customer_id="on_v2")
+    customer.does("signup")
+    customer.engine = Engine(catalogue)
+
+    _apply_published(catalogue, b"j:2", None)
+
+    assert customer.wakes(DAY).outcomes == [Outcome("exit", "j", 2, "version_removed")]
+    assert entries(stories.Customer(customer.engine, customer_id="new").does("signup", at=60)) == [("j", 1)]
 
 
 # --- customers ----------------------------------------------------------------------------------------
