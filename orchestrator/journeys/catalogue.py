@@ -162,7 +162,7 @@ class Catalogue:
 
     def _unloadable(self, journey_id: str, version: int, exc: InvalidJourney) -> None:
         self.unloadable.setdefault(journey_id, {})[version] = str(exc).splitlines()[0]
-        self.versions.get(journey_id, {}).pop(version, None)  # a worker that loaded it before keeps nobody on it
+        _drop(self.versions, journey_id, version)  # the key's last record is what counts, as everywhere here
         self._changed()
 
     def active(self) -> list[Compiled]:
