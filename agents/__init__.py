@@ -9,6 +9,7 @@ import faust
 
 from agents import commit_head, fetch_batching, fetch_guard, rebalance_watchdog
 from agents.decide import attach_decide
+from agents.inbound_clock import InboundProgress
 from agents.ingest import attach_ingest
 from agents.journeys import attach_journeys
 from agents.outbound import Outbound
@@ -33,7 +34,8 @@ def attach(app: faust.App, settings: Settings) -> None:
     )
     outbound = Outbound(app, names, settings.output_encoding, settings.topic_retention_s)
     outbound.create_topics(settings)
-    attach_ingest(app, settings, names, customer_events, outbound)
-    runtime, due = attach_journeys(app, settings, names, customer_events)
+    inbound = InboundProgress()  # the ingest agent reports to it; the timer's wall clock follows it
+    attach_ingest(app, settings, names, customer_events, outbound, inbound)
+    runtime, due = attach_journeys(app, settings, names, customer_events, inbound)
     table = attach_decide(app, settings, customer_events, outbound, runtime, due)
     attach_web(app, table, runtime)

@@ -9,6 +9,7 @@ import faust
 import msgpack
 
 from agents.discovery import inbound_topic
+from agents.inbound_clock import InboundProgress
 from agents.outbound import Outbound
 from orchestrator import metrics
 from orchestrator.ingest import Rejection, ingest
@@ -17,7 +18,12 @@ from orchestrator.topics import TopicNames
 
 
 def attach_ingest(
-    app: faust.App, settings: Settings, names: TopicNames, customer_events: Any, outbound: Outbound
+    app: faust.App,
+    settings: Settings,
+    names: TopicNames,
+    customer_events: Any,
+    outbound: Outbound,
+    progress: InboundProgress,
 ) -> None:
     inbound = inbound_topic(app, settings, names)
     limits = settings.limits()
@@ -39,8 +45,12 @@ def attach_ingest(
             )
             if isinstance(result, Rejection):
                 await outbound.dead_letter(message, result)
-                continue
-            metrics.EVENTS_CONSUMED.labels(result.channel, metrics.type_label(result.type)).inc()
-            await customer_events.send(
-                key=result.customer_key.encode(), value=msgpack.packb(result.to_wire(), use_bin_type=True)
+            else:
+                metrics.EVENTS_CONSUMED.labels(result.channel, metrics.type_label(result.type)).inc()
+                await customer_events.send(
+                    key=result.customer_key.encode(), value=msgpack.packb(result.to_wire(), use_bin_type=True)
+                )
+            # Sent (to the producer, in order): a wake sent after this goes behind the event.
+            progress.record(
+                (message.topic, message.partition), message.offset, message.timestamp or time.time(), time.monotonic()
             )

@@ -44,6 +44,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.inbound_clock import InboundProgress
 from agents.web import CountedTable, active_dbs, current_partition, rebalances
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
@@ -78,6 +79,7 @@ class JourneyRuntime:
     catalogue_ready: asyncio.Event = field(default_factory=asyncio.Event)
     watermarks: dict[int, float] = field(default_factory=dict)  # event-time mode, per partition
     handled: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
+    inbound: InboundProgress = field(default_factory=InboundProgress)  # wall-clock mode: see agents.inbound_clock
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         """The decide agent has finished with the record at ``offset`` (fired, written and
@@ -96,12 +98,14 @@ class JourneyRuntime:
             self.watermarks[partition] = ts
 
 
-def attach_journeys(app: faust.App, settings: Settings, names: TopicNames, customer_events: Any) -> Any:
+def attach_journeys(
+    app: faust.App, settings: Settings, names: TopicNames, customer_events: Any, inbound: InboundProgress
+) -> Any:
     """Wire the catalogue feed and the timer; return (runtime, due table)."""
     engine = Engine(Catalogue(), settings.max_active_journeys, settings.default_timezone)
     for journey in _files(settings):
         engine.catalogue.add(journey)
-    runtime = JourneyRuntime(engine)
+    runtime = JourneyRuntime(engine, inbound=inbound)
     ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED, settings.replication_factor)
     due = TimerIndex(
         app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
@@ -115,9 +119,10 @@ def attach_journeys(app: faust.App, settings: Settings, names: TopicNames, custo
 
     @app.timer(interval=settings.timer_interval_s)
     async def send_wakes() -> None:
-        if app.rebalancing:
-            return
-        await _send_due_wakes(app, due, customer_events, runtime, settings)
+        tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
+        if app.rebalancing or not tables.recovery.completed.is_set():
+            return  # nothing is processed before recovery ends, and the inbound clock starts after it
+        await _send_due_wakes(app, due, customer_events, runtime, settings, names)
 
     return runtime, due
 
@@ -287,13 +292,19 @@ class TimerIndex(CountedTable):
 
 
 async def _send_due_wakes(
-    app: faust.App, due: TimerIndex, customer_events: Any, runtime: JourneyRuntime, settings: Settings
+    app: faust.App,
+    due: TimerIndex,
+    customer_events: Any,
+    runtime: JourneyRuntime,
+    settings: Settings,
+    names: TopicNames,
 ) -> None:
     now = time.monotonic()
     dbs = active_dbs(app, due)
+    wall = _inbound_clock(app, runtime.inbound, names, now) if settings.clock == "wall" else 0.0
     for partition, db in dbs:
         cursor = due.cursor(partition)
-        clock = _clock(settings, runtime, partition)
+        clock = _clock(settings, runtime, partition, wall)
         limit = f"{clock:017.3f}|".encode() + b"\xff"
         keys = cursor.settle(db, runtime.processed, now)
         keys += cursor.due(db, limit, MAX_IN_FLIGHT - len(cursor.inflight) - len(keys))
@@ -310,10 +321,28 @@ async def _send_due_wakes(
         metrics.TIMERS_PENDING.set(total)
 
 
-def _clock(settings: Settings, runtime: JourneyRuntime, partition: int) -> float:
+def _clock(settings: Settings, runtime: JourneyRuntime, partition: int, wall: float) -> float:
     if settings.clock == "event":
         return runtime.watermarks.get(partition, 0.0) - settings.allowed_lateness_s
-    return time.time()
+    return wall
+
+
+def _inbound_clock(app: faust.App, inbound: InboundProgress, names: TopicNames, now: float) -> float:
+    """The wall clock, held back while this worker's ingest still reads events from before it."""
+    inbound.follow(rebalances(app))
+    ends = {
+        (tp.topic, tp.partition): _end(app, tp) for tp in app.consumer.assignment() if names.is_events_topic(tp.topic)
+    }
+    return inbound.clock(time.time(), now, ends)
+
+
+def _end(app: faust.App, tp: Any) -> int | None:
+    """The offset after the partition's last record, as of the consumer's last fetch; None if
+    it has not fetched from it yet (or has just lost it)."""
+    try:
+        return app.consumer.highwater(tp)
+    except Exception:  # aiokafka asserts the partition is assigned
+        return None
 
 
 def _wake_event(customer: bytes, wake: float, clock: float) -> bytes:

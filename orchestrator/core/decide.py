@@ -61,11 +61,11 @@ def decide(
     if event.type == WAKE:
         if state is None or engine is None:
             return Decision(state=state or CustomerState(key=""), duplicate=True)
-        return _wake(_writable(state, in_place), now, policy, engine)
+        return _wake(_writable(state, in_place), now, policy, engine, fire_until(event, now))
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
     new = _writable(state, in_place) if state is not None else CustomerState(key=event.customer_key)
-    overdue = _overdue(new, now, policy, engine)
+    overdue = _overdue(new, now, policy, engine, fire_until(event, now))
     candidates, held = _rule_candidates(new, event, now, policy)
     run = JourneyRun(policy=policy)
     if engine is not None:
@@ -82,6 +82,21 @@ def decide(
         held=held,
         outcomes=overdue.outcomes + run.outcomes,
     )
+
+
+def fire_until(event: Event, now: float) -> float:
+    """The waits that fire before ``event`` (or on it, a wake) are those due by this: ``now``,
+    but never after the event reached Kafka, nor, a wake, after the clock its timer sent it by.
+
+    Live, a worker that is behind (it took partitions over from a dead one, or restarted, or
+    is overloaded) decides an event well after it arrived. A wait that fell due in between
+    must not fire before the events that arrived before it are read: a purchase behind this
+    event would come too late to cancel it. Its wake fires it once they are (see
+    ``agents/inbound_clock.py``). Offline and in event time an event arrives at its own time,
+    so nothing changes there."""
+    if event.type == WAKE:
+        return min(now, float(event.properties.get("clock", now)))
+    return min(now, event.received_at)
 
 
 def decide_merged(
@@ -115,13 +130,13 @@ def _writable(state: CustomerState, in_place: bool) -> CustomerState:
     return state if in_place else state.thaw()
 
 
-def _overdue(new: CustomerState, now: float, policy: Policy, engine: Engine | None) -> Decision | None:
-    """The waits that fell due before this event, fired; None when none had (most events),
-    and then the journeys are not even asked."""
+def _overdue(new: CustomerState, now: float, policy: Policy, engine: Engine | None, until: float) -> Decision | None:
+    """The waits that fell due by ``until``, before this event, fired; None when none had
+    (most events), and then the journeys are not even asked."""
     wake = new.next_wake()
-    if engine is None or wake is None or wake > now:
+    if engine is None or wake is None or wake > until:
         return None
-    return _wake(new, now, policy, engine)
+    return _wake(new, now, policy, engine, until)
 
 
 def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Policy) -> tuple[list[Command], list[Held]]:
@@ -134,12 +149,12 @@ def _rule_candidates(new: CustomerState, event: Event, now: float, policy: Polic
     return candidates + rm_commands, held
 
 
-def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine) -> Decision:
-    """Fire waits due by ``now`` on a thawed state, judged by the policy as the state was
+def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine, until: float) -> Decision:
+    """Fire waits due by ``until`` on a thawed state, judged by the policy as the state was
     then (quiet hours and fatigue at their due time, expiry at ``now``). Consent alone is
     judged again at the end of decide(): an opt-out folded in the same call still wins."""
     run = JourneyRun(policy=policy)
-    engine.fire_due(new, now, run)
+    engine.fire_due(new, until, run)
     if not (run.commands or run.held or run.outcomes):
         return Decision(state=new)  # nothing was due after all (a wake sent twice)
     sent = _apply_policy(new, _by_priority(run), run.held, policy, now)

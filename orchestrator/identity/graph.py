@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.core.decide import WAKE, Decision, decide, decide_merged
+from orchestrator.core.decide import WAKE, Decision, decide, decide_merged, fire_until
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState, append_bounded
@@ -107,7 +107,7 @@ def control(kind: str, to: str, now: float, origin: str, **properties: Any) -> E
 
 def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Context) -> Effects:
     state = profile.state if profile is not None else None
-    if event.type == WAKE and not _wait_due(state, now, ctx):
+    if event.type == WAKE and not _wait_due(state, fire_until(event, now), ctx):
         # Nothing is due: a wake sent twice, or for a wait that fired (on an event) or was
         # cancelled since. It changes nothing, so nothing is written: no state, no changelog,
         # no read model. Wakes need no dedupe entry either (decide() never puts their ids in
@@ -127,10 +127,10 @@ def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Co
     return Effects(record=record, decision=decision, sends=sends, counted="decided")
 
 
-def _wait_due(state: CustomerState | None, now: float, ctx: Context) -> bool:
-    """Whether a wake at ``now`` would fire anything: some wait is due and journeys run."""
+def _wait_due(state: CustomerState | None, until: float, ctx: Context) -> bool:
+    """Whether a wake would fire anything: some wait is due by ``until`` and journeys run."""
     wake = state.next_wake() if state is not None else None
-    return ctx.engine is not None and wake is not None and wake <= now
+    return ctx.engine is not None and wake is not None and wake <= until
 
 
 def _claims(key: str, old: CustomerState | None, event: Event) -> list[str]:

@@ -99,6 +99,10 @@ class WorkerProcess:
         self._proc = None
         return code
 
+    def returncode(self) -> int | None:
+        """The exit code of a process that has ended by itself; None while it runs or if never started."""
+        return None if self._proc is None else self._proc.poll()
+
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
