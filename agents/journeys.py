@@ -333,7 +333,10 @@ def _inbound_clock(app: faust.App, inbound: InboundProgress, names: TopicNames, 
     ends = {
         (tp.topic, tp.partition): _end(app, tp) for tp in app.consumer.assignment() if names.is_events_topic(tp.topic)
     }
-    return inbound.clock(time.time(), now, ends)
+    wall = time.time()
+    clock = inbound.clock(wall, now, ends)
+    metrics.TIMER_HELD_BACK.set(wall - clock)
+    return clock
 
 
 def _end(app: faust.App, tp: Any) -> int | None:

@@ -97,6 +97,11 @@ TIMER_LATENESS = Histogram(
     "(not per wake), none in event-time mode.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0),
 )
+TIMER_HELD_BACK = Gauge(
+    "orchestrator_timer_held_back_seconds",
+    "How far the timer's clock is behind the wall clock while this worker's ingest still reads events "
+    "from before it (+Inf: a partition new to the worker has not given its first record yet).",
+)
 JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
 JOURNEYS_UNLOADABLE = Gauge(
     "orchestrator_journeys_unloadable",

@@ -9,7 +9,8 @@ that change hands, sometimes while an earlier rebalance is still settling. At th
 * every customer who only looked got one nudge (copies only with the same action id: a
   killed worker's partitions are taken over from the changelog, which can lag);
 * no customer who bought in the middle of the wait got one;
-* every customer's profile counted each event sent for it exactly once.
+* every customer's profile counted each event sent for it exactly once;
+* a worker that has caught up fires by the wall clock again.
 
 The second is what ``agents/inbound_clock.py`` is for: a purchase that sat on a killed
 worker's partition until another took it over used to lose against the wait, which the
@@ -143,8 +144,10 @@ def test_waits_goals_and_counts_hold_while_the_group_keeps_changing(own_prefix: 
             workers.sleep(1.0)
             found = counted(own_prefix)
         logs = "\n".join(proc.log_tail(15) for proc in workers.procs)
+        _, metrics = workers.procs[2].http("/metrics")
         restarts = f"restarted after a hung rebalance: {dict(workers.restarts)}"
 
     entered = {c: start + i * GAP_S for i, c in enumerate(sorted(sent)) if c in looked}
     assert_each_fired_once(commands, entered, WAIT_S)
     assert found == sent, missing(sent, found) + f"\n{restarts}\n{logs}"
+    assert b"\norchestrator_timer_held_back_seconds 0.0\n" in metrics, "caught up, its timer's clock is the wall clock"
