@@ -45,7 +45,7 @@ import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.inbound_clock import InboundProgress
-from agents.web import CountedTable, active_dbs, current_partition, rebalances
+from agents.web import CountedTable, active_dbs, current_partition, processing, rebalances
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -119,8 +119,7 @@ def attach_journeys(
 
     @app.timer(interval=settings.timer_interval_s)
     async def send_wakes() -> None:
-        tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
-        if app.rebalancing or not tables.recovery.completed.is_set():
+        if not processing(app):
             return  # nothing is processed before recovery ends, and the inbound clock starts after it
         await _send_due_wakes(app, due, customer_events, runtime, settings, names)
 

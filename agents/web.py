@@ -39,8 +39,7 @@ def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         """200 once tables are recovered, journeys loaded and no rebalance is under way."""
-        tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
-        ok = tables.recovery.completed.is_set() and not app.rebalancing and runtime.catalogue_ready.is_set()
+        ok = processing(app) and runtime.catalogue_ready.is_set()
         return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.timer(interval=COUNT_INTERVAL_S)
@@ -50,6 +49,12 @@ def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
         total = table.counts.advance(active_dbs(app, table))
         if total is not None:
             metrics.CUSTOMERS.set(total)
+
+
+def processing(app: faust.App) -> bool:
+    """Whether the worker processes records: its tables are recovered and no rebalance is under way."""
+    tables: Any = app.tables  # the TableManager has .recovery; its interface type does not say so
+    return bool(tables.recovery.completed.is_set() and not app.rebalancing)
 
 
 def active_dbs(app: faust.App, table: Any) -> list[tuple[int, Any]]:

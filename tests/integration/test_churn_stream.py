@@ -42,7 +42,7 @@ import pytest
 
 from tests.integration.harness import WorkerProcess, event
 from tests.integration.test_journeys_stream import publish
-from tests.integration.test_rebalance_stream import counted, missing, new_worker
+from tests.integration.test_rebalance_stream import missing, new_worker, wait_for_counts
 from tests.integration.test_timers_crash_stream import assert_each_fired_once, settled_commands
 from tests.integration.test_timers_crash_stream import own_prefix as own_prefix  # the fixture
 
@@ -114,16 +114,6 @@ class Supervisor:
             time.sleep(min(0.5, left))
 
 
-def settled_counts(workers: Supervisor, prefix: str, sent: Counter[str]) -> Counter[str]:
-    """The profiles' counts in Redis once they match ``sent``, or as they are after :data:`SETTLE_S`."""
-    found = counted(prefix)
-    deadline = time.monotonic() + SETTLE_S
-    while found != sent and time.monotonic() < deadline:
-        workers.sleep(1.0)
-        found = counted(prefix)
-    return found
-
-
 @contextmanager
 def group(prefix: str, root: Path) -> Iterator[Supervisor]:
     procs = [new_worker(prefix, root / f"worker-{i}") for i in range(3)]
@@ -155,13 +145,13 @@ def test_waits_goals_and_counts_hold_while_the_group_keeps_changing(own_prefix: 
 
         commands = settled_commands(workers.procs[2], len(looked), last_due)
         sent = Counter(doc["customer_id"] for _, doc in plan)
-        found = settled_counts(workers, own_prefix, sent)
+        found = wait_for_counts(own_prefix, sent, SETTLE_S, workers.sleep)
         stale = sorted(c for c in sent if found[c] != sent[c])
         if stale:  # one more event each: its owner writes the whole profile again
             for customer in stale:
                 sent[customer] += 1
                 sender.publish("web", event(f"{customer}-again", "page_view", customer, page="/again"))
-            found = settled_counts(workers, own_prefix, sent)
+            found = wait_for_counts(own_prefix, sent, SETTLE_S, workers.sleep)
         logs = "\n".join(proc.log_tail(15) for proc in workers.procs)
         _, metrics = workers.procs[2].http("/metrics")
         restarts = f"restarted after a hung rebalance: {dict(workers.restarts)}"

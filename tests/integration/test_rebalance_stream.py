@@ -93,12 +93,15 @@ def counted(prefix: str) -> Counter[str]:
         client.close()
 
 
-def wait_for_counts(prefix: str, sent: Counter[str], done: Callable[[], bool] = lambda: True) -> Counter[str]:
-    """The profiles' counts once they match ``sent``, or as they are after :data:`SETTLE_S`."""
-    deadline = time.monotonic() + SETTLE_S
+def wait_for_counts(
+    prefix: str, sent: Counter[str], settle_s: float = SETTLE_S, sleep: Callable[[float], None] = time.sleep
+) -> Counter[str]:
+    """The profiles' counts once they match ``sent``, or as they are after ``settle_s``;
+    ``sleep`` waits between two looks (a test may tend its workers meanwhile)."""
+    deadline = time.monotonic() + settle_s
     found = counted(prefix)
     while found != sent and time.monotonic() < deadline:
-        time.sleep(1.0)
+        sleep(1.0)
         found = counted(prefix)
     return found
 
