@@ -124,11 +124,11 @@ def attach_decide(
                 failure = exc
             deliveries: Deliveries = []
             for step in steps:  # after a failure too: waits that fired before it are written
-                deliveries += await _carry_out(step, customer_events, outbound, writers, in_doubt)
+                deliveries += await _carry_out(step, message.offset, customer_events, outbound, writers, in_doubt)
             if failure is not None:
                 await outbound.dead_letter(record.message, Rejection("processing_error", repr(failure)))
             if held.held:
-                erasure = _erasure_sender(steps, customer_events, outbound, writers)
+                erasure = _erasure_sender(steps, message.offset, customer_events, outbound, writers)
                 if await settle(deliveries, erasure, written, lambda: app.should_stop):
                     held.commit()
                 else:  # stopping: the profile stays, and the erasure is read again after the restart
@@ -161,9 +161,10 @@ class Writers:
 
 
 async def _carry_out(
-    step: Step, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: Doubt | None = None
+    step: Step, offset: int, customer_events: Any, outbound: Outbound, writers: Writers, in_doubt: Doubt | None = None
 ) -> Deliveries:
     """Everything after the table write: follow-up events, commands, audit records, read model.
+    ``offset``: the record's, which orders the read model's writes across workers.
     ``in_doubt``: the record may have been decided by a worker before a hand-over, which sent
     its commands; those found on their topics are not sent again (see :mod:`agents.handover`).
     Returns the deliveries of the follow-ups and the audit record, which an erasure awaits."""
@@ -181,20 +182,20 @@ async def _carry_out(
     if effects.audit is not None:
         deliveries.append(await outbound.audit(effects.audit))
     if effects.forget:
-        writers.readmodel.forget(effects.forget, effects.forget_tokens)
+        writers.readmodel.forget(effects.forget, effects.forget_tokens, offset)
         if effects.moved_to is not None:  # merged away: the history moves along
             writers.decisions.move(effects.forget[0], effects.moved_to)
         else:
             writers.decisions.forget(effects.forget)
     if isinstance(effects.record, records.Profile):
-        writers.readmodel.stage(effects.record.state, time.time())
+        writers.readmodel.stage(effects.record.state, time.time(), offset)
     elif effects.restage is not None:
-        writers.readmodel.stage(effects.restage, time.time())
+        writers.readmodel.stage(effects.restage, time.time(), offset)
     return deliveries
 
 
 def _erasure_sender(
-    steps: list[Step], customer_events: Any, outbound: Outbound, writers: Writers
+    steps: list[Step], offset: int, customer_events: Any, outbound: Outbound, writers: Writers
 ) -> Callable[[], Awaitable[Deliveries]]:
     """What sends an erasure's messages again (and stages its Redis deletes again)."""
     erasures = [step for step in steps if step.event.type == ERASE]
@@ -202,7 +203,7 @@ def _erasure_sender(
     async def send_again() -> Deliveries:
         deliveries: Deliveries = []
         for step in erasures:
-            deliveries += await _carry_out(replace(step, owed=()), customer_events, outbound, writers)
+            deliveries += await _carry_out(replace(step, owed=()), offset, customer_events, outbound, writers)
         return deliveries
 
     return send_again

@@ -70,7 +70,7 @@ async def write(prefix: str, states: list[CustomerState], now: float) -> None:
     writer = ReadModelWriter(REDIS_URL, prefix)
     for start in range(0, len(states), 1000):  # a flush per thousand, as a busy worker would
         for state in states[start : start + 1000]:
-            writer.stage(state, now)
+            writer.stage(state, now, 0)
         await writer.flush()
     await writer.aclose()
 

@@ -120,6 +120,10 @@ ERASURES_WAITING = Gauge(
 )
 READMODEL_WRITES = Counter("orchestrator_readmodel_writes_total", "Customer profiles written to the Redis read model.")
 READMODEL_ERRORS = Counter("orchestrator_readmodel_errors_total", "Failed flushes to the Redis read model (retried).")
+READMODEL_REFUSED = Counter(
+    "orchestrator_readmodel_refused_total",
+    "Profile writes Redis refused as older than the one there (a hand-over's late batch).",
+)
 READMODEL_PENDING = Gauge("orchestrator_readmodel_pending", "Customer profiles waiting to be written to Redis.")
 COMMITS_HELD = Counter(
     "orchestrator_commits_held_total",

@@ -1,9 +1,18 @@
 """The Redis read model: each customer's profile as JSON, for other systems to read.
 
 Writes are batched: the decision agent stages profiles here and a background
-loop flushes them with one ``MSET`` per batch, so a burst of events costs a
+loop flushes them with one script call per batch, so a burst of events costs a
 round trip per batch, not per event. A failed flush keeps its profiles (newer
 ones win) and retries; the read model is eventually consistent by design.
+
+Writes are ordered across workers. Each profile is staged with the offset of the
+record it follows in the customer's partition, and Redis keeps a profile's offset
+next to it for :data:`ORDER_WINDOW_S`; a write or delete older than the one there
+is refused (:data:`WRITE_IN_ORDER`). Without this a worker that hands a partition
+over could land its last batch after the new owner's newer profile, and the stale
+profile stayed until the customer's next event. The window bounds the memory to
+recently written customers, and lets a deployment whose topics were recreated
+(offsets starting again at 0) write again after it, rather than never.
 
 Key layout (``prefix`` is the topic prefix):
 
@@ -11,7 +20,9 @@ Key layout (``prefix`` is the topic prefix):
   per channel, so a channel asking "what now?" costs one GET and no computing;
 * ``{prefix}alias:{kind}:{value}``: the customer key, one per identifier token
   (``customer_id:...`` included), so a customer can be found by any identifier.
-  Values are the tokens stored in state: keyed hashes when a hash key is set.
+  Values are the tokens stored in state: keyed hashes when a hash key is set;
+* ``{prefix}offset:{key}``: the offset of the profile's last write or delete, for
+  :data:`ORDER_WINDOW_S` after it (internal).
 """
 
 from __future__ import annotations
@@ -38,10 +49,53 @@ log = logging.getLogger(__name__)
 INTERNAL_FIELDS = ("seen_ids",)
 PUBLIC_FIELDS = tuple(f.name for f in fields(CustomerState) if f.name not in INTERNAL_FIELDS)
 DEFAULT_POLICY = Policy()
+ORDER_WINDOW_S = 600  # how long Redis remembers a profile's offset: hand-overs take seconds
+
+# KEYS and ARGV in groups, ARGV[1] being the window in ms. A group is ARGV (op, offset, n)
+# and KEYS (the profile's offset key, then n keys); op "s" sets the n keys to the group's n
+# values in ARGV, op "d" deletes them, and either is refused when the offset key holds a
+# higher offset. Op "x" deletes its n keys whatever the order, and has no offset key.
+# Returns how many groups were refused.
+WRITE_IN_ORDER = """
+local k, a, refused = 1, 2, 0
+while a <= #ARGV do
+  local op, offset, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  local known = false
+  if op ~= 'x' then
+    known = redis.call('GET', KEYS[k])
+    k = k + 1
+  end
+  if known and tonumber(known) > tonumber(offset) then
+    refused = refused + 1
+  else
+    if op ~= 'x' then
+      redis.call('SET', KEYS[k - 1], offset, 'PX', ARGV[1])
+    end
+    for i = 0, n - 1 do
+      if op == 's' then
+        redis.call('SET', KEYS[k + i], ARGV[a + i])
+      else
+        redis.call('DEL', KEYS[k + i])
+      end
+    end
+  end
+  k = k + n
+  if op == 's' then
+    a = a + n
+  end
+end
+return refused
+"""
 
 
 def profile_key(prefix: str, customer_key: str) -> str:
     return f"{prefix}customer:{customer_key}"
+
+
+def offset_key(prefix: str, customer_key: str) -> str:
+    """Where the offset of a profile's last write is kept (see :data:`WRITE_IN_ORDER`)."""
+    return f"{prefix}offset:{customer_key}"
 
 
 def alias_key(prefix: str, token: str) -> str:
@@ -80,8 +134,11 @@ def alias_tokens(state: CustomerState) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+Group = tuple[str, int, dict[str, bytes]]  # customer key, offset, its keys and values
+
+
 class ReadModelWriter:
-    """Collects profiles and writes them to Redis in batches."""
+    """Collects profiles and writes them to Redis in batches, in order across workers."""
 
     def __init__(
         self,
@@ -92,40 +149,45 @@ class ReadModelWriter:
         policy: Policy = DEFAULT_POLICY,
     ) -> None:
         self._redis = aioredis.Redis.from_url(url)
+        self._write_in_order = self._redis.register_script(WRITE_IN_ORDER)
         self._prefix = prefix
         self._policy = policy
         self._interval_s = interval_s
         self._batch_max = batch_max
-        self._pending: dict[str, tuple[CustomerState, float]] = {}
-        self._deletes: set[str] = set()
+        self._pending: dict[str, tuple[CustomerState, float, int]] = {}
+        self._removed: dict[str, int] = {}  # customer key -> offset of the record that removed it
+        self._unaliased: set[str] = set()  # alias keys
         self._full = asyncio.Event()
         self._flushes = Flushes(self._flush)
 
-    def stage(self, state: CustomerState, now: float) -> None:
+    def stage(self, state: CustomerState, now: float, offset: int) -> None:
         """Remember the newest state; it is rendered once per flush, not once per event.
+        ``offset``: the record's in the customer's partition (tools writing alone pass 0).
 
         Safe because decide() never mutates a state it has returned."""
-        key = profile_key(self._prefix, state.key)
-        self._pending[key] = (state, now)
-        self._deletes.discard(key)  # staged after a forget: the customer is back
+        self._pending[state.key] = (state, now, offset)
+        self._removed.pop(state.key, None)  # staged after a forget: the customer is back
         self._staged()
 
-    def forget(self, customer_keys: Iterable[str] = (), tokens: Iterable[str] = ()) -> None:
+    def forget(self, customer_keys: Iterable[str] = (), tokens: Iterable[str] = (), offset: int = 0) -> None:
         """Remove profiles (erased, or merged into another) and identifier aliases at the next flush.
 
         Anything staged for those keys is dropped; a profile staged later wins,
-        and so does an alias that a profile in the same flush still claims."""
+        and so does an alias that a profile in the same flush still claims. An alias
+        goes whatever its order: an erasure must not leave an identifier behind."""
         for customer_key in customer_keys:
-            key = profile_key(self._prefix, customer_key)
-            self._pending.pop(key, None)
-            self._deletes.add(key)
-        self._deletes.update(alias_key(self._prefix, token) for token in tokens)
+            self._pending.pop(customer_key, None)
+            self._removed[customer_key] = offset
+        self._unaliased.update(alias_key(self._prefix, token) for token in tokens)
         self._staged()
+
+    def _count(self) -> int:
+        return len(self._pending) + len(self._removed) + len(self._unaliased)
 
     def _staged(self) -> None:
         self._flushes.staged()
-        metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
-        if len(self._pending) + len(self._deletes) >= self._batch_max:
+        metrics.READMODEL_PENDING.set(self._count())
+        if self._count() >= self._batch_max:
             self._full.set()
 
     async def run(self) -> None:
@@ -140,15 +202,15 @@ class ReadModelWriter:
         finally:
             await self._redis.aclose()
 
-    def _render(self, batch: dict[str, tuple[CustomerState, float]]) -> dict[str, bytes]:
-        """One MSET's worth: profiles and aliases of the whole batch.
+    def _render(self, batch: dict[str, tuple[CustomerState, float, int]]) -> list[Group]:
+        """Each profile's keys (profile and aliases), with its key and offset.
 
         A profile that cannot be rendered is logged and skipped: one bad state
         must not stop every other customer's read model from being written."""
-        found: dict[str, bytes] = {}
-        for state, now in batch.values():
+        found = []
+        for state, now, offset in batch.values():
             try:
-                found |= records(self._prefix, state, now, self._policy)
+                found.append((state.key, offset, records(self._prefix, state, now, self._policy)))
             except Exception:
                 metrics.READMODEL_ERRORS.inc()
                 log.exception("cannot render the read model of %s; skipped", state.key)
@@ -160,39 +222,47 @@ class ReadModelWriter:
 
     async def written(self) -> bool:
         """Flush; True when everything staged before the call is in Redis (an erasure waits
-        for its profiles and aliases to go, an offset commit for the profiles it covers)."""
+        for its profiles and aliases to go, an offset commit for the profiles it covers).
+        A write refused as older than the one in Redis counts as written."""
         return await self._flushes.written()
 
     async def _flush(self) -> None:
-        """One round trip: an MSET, or MSET and DEL in one transaction when something goes; what
-        fails is staged again (newer profiles win) and :class:`FlushFailed` says so."""
-        if not self._pending and not self._deletes:
+        """One round trip, one script call; what fails is staged again (newer profiles win)
+        and :class:`FlushFailed` says so."""
+        if not self._count():
             return
         batch, self._pending = self._pending, {}
-        deletes, self._deletes = self._deletes, set()
-        rendered = self._render(batch)
-        deletes -= rendered.keys()
+        removed, self._removed = self._removed, {}
+        unaliased, self._unaliased = self._unaliased, set()
+        groups = self._render(batch)
+        claimed = {key for _, _, keys in groups for key in keys}
         try:
-            await self._write(rendered, deletes)
+            refused = await self._write(groups, removed, unaliased - claimed)
         except (redis.RedisError, OSError) as exc:
             metrics.READMODEL_ERRORS.inc()
             self._pending = batch | self._pending
-            self._deletes = (deletes - self._pending.keys()) | self._deletes
-            metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+            self._removed = {key: at for key, at in removed.items() if key not in self._pending} | self._removed
+            self._unaliased |= unaliased
+            metrics.READMODEL_PENDING.set(self._count())
             raise FlushFailed(f"read model flush of {len(batch)} profiles failed: {exc}") from exc
         metrics.READMODEL_WRITES.inc(len(batch))
-        metrics.READMODEL_PENDING.set(len(self._pending) + len(self._deletes))
+        metrics.READMODEL_REFUSED.inc(refused)
+        metrics.READMODEL_PENDING.set(self._count())
 
-    async def _write(self, rendered: dict[str, bytes], deletes: set[str]) -> None:
-        if not deletes:
-            if rendered:
-                await self._redis.mset(rendered)
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            if rendered:
-                pipe.mset(rendered)
-            pipe.delete(*sorted(deletes))
-            await pipe.execute()
+    async def _write(self, groups: list[Group], removed: dict[str, int], unaliased: set[str]) -> int:
+        """The script call (:data:`WRITE_IN_ORDER`); returns how many writes it refused as stale."""
+        keys: list[str] = []
+        args: list[Any] = [ORDER_WINDOW_S * 1000]
+        for customer_key, offset in removed.items():
+            keys += [offset_key(self._prefix, customer_key), profile_key(self._prefix, customer_key)]
+            args += ["d", offset, 1]
+        if unaliased:
+            keys += sorted(unaliased)
+            args += ["x", 0, len(unaliased)]
+        for customer_key, offset, written in groups:
+            keys += [offset_key(self._prefix, customer_key), *written]
+            args += ["s", offset, len(written), *written.values()]
+        return int(await self._write_in_order(keys=keys, args=args))
 
 
 def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:

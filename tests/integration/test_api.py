@@ -108,7 +108,7 @@ def profiles(prefix: str) -> Iterator[None]:
     async def write() -> None:
         writer = ReadModelWriter(REDIS_URL, prefix)
         for state in (alice, visitor):
-            writer.stage(state, NOW)
+            writer.stage(state, NOW, 0)
         await writer.aclose()
 
     asyncio.run(write())
@@ -277,7 +277,7 @@ def test_a_forgotten_customer_cannot_be_found_by_key_or_identifier(api: Server, 
         if forget:
             writer.forget(["c-gone"], [hashed, "customer_id:c-gone"])
         else:
-            writer.stage(gone, NOW)
+            writer.stage(gone, NOW, 0)
         await writer.aclose()
 
     asyncio.run(write(forget=False))

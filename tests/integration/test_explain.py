@@ -252,7 +252,7 @@ def test_an_erased_customer_s_decisions_and_profile_are_gone_once_the_writers_sa
         decisions = DecisionLogWriter(REDIS_URL, prefix, interval_s=0.01)
         profiles = ReadModelWriter(REDIS_URL, prefix, interval_s=0.01)
         decisions.stage("c-gone", story()[0])
-        profiles.stage(state, T0)
+        profiles.stage(state, T0, 0)
         await decisions.flush()
         await profiles.flush()
         decisions.forget(["c-gone"])

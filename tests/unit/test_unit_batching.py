@@ -188,7 +188,7 @@ def test_a_redis_outage_is_warned_of_by_each_flush_loop_s_tries_not_by_every_cal
     async def scenario() -> list[bool]:
         profiles = ReadModelWriter(CLOSED, "t.", interval_s=0.01)  # pauses of 0.1, 0.2, 0.4, 0.8 s
         decisions = DecisionLogWriter(CLOSED, "t.", interval_s=0.01)
-        profiles.stage(CustomerState(key="c-1"), 0.0)
+        profiles.stage(CustomerState(key="c-1"), 0.0, 0)
         decisions.stage("c-1", {"n": 1})
         loops = [asyncio.create_task(profiles.run()), asyncio.create_task(decisions.run())]
         written, answers = all_written(profiles, decisions), []
