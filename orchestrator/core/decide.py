@@ -65,11 +65,12 @@ def decide(
     if state is not None and event.event_id in state.seen_ids:
         return Decision(state=state, duplicate=True)
     new = _writable(state, in_place) if state is not None else CustomerState(key=event.customer_key)
-    overdue = _overdue(new, now, policy, engine, fire_until(event, now))
+    until = fire_until(event, now)
+    overdue = _overdue(new, now, policy, engine, until)
     candidates, held = _rule_candidates(new, event, now, policy)
     run = JourneyRun(policy=policy)
     if engine is not None:
-        engine.react(new, event, now, run)  # the waits due by now have just fired
+        engine.react(new, event, now, run, until)  # the waits due by then have just fired
     candidates += _by_priority(run)
     held += run.held
     sent = _apply_policy(new, candidates, held, policy, now)
@@ -117,7 +118,7 @@ def decide_merged(
     if engine is not None:
         if elsewhere:
             engine.end_on_events_elsewhere(state, elsewhere, run)
-        engine.retime(state, now, run)
+        engine.retime(state, now, run, fire_until(event, now))
     candidates = stop_after_merge(state, event, policy, now) + _by_priority(run)
     if not candidates and not run.outcomes and not run.held:
         return None

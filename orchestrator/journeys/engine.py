@@ -68,15 +68,19 @@ class Engine:
         self.fire_due(state, now, run)
         self.react(state, event, now, run)
 
-    def react(self, state: CustomerState, event: Event, now: float, run: JourneyRun) -> None:
-        """:meth:`on_event` for a caller that has just fired the waits due by ``now``."""
-        if self.migrate(state, now, run) and (wake := state.next_wake()) is not None and wake <= now:
-            self.fire_due(state, now, run)  # a move may leave a wait that is already over
+    def react(
+        self, state: CustomerState, event: Event, now: float, run: JourneyRun, until: float | None = None
+    ) -> None:
+        """:meth:`on_event` for a caller that has just fired the waits due by ``until`` (by
+        default ``now``; live, the time the event reached Kafka: ``core.decide.fire_until``)."""
+        until = now if until is None else until
+        if self.migrate(state, now, run) and (wake := state.next_wake()) is not None and wake <= until:
+            self.fire_due(state, until, run)  # a move may leave a wait that is already over
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
         if event.type == "preferences":
-            self.retime(state, now, run)
+            self.retime(state, now, run, until)
         if state.journey_log and event.type in self.catalogue.goal_types:
             self._credit_after_exit(state, event, context, run)
         for journey in self.catalogue.triggered_by(event.type):
@@ -435,12 +439,13 @@ class Engine:
         return None if wake is None or length is None else float(wake) - length
 
     # -- time --------------------------------------------------------------------------
-    def retime(self, state: CustomerState, now: float, run: JourneyRun) -> None:
+    def retime(self, state: CustomerState, now: float, run: JourneyRun, until: float | None = None) -> None:
         """Work out again the wake times still ahead that hang on the customer's clock, after
         a ``preferences`` event or a merge that may have changed their time zone or quiet hours: a wait
         for the next 10:00 armed before they gave their zone is 10:00 where they are, and an
         action waiting for quiet hours to end follows the new hours (and goes out at once
-        when ``now`` is no longer in them). Other waits keep their time."""
+        when ``now`` is no longer in them). Other waits keep their time. What falls due fires
+        here only up to ``until`` (see :meth:`react`); the rest, a little later, on its wake."""
         overdue = False
         for jid, instance in state.journeys.items():
             journey = self.catalogue.get(jid, instance["v"])
@@ -453,7 +458,7 @@ class Engine:
                 instance["wake"] = quiet_hours_end(state, step.action.channel, now, run.policy) or now
                 overdue = overdue or instance["wake"] <= now
         if overdue:
-            self.fire_due(state, now, run)
+            self.fire_due(state, now if until is None else until, run)
 
     def _wake_time(self, state: CustomerState, step: Step, now: float) -> float:
         wait = step.wait

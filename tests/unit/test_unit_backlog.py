@@ -11,16 +11,18 @@ fires only the waits due by the time its event arrived
 
 from __future__ import annotations
 
-from stories import JOURNEYS_ONLY, T0
+from typing import Any
+
+from stories import JOURNEYS_ONLY, T0, Customer
 
 from agents.inbound_clock import QUIET_S, InboundProgress
-from orchestrator.core.decide import WAKE
+from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.identity import records
 from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.journeys.loader import compile_text
+from orchestrator.journeys.loader import Compiled, compile_text
 
 # -- the timer's clock --------------------------------------------------------------------------
 
@@ -136,3 +138,58 @@ def test_a_wake_fires_only_the_waits_due_by_the_clock_it_was_sent_by() -> None:
 
     on_time = Event(f"wake:{DUE}", WAKE, DUE, "c-1", "", LATE, properties={"clock": DUE})
     assert actions(decided(waiting(), on_time, LATE)[1]) == ["hello"]
+
+
+# -- the rarer paths: a migration, and preferences that release a delayed action ---------------------
+
+MINUTE, HOUR = 60.0, 3600.0
+
+
+def read_late(person: Customer, kind: str, arrived_at: float, now: float, **props: Any) -> Decision:
+    """``person`` decides an event that reached Kafka at ``arrived_at`` only at ``now`` (after T0)."""
+    person.count += 1
+    at = T0 + arrived_at
+    event = Event(f"c-1-{kind}-{person.count}", kind, at, "c-1", "web", at, customer_id="c-1", properties=props)
+    return person.decide(event, T0 + now)
+
+
+def hello(version: int, wait: str, migrate: str = "") -> Compiled:
+    text = f"id: m\nversion: {version}\ntrigger: {{event: signup}}\ngoal: {{event: purchase}}\n{migrate}steps:\n"
+    text += f"  - {{id: first_wait, wait: {wait}}}\n  - action: {{channel: email, action: hello_v{version}}}\n"
+    return compile_text(text, f"m.v{version}.yaml")
+
+
+def migrating() -> Customer:
+    """In v1's hour-long wait since T0, when v2 moves it to a 20-minute one."""
+    catalogue = Catalogue.of([hello(1, "1h")])
+    person = Customer(Engine(catalogue))
+    person.does("signup", at=0.0)
+    catalogue.add(hello(2, "20m", "migrate:\n  from: 1\n  steps: {first_wait: first_wait}\n"))
+    return person
+
+
+def test_a_migration_on_an_event_read_late_fires_only_what_was_due_when_the_event_came() -> None:
+    person = migrating()
+    browsed = read_late(person, "page_view", arrived_at=10 * MINUTE, now=2 * HOUR)
+    assert [o.kind for o in browsed.outcomes] == ["migrate"] and browsed.commands == []
+    assert person.next_wake == 20 * MINUTE  # for the timer, behind what came after the page view
+
+    bought = read_late(person, "purchase", arrived_at=15 * MINUTE, now=2 * HOUR, value=10.0)
+    assert bought.commands == [] and person.next_wake is None
+
+    person = migrating()
+    after = read_late(person, "page_view", arrived_at=25 * MINUTE, now=2 * HOUR)
+    assert [c.action for c in after.commands] == ["hello_v2"]  # it came after the new due time
+
+
+def test_preferences_read_late_release_a_delayed_action_on_its_wake_not_before_a_purchase() -> None:
+    person = Customer(Engine(Catalogue.of([hello(1, "1h")])))
+    person.does("preferences", quiet_hours={"start": "21:00", "end": "08:00"})
+    person.does("signup", at=12 * HOUR)  # 20:00 UTC: hello falls due at 21:00 and waits for 08:00
+    person.wakes(13 * HOUR)
+    assert person.next_wake == 24 * HOUR
+
+    released = read_late(person, "preferences", arrived_at=14 * HOUR, now=20 * HOUR, quiet_hours=None)
+    assert released.commands == [] and person.next_wake == 20 * HOUR
+    bought = read_late(person, "purchase", arrived_at=15 * HOUR, now=20 * HOUR + 1, value=10.0)
+    assert bought.commands == [] and person.next_wake is None
