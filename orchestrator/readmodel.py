@@ -169,7 +169,7 @@ class ReadModelWriter:
         self._removed.pop(state.key, None)  # staged after a forget: the customer is back
         self._staged()
 
-    def forget(self, customer_keys: Iterable[str] = (), tokens: Iterable[str] = (), offset: int = 0) -> None:
+    def forget(self, customer_keys: Iterable[str], tokens: Iterable[str], offset: int) -> None:
         """Remove profiles (erased, or merged into another) and identifier aliases at the next flush.
 
         Anything staged for those keys is dropped; a profile staged later wins,

@@ -439,7 +439,7 @@ class Engine:
         return None if wake is None or length is None else float(wake) - length
 
     # -- time --------------------------------------------------------------------------
-    def retime(self, state: CustomerState, now: float, run: JourneyRun, until: float | None = None) -> None:
+    def retime(self, state: CustomerState, now: float, run: JourneyRun, until: float) -> None:
         """Work out again the wake times still ahead that hang on the customer's clock, after
         a ``preferences`` event or a merge that may have changed their time zone or quiet hours: a wait
         for the next 10:00 armed before they gave their zone is 10:00 where they are, and an
@@ -458,7 +458,7 @@ class Engine:
                 instance["wake"] = quiet_hours_end(state, step.action.channel, now, run.policy) or now
                 overdue = overdue or instance["wake"] <= now
         if overdue:
-            self.fire_due(state, now if until is None else until, run)
+            self.fire_due(state, until, run)
 
     def _wake_time(self, state: CustomerState, step: Step, now: float) -> float:
         wait = step.wait

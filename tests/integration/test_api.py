@@ -275,7 +275,7 @@ def test_a_forgotten_customer_cannot_be_found_by_key_or_identifier(api: Server, 
     async def write(forget: bool) -> None:
         writer = ReadModelWriter(REDIS_URL, prefix)
         if forget:
-            writer.forget(["c-gone"], [hashed, "customer_id:c-gone"])
+            writer.forget(["c-gone"], [hashed, "customer_id:c-gone"], 0)
         else:
             writer.stage(gone, NOW, 0)
         await writer.aclose()

@@ -256,7 +256,7 @@ def test_an_erased_customer_s_decisions_and_profile_are_gone_once_the_writers_sa
         await decisions.flush()
         await profiles.flush()
         decisions.forget(["c-gone"])
-        profiles.forget(["c-gone"])
+        profiles.forget(["c-gone"], [], 0)
         done = await decisions.written(), await profiles.written()
         await stopped(decisions, profiles)
         return done
@@ -272,7 +272,7 @@ def test_while_redis_is_unreachable_the_writers_keep_an_erasure_s_deletes_and_sa
         decisions = DecisionLogWriter(unreachable, prefix, interval_s=0.01)
         profiles = ReadModelWriter(unreachable, prefix, interval_s=0.01)
         decisions.forget(["c-gone"])
-        profiles.forget(["c-gone"])
+        profiles.forget(["c-gone"], [], 0)
         done = await decisions.written(), await profiles.written()
         again = await decisions.written(), await profiles.written()
         assert again == done  # kept, and tried again

@@ -67,11 +67,12 @@ def write(prefix: str, *changes: tuple[str, CustomerState | str, int]) -> None:
     async def run() -> None:
         for kind, what, offset in changes:
             writer = ReadModelWriter(REDIS_URL, prefix)
-            if isinstance(what, CustomerState):
+            if kind == "stage":
+                assert isinstance(what, CustomerState)
                 writer.stage(what, T0, offset)
             else:
+                assert kind == "forget" and isinstance(what, str)
                 writer.forget([what], alias_tokens(browsed(what, 1)), offset)
-            assert kind in ("stage", "forget")
             await writer.aclose()
 
     asyncio.run(run())
