@@ -300,10 +300,11 @@ async def _send_due_wakes(
 ) -> None:
     now = time.monotonic()
     dbs = active_dbs(app, due)
-    wall = _inbound_clock(app, runtime.inbound, names, now) if settings.clock == "wall" else 0.0
+    wall = _inbound_clock(app, runtime.inbound, names, now) if settings.clock == "wall" else None
     for partition, db in dbs:
         cursor = due.cursor(partition)
-        clock = _clock(settings, runtime, partition, wall)
+        # the wall clock as the inbound partitions are read; event time: the watermark less the lateness
+        clock = wall if wall is not None else runtime.watermarks.get(partition, 0.0) - settings.allowed_lateness_s
         limit = f"{clock:017.3f}|".encode() + b"\xff"
         keys = cursor.settle(db, runtime.processed, now)
         keys += cursor.due(db, limit, MAX_IN_FLIGHT - len(cursor.inflight) - len(keys))
@@ -318,12 +319,6 @@ async def _send_due_wakes(
     total = due.counts.advance(dbs)
     if total is not None:
         metrics.TIMERS_PENDING.set(total)
-
-
-def _clock(settings: Settings, runtime: JourneyRuntime, partition: int, wall: float) -> float:
-    if settings.clock == "event":
-        return runtime.watermarks.get(partition, 0.0) - settings.allowed_lateness_s
-    return wall
 
 
 def _inbound_clock(app: faust.App, inbound: InboundProgress, names: TopicNames, now: float) -> float:
