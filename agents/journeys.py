@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.group_clock import GroupClock
 from agents.inbound_clock import InboundProgress
 from agents.web import CountedTable, active_dbs, current_partition, processing, rebalances
 from orchestrator import metrics
@@ -80,6 +82,7 @@ class JourneyRuntime:
     watermarks: dict[int, float] = field(default_factory=dict)  # event-time mode, per partition
     handled: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> last offset
     inbound: InboundProgress = field(default_factory=InboundProgress)  # wall-clock mode: see agents.inbound_clock
+    group: GroupClock | None = None  # wall-clock mode: the other workers' inbound clocks (agents.group_clock)
 
     def done(self, topic: str, partition: int, offset: int) -> None:
         """The decide agent has finished with the record at ``offset`` (fired, written and
@@ -105,7 +108,7 @@ def attach_journeys(
     engine = Engine(Catalogue(), settings.max_active_journeys, settings.default_timezone)
     for journey in _files(settings):
         engine.catalogue.add(journey)
-    runtime = JourneyRuntime(engine, inbound=inbound)
+    runtime = JourneyRuntime(engine, inbound=inbound, group=_group_clock(settings))
     ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED, settings.replication_factor)
     due = TimerIndex(
         app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
@@ -124,6 +127,13 @@ def attach_journeys(
         await _send_due_wakes(app, due, customer_events, runtime, settings, names)
 
     return runtime, due
+
+
+def _group_clock(settings: Settings) -> GroupClock | None:
+    if settings.clock != "wall" or not settings.shared_inbound_clock:
+        return None
+    worker = f"{socket.gethostname()}:{settings.web_port}"  # unique per worker, and the same after a restart
+    return GroupClock(settings.redis_url, settings.topic_prefix, worker)
 
 
 def _files(settings: Settings) -> list[Any]:
@@ -299,8 +309,8 @@ async def _send_due_wakes(
     names: TopicNames,
 ) -> None:
     now = time.monotonic()
-    dbs = active_dbs(app, due)
-    wall = _inbound_clock(app, runtime.inbound, names, now) if settings.clock == "wall" else None
+    wall = await _inbound_clock(app, runtime, names, now) if settings.clock == "wall" else None
+    dbs = active_dbs(app, due)  # after the await: a rebalance may have run meanwhile
     for partition, db in dbs:
         cursor = due.cursor(partition)
         # the wall clock as the inbound partitions are read; event time: the watermark less the lateness
@@ -321,14 +331,17 @@ async def _send_due_wakes(
         metrics.TIMERS_PENDING.set(total)
 
 
-def _inbound_clock(app: faust.App, inbound: InboundProgress, names: TopicNames, now: float) -> float:
-    """The wall clock, held back while this worker's ingest still reads events from before it."""
+async def _inbound_clock(app: faust.App, runtime: JourneyRuntime, names: TopicNames, now: float) -> float:
+    """The wall clock, held back while this worker's ingest, or another's, still reads events from before it."""
+    inbound = runtime.inbound
     inbound.follow(rebalances(app))
     ends = {
         (tp.topic, tp.partition): _end(app, tp) for tp in app.consumer.assignment() if names.is_events_topic(tp.topic)
     }
     wall = time.time()
     clock = inbound.clock(wall, now, ends)
+    if runtime.group is not None:
+        clock = await runtime.group.clock(clock, wall)
     metrics.TIMER_HELD_BACK.set(wall - clock)
     return clock
 

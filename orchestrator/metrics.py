@@ -99,8 +99,9 @@ TIMER_LATENESS = Histogram(
 )
 TIMER_HELD_BACK = Gauge(
     "orchestrator_timer_held_back_seconds",
-    "How far the timer's clock is behind the wall clock while this worker's ingest still reads events "
-    "from before it (+Inf: a partition new to the worker has not given its first record yet).",
+    "How far the timer's clock is behind the wall clock while this worker's ingest, or another "
+    "worker's (ORCH_SHARED_INBOUND_CLOCK), still reads events from before it "
+    "(+Inf: a partition new to the worker has not given its first record yet).",
 )
 JOURNEYS_LOADED = Gauge("orchestrator_journeys_loaded", "Journey versions in this worker's catalogue.")
 JOURNEYS_UNLOADABLE = Gauge(

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     clock: str = Field(default="wall", pattern="^(wall|event)$", description="wall: live; event: time from events.")
     allowed_lateness_s: float = Field(default=5.0, ge=0, description="Event-time mode: how far behind timers run.")
     timer_interval_s: float = Field(default=0.25, gt=0)
+    shared_inbound_clock: bool = Field(
+        default=True,
+        description="Wall clock: waits also wait for other workers reading a backlog (shared through Redis), "
+        "for events not keyed by customer id.",
+    )
     fetch_wait_ms: int = Field(
         default=25,
         ge=0,
