@@ -2,8 +2,8 @@
 
 One list per customer, ``<prefix>decisions:<customer key>``, oldest first,
 holding the newest ``kept`` audit records as JSON (a merge joins the merged-away
-profile's list to the survivor's in ``decided_at`` order, and readers order by it too:
-:func:`newest_decisions`). Writes are batched like the
+profile's list to the survivor's in ``decided_at`` order, and readers order by it too,
+telling an event decided again after a hand-over once: :func:`newest_decisions`). Writes are batched like the
 read model's: the decision agent stages records and a background loop writes
 each batch in one pipeline (RPUSH the records, then LTRIM to the newest
 ``kept``), so a burst of decisions costs a round trip per batch, not per event.
@@ -194,7 +194,19 @@ def newest_decisions(client: redis.Redis, prefix: str, customer_key: str, limit:
         return []
     records = [json.loads(item) for item in client.lrange(decisions_key(prefix, customer_key), 0, -1)]
     records.sort(key=_decided_at)  # stable: list order breaks ties
-    return records[-limit:]
+    return once_per_event(records)[-limit:]
+
+
+def once_per_event(records: list[Any]) -> list[Any]:
+    """The last record of each event, in order; those without an event id all stay.
+
+    A worker that takes a customer over during a hand-over decides again the events whose
+    decisions the worker before it logged but had not yet committed. Both records tell of
+    the same event; the later is the one the customer's state carries on from."""
+    last: dict[str | None, int] = {
+        event_id: place for place, record in enumerate(records) if (event_id := _event_id(record))
+    }
+    return [record for place, record in enumerate(records) if last.get(_event_id(record), place) == place]
 
 
 def newest_by_decision(items: Sequence[T], kept: int) -> list[T]:
@@ -202,6 +214,11 @@ def newest_by_decision(items: Sequence[T], kept: int) -> list[T]:
     decided = [_decided_at(json.loads(item)) for item in items]
     order = sorted(range(len(items)), key=decided.__getitem__)  # stable: list order breaks ties
     return [items[i] for i in order][-kept:]
+
+
+def _event_id(record: Any) -> str | None:
+    value = record.get("event_id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _decided_at(record: Any) -> float:

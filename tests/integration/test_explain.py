@@ -162,6 +162,38 @@ def test_a_merged_profile_s_decisions_are_explained_in_the_order_they_were_decid
     assert [r["decided_at"] for r in json.loads(newest.stdout)] == [T0 + 1, T0 + 2, T0 + 3]
 
 
+def test_an_event_decided_again_after_a_hand_over_is_explained_once(prefix: str) -> None:
+    """The worker that takes a customer over decides again an event whose decision the one
+    before it logged but had not committed: explain tells it once, as the later decision,
+    the one the customer's state carries on from."""
+
+    def decided(event_id: str, at: float, action: str) -> dict[str, Any]:
+        return {
+            "event_ts": T0,
+            "decided_at": at,
+            "event_type": "search",
+            "channel": "web",
+            "event_id": event_id,
+            "sent": [{"action": action}],
+        }
+
+    write(
+        prefix,
+        [
+            ("c-again", decided("h-1", T0, "first")),
+            ("c-again", decided("h-2", T0 + 1, "next")),
+            ("c-again", decided("h-1", T0 + 2, "again")),
+        ],
+    )
+    result = explain(prefix, "c-again", "--json")
+
+    assert result.returncode == 0, result.stderr
+    assert [(r["event_id"], r["sent"]) for r in json.loads(result.stdout)] == [
+        ("h-2", [{"action": "next"}]),
+        ("h-1", [{"action": "again"}]),
+    ]
+
+
 def test_a_merge_keeps_the_newest_decisions_of_both_profiles_not_the_last_in_the_joined_list(
     prefix: str, client: redis.Redis
 ) -> None:
