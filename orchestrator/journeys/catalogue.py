@@ -168,12 +168,15 @@ class Catalogue:
     def active(self) -> list[Compiled]:
         """The newest version of each journey that is open for entry, in id order."""
         if self._active is None:
-            self._active = [
-                by_version[max(by_version)]
-                for jid, by_version in sorted(self.versions.items())
-                if by_version and jid not in self.retired and max(by_version) > max(self.unloadable.get(jid, {0: ""}))
-            ]
+            newest = {
+                jid: by_version[max(by_version)] for jid, by_version in sorted(self.versions.items()) if by_version
+            }
+            self._active = [journey for jid, journey in newest.items() if self._open(jid, journey.version)]
         return list(self._active)
+
+    def _open(self, journey_id: str, newest: int) -> bool:
+        """Not retired, and no newer version published that this worker cannot load."""
+        return journey_id not in self.retired and newest > max(self.unloadable.get(journey_id, ()), default=0)
 
     def triggered_by(self, event_type: str) -> tuple[Compiled, ...]:
         """The active journeys whose trigger takes ``event_type``, in id order: the only ones
