@@ -14,6 +14,7 @@ from schemas.events import CHANNEL_PATTERN
 
 INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
 ALL_CHANNELS = "*"
+PREFERENCES = "preferences"  # the event type that sets time zone, quiet hours and preferred channels
 MAX_PREFERRED = 10  # preferred channels kept
 _CHANNEL = re.compile(CHANNEL_PATTERN)
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
@@ -197,5 +198,5 @@ _HANDLERS = {
     "remove_from_cart": _remove_from_cart,
     "purchase": _purchase,
     "consent": _consent,
-    "preferences": _preferences,
+    PREFERENCES: _preferences,
 }

@@ -22,6 +22,7 @@ from typing import Any
 
 from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
+from orchestrator.core.fold import PREFERENCES
 from orchestrator.core.lifecycle import stage
 from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy, quiet_hours_end
@@ -79,7 +80,7 @@ class Engine:
         context = _Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
-        if event.type == "preferences":
+        if event.type == PREFERENCES:
             self.retime(state, now, run, until)
         if state.journey_log and event.type in self.catalogue.goal_types:
             self._credit_after_exit(state, event, context, run)
