@@ -309,8 +309,11 @@ async def _send_due_wakes(
     names: TopicNames,
 ) -> None:
     now = time.monotonic()
+    generation = rebalances(app)
     wall = await _inbound_clock(app, runtime, names, now) if settings.clock == "wall" else None
-    dbs = active_dbs(app, due)  # after the await: a rebalance may have run meanwhile
+    if not _unchanged(app, generation):
+        return  # the group changed while Redis answered: that clock says nothing of the partitions held now
+    dbs = active_dbs(app, due)
     for partition, db in dbs:
         cursor = due.cursor(partition)
         # the wall clock as the inbound partitions are read; event time: the watermark less the lateness
@@ -321,6 +324,8 @@ async def _send_due_wakes(
         wakes = [(key, InFlight()) for key in keys]
         cursor.inflight.update(wakes)  # before the first await: the next tick must not send them again
         for key, wake in wakes:
+            if not _unchanged(app, generation):
+                return  # what is left goes with the cursors; the partition's owner sends it by its own clock
             at, customer = parse_due_key(key)
             try:
                 wake.future = await customer_events.send(key=customer, value=_wake_event(customer, at, clock))
@@ -329,6 +334,14 @@ async def _send_due_wakes(
     total = due.counts.advance(dbs)
     if total is not None:
         metrics.TIMERS_PENDING.set(total)
+
+
+def _unchanged(app: faust.App, generation: int) -> bool:
+    """No rebalance began since ``generation`` was read, so a clock computed then still covers
+    the partitions this worker holds. Reading Redis and sending each wake await: a rebalance
+    may start meanwhile, and give this worker partitions whose backlog that clock never saw,
+    or take its own away with their wakes half sent."""
+    return rebalances(app) == generation and processing(app)
 
 
 async def _inbound_clock(app: faust.App, runtime: JourneyRuntime, names: TopicNames, now: float) -> float:
