@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio as aioredis
 
+from orchestrator.outage import Outage
+
 log = logging.getLogger(__name__)
 STALE_S = 3.0  # an entry not renewed for this long holds no one back
 FORGET_S = 600.0  # an entry this old is deleted
@@ -79,7 +81,10 @@ class GroupClock:
     worker: str
     stale_s: float = STALE_S
     _client: aioredis.Redis | None = field(default=None, repr=False)
-    _failing: bool = False
+    _outage: Outage = field(
+        default_factory=lambda: Outage("the group's inbound clock in Redis (this worker's own is used)", log),
+        repr=False,
+    )
 
     async def clock(self, local: float, wall: float) -> float:
         """Publish ``local``, this worker's inbound clock, and return the group's."""
@@ -93,13 +98,9 @@ class GroupClock:
             if gone:
                 await self._redis().hdel(key, *gone)
         except (redis.RedisError, OSError) as exc:
-            if not self._failing:
-                log.warning("the group's inbound clock is not reachable in Redis, using this worker's: %s", exc)
-            self._failing = True
+            self._outage.failed(exc)
             return local
-        if self._failing:
-            log.info("the group's inbound clock is reachable in Redis again")
-        self._failing = False
+        self._outage.succeeded()
         return clock
 
     async def close(self) -> None:
