@@ -148,6 +148,7 @@ def test_waits_fire_exactly_once_while_a_second_worker_takes_partitions_over_and
             entered |= enter(first, "post", 10, 0.3)  # waiting through the kill
             pre_due = max(t for c, t in entered.items() if c.startswith("pre")) + wait_s
             time.sleep(max(0.0, pre_due + 1.0 - time.time()))  # each worker fires its share of them
+            all_waiting(first, second, len(entered))  # a slow start of the second must not kill a view undecided
 
             first.stop(signal.SIGKILL)
             commands = settled_commands(second, len(entered), max(entered.values()) + wait_s)
@@ -155,6 +156,20 @@ def test_waits_fire_exactly_once_while_a_second_worker_takes_partitions_over_and
 
     assert_each_fired_once(commands, entered, wait_s, copies=False)
     assert 0 < emitted < len(entered), f"the second worker sent {emitted:.0f} of the commands: no hand-over"
+
+
+def all_waiting(first: WorkerProcess, second: WorkerProcess, count: int, timeout: float = 30) -> None:
+    """Wait until the two workers between them have entered ``count`` customers into the journey.
+
+    A view the first worker had not decided when killed is decided by the second after Kafka's
+    session timeout and its rebalance, and its wait starts then (the wall clock): it would be
+    due after the test stops reading (seen on a slow CI machine, where the second worker took
+    long enough to start that the kill came right after the last views were sent)."""
+    deadline = time.monotonic() + timeout
+    labels = {"journey": "nudge", "version": "1"}
+    while (seen := sum(w.metric("orchestrator_journey_entries_total", **labels) for w in (first, second))) < count:
+        assert time.monotonic() < deadline, f"{seen:.0f} of {count} customers entered the journey"
+        time.sleep(0.2)
 
 
 def test_a_worker_killed_right_after_a_wait_fired_still_sends_its_command(own_prefix: str, tmp_path: Path) -> None:
