@@ -38,6 +38,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.decisionlog import read_decisions
+from tests.integration.conftest import REDIS_URL
 from tests.integration.harness import WorkerProcess, event
 from tests.integration.test_journeys_stream import publish
 from tests.integration.test_rebalance_stream import missing, new_worker, wait_for_counts
@@ -81,6 +83,19 @@ def play(sender: WorkerProcess, plan: list[tuple[float, dict[str, Any]]], start:
     thread = threading.Thread(target=send, name="send", daemon=True)
     thread.start()
     return thread
+
+
+def trails(prefix: str, customers: list[str], start: float) -> str:
+    """What the decision log in Redis says of each customer (seconds since ``start``), for a failure."""
+    lines = []
+    for customer in customers:
+        lines.append(f"{customer}:")
+        for r in read_decisions(REDIS_URL, prefix, customer):
+            took = [f"{j['kind']} {j.get('reason', '')}".strip() for j in r.get("journeys", [])]
+            sent = [c.get("action") for c in r.get("sent", [])]
+            at, decided = r["event_ts"] - start, r["decided_at"] - start
+            lines.append(f"  {r['event_type']} at {at:.2f} decided at {decided:.2f}: sent {sent}, journeys {took}")
+    return "\n".join(lines)
 
 
 class Supervisor:
@@ -149,6 +164,8 @@ def test_waits_goals_and_counts_hold_while_the_group_keeps_changing(own_prefix: 
         restarts = f"restarted after a hung rebalance: {dict(workers.restarts)}"
 
     entered = {c: start + i * GAP_S for i, c in enumerate(sorted(sent)) if c in looked}
+    wrong = sorted({c["customer_id"] for c in commands} ^ set(entered))
+    assert not wrong, f"nudged and bought, or only looked and never nudged: {trails(own_prefix, wrong, start)}\n{logs}"
     assert_each_fired_once(commands, entered, WAIT_S)
     assert found == sent, missing(sent, found) + f"\n{restarts}\n{logs}"
     assert b"\norchestrator_timer_held_back_seconds 0.0\n" in metrics, "caught up, its timer's clock is the wall clock"
