@@ -322,8 +322,8 @@ def decide_step(
     raw, record = read if read is not None else _read(table, key)
     pending = record.state.next_wake() if isinstance(record, records.Profile) else None
     old_wake = new_wake = pending
-    if event.type == WAKE:
-        old_wake, new_wake = event.ts, None  # the key that sent this wake goes, even if it was stale
+    if event.type == WAKE:  # the key that sent this wake goes; a wait still pending keeps one
+        old_wake, new_wake = event.ts, pending  # (a wake sent by a clock behind its wait: another host's)
     effects = handle(key.decode(), record, event, now, ctx)
     if where is not None:
         outbox.keep(record, effects, where, time.time())
@@ -365,9 +365,13 @@ def _count(effects: Effects, event: Event) -> None:
 
 
 def _move_due(due: Any, key: bytes, old: float | None, new: float | None) -> None:
-    if old == new:
+    """Move the key's timer index entry from ``old`` to ``new``; by key, as two times within a
+    millisecond share one (a wake's time is its key's, the state's the exact one)."""
+    old_key = due_key(old, key) if old is not None else None
+    new_key = due_key(new, key) if new is not None else None
+    if old_key == new_key:
         return
-    if old is not None and due.get(due_key(old, key)) is not None:
-        del due[due_key(old, key)]
-    if new is not None:
-        due[due_key(new, key)] = b"1"
+    if old_key is not None and due.get(old_key) is not None:
+        del due[old_key]
+    if new_key is not None and due.get(new_key) is None:
+        due[new_key] = b"1"

@@ -64,10 +64,21 @@ RETRY_AFTER_S = 30.0  # a wake processed without taking its key along is sent ag
 RETRY_FAILED_SEND_S = 1.0  # a wake the producer could not send
 MAX_IN_FLIGHT = 10_000  # wakes in flight per partition: bounds a tick's work and memory when far behind
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
+KEY_PRECISION_S = 0.001  # a due key's time is its wait's, rounded to this
 
 
 def due_key(wake: float, customer: bytes) -> bytes:
     return f"{wake:017.3f}|".encode() + customer
+
+
+def due_limit(clock: float) -> bytes:
+    """The highest key due by ``clock``, so that every wait a key at or below it names is due.
+
+    A key holds its wait's due time rounded to the millisecond, up to half a millisecond
+    below it: a key in the same millisecond as ``clock`` may name a wait due just after it.
+    Its wake would find nothing due by the clock it carries, and be sent again only after
+    :data:`RETRY_AFTER_S`; so keys are taken only up to a millisecond before the clock."""
+    return f"{clock - KEY_PRECISION_S:017.3f}|".encode() + b"\xff"
 
 
 def parse_due_key(key: bytes) -> tuple[float, bytes]:
@@ -318,7 +329,7 @@ async def _send_due_wakes(
         cursor = due.cursor(partition)
         # the wall clock as the inbound partitions are read; event time: the watermark less the lateness
         clock = wall if wall is not None else runtime.watermarks.get(partition, 0.0) - settings.allowed_lateness_s
-        limit = f"{clock:017.3f}|".encode() + b"\xff"
+        limit = due_limit(clock)
         keys = cursor.settle(db, runtime.processed, now)
         keys += cursor.due(db, limit, MAX_IN_FLIGHT - len(cursor.inflight) - len(keys))
         wakes = [(key, InFlight()) for key in keys]

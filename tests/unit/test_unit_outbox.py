@@ -395,3 +395,22 @@ WIRE = {
     "issued_at": T0,
     "expires_at": T0 + 60,
 }
+
+
+def test_a_wake_sent_by_a_clock_just_behind_its_wait_leaves_the_wait_and_its_key_for_the_next() -> None:
+    """Keys hold due times to the millisecond: a wake by another host's clock, a moment behind
+    the wait, finds nothing due. The wait keeps its key (it used to lose it, and never fire)."""
+    table: dict[bytes, bytes] = {}
+    due = Due()
+    decide_step(table, due, KEY, viewed(at=0.0004), T0 + 0.0004, CTX, "p0@1")
+    [key] = list(due)
+    at = float(key.partition(b"|")[0])  # T0 + 3600.000, just before the wait
+
+    def woken(clock: float) -> Step:
+        event = Event(f"wake:{at:.3f}", WAKE, at, "c-1", "", T0 + 3601, properties={"clock": clock})
+        return decide_step(table, due, KEY, event, T0 + 3601, CTX, "p0@2")
+
+    early = woken(T0 + 3600.0002)
+    assert early.effects.counted == "stale_wake" and list(due) == [key]
+    assert [c["action"] for c in commands(woken(T0 + 3600.001))] == ["nudge"]
+    assert list(due) == []

@@ -17,7 +17,7 @@ import pytest
 from aiokafka import TopicPartition
 from stories import JOURNEYS_ONLY, T0
 
-from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key
+from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key, due_limit
 from agents.web import OFFSET_KEY, KeyCounts
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -349,3 +349,11 @@ def test_an_event_time_watermark_follows_the_latest_event_of_its_partition_and_n
     runtime.observe(1, T0 + 5)
 
     assert runtime.watermarks == {0: T0 + 60, 1: T0 + 5}
+
+
+def test_a_key_is_due_only_once_the_clock_is_past_the_wait_it_holds_to_the_millisecond() -> None:
+    wait = T0 + 5.0004  # its key says T0 + 5.000
+    assert due_key(wait, b"c-1") > due_limit(T0 + 5.0002)  # the same millisecond, before the wait
+    assert due_key(wait, b"c-1") > due_limit(wait)
+    assert due_key(wait, b"c-1") <= due_limit(T0 + 5.0015)
+    assert due_limit(float("-inf")) < due_key(T0, b"c-1")
