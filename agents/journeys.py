@@ -359,11 +359,11 @@ async def _inbound_clock(app: faust.App, runtime: JourneyRuntime, names: TopicNa
     """The wall clock, held back while this worker's ingest, or another's, still reads events from before it."""
     inbound = runtime.inbound
     inbound.follow(rebalances(app))
-    ends = {
-        (tp.topic, tp.partition): _end(app, tp) for tp in app.consumer.assignment() if names.is_events_topic(tp.topic)
-    }
+    inbound_tps = [tp for tp in app.consumer.assignment() if names.is_events_topic(tp.topic)]
+    ends = {(tp.topic, tp.partition): _end(app, tp) for tp in inbound_tps}
+    committed = {(tp.topic, tp.partition): _committed(app, tp) for tp in inbound_tps}
     wall = time.time()
-    clock = inbound.clock(wall, now, ends)
+    clock = inbound.clock(wall, now, ends, committed)
     if runtime.group is not None:
         clock = await runtime.group.clock(clock, wall)
     metrics.TIMER_HELD_BACK.set(wall - clock)
@@ -377,6 +377,17 @@ def _end(app: faust.App, tp: Any) -> int | None:
         return app.consumer.highwater(tp)
     except Exception:  # aiokafka asserts the partition is assigned
         return None
+
+
+def _committed(app: faust.App, tp: Any) -> int | None:
+    """The group's committed offset of the partition, as Faust learnt it when the partition
+    was assigned (and by its own commits since); None if unknown.
+
+    Faust keeps it in a private mapping: its public ``position()`` is a coroutine and runs
+    ahead of what was processed (it counts records fetched into its buffer)."""
+    offsets = getattr(app.consumer, "_committed_offset", None)
+    offset = offsets.get(tp) if offsets is not None else None
+    return offset if isinstance(offset, int) else None
 
 
 def _wake_event(customer: bytes, wake: float, clock: float) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 
 from stories import JOURNEYS_ONLY, T0, Customer
 
-from agents.inbound_clock import QUIET_S, InboundProgress
+from agents.inbound_clock import FIRST_RECORD_S, QUIET_S, InboundProgress
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.identity import records
@@ -57,15 +57,37 @@ def test_a_partition_new_to_the_worker_holds_every_wait_until_its_first_record_c
     assert progress.clock(WALL, 10.6, {WEB0: 500}) == T0 + 20
 
 
-def test_a_partition_nothing_comes_from_stops_holding_waits_back_after_a_while() -> None:
-    """An end the worker never reaches (a transaction marker, a paused or failing fetch),
-    or an empty partition new to the worker: late by at most QUIET_S, never stuck."""
+def test_a_partition_taken_over_holds_waits_while_its_first_fetch_is_slow() -> None:
+    """Seen on a loaded CI machine: the first records of a partition taken over from a dead
+    worker came more than QUIET_S after the rebalance, and a wait fired before the purchase."""
     progress = InboundProgress()
-    assert progress.clock(WALL, 10.0, {WEB1: 7}) == float("-inf")
+    committed = {WEB0: 300}  # what the worker before it had forwarded
+
+    assert progress.clock(WALL, 10.0, {WEB0: 500}, committed) == float("-inf")
+    assert progress.clock(WALL, 10.0 + 5 * QUIET_S, {WEB0: 500}, committed) == float("-inf")
+    progress.record(WEB0, 300, T0 + 60, now=10.0 + 5 * QUIET_S)
+    assert progress.clock(WALL, 10.1 + 5 * QUIET_S, {WEB0: 500}, committed) == T0 + 60
+
+
+def test_a_partition_new_to_the_worker_with_nothing_left_to_read_holds_nothing_back() -> None:
+    progress = InboundProgress()
+
+    assert progress.clock(WALL, 10.0, {WEB0: 500}, {WEB0: 500}) == WALL  # the worker before it read it all
+    assert progress.clock(WALL, 10.0, {WEB1: 0}, {WEB1: None}) == WALL  # empty, never committed
+    assert progress.clock(WALL, 10.0, {WEB1: None}, {WEB1: 500}) == float("-inf")  # its end is not known yet
+
+
+def test_a_partition_nothing_comes_from_stops_holding_waits_back_after_a_while() -> None:
+    """An end the worker never reaches (a transaction marker, a paused or failing fetch):
+    late by at most QUIET_S once records came, or FIRST_RECORD_S if none ever does; never stuck."""
+    progress = InboundProgress()
+    assert progress.clock(WALL, 10.0, {WEB1: 7}, {WEB1: 6}) == float("-inf")
     progress.record(WEB0, 8, T0 + 50, now=10.0)  # the last record; a marker follows it
 
     assert progress.clock(WALL, 10.0 + QUIET_S / 2, {WEB0: 10}) == T0 + 50
-    assert progress.clock(WALL, 10.1 + QUIET_S, {WEB0: 10, WEB1: 7}) == WALL
+    assert progress.clock(WALL, 10.1 + QUIET_S, {WEB0: 10}) == WALL
+    assert progress.clock(WALL, 10.1 + QUIET_S, {WEB0: 10, WEB1: 7}, {WEB1: 6}) == float("-inf")
+    assert progress.clock(WALL, 10.1 + FIRST_RECORD_S, {WEB0: 10, WEB1: 7}, {WEB1: 6}) == WALL
 
 
 def test_after_a_rebalance_what_was_read_before_says_nothing() -> None:
