@@ -37,7 +37,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +45,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.group_clock import GroupClock
+from agents.group_clock import HOLD_MARGIN_S, GroupClock
 from agents.inbound_clock import InboundProgress
 from agents.web import CountedTable, active_dbs, current_partition, processing, rebalances
 from orchestrator import metrics
@@ -119,7 +119,7 @@ def attach_journeys(
     engine = Engine(Catalogue(), settings.max_active_journeys, settings.default_timezone)
     for journey in _files(settings):
         engine.catalogue.add(journey)
-    runtime = JourneyRuntime(engine, inbound=inbound, group=_group_clock(settings))
+    runtime = JourneyRuntime(engine, inbound=inbound, group=_group_clock(settings, app.conf.broker_session_timeout))
     ensure_topics(settings.kafka_bootstrap, [names.journeys], 1, COMPACTED, settings.replication_factor)
     due = TimerIndex(
         app.Table("due", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
@@ -133,18 +133,33 @@ def attach_journeys(
 
     @app.timer(interval=settings.timer_interval_s)
     async def send_wakes() -> None:
-        if not processing(app):
-            return  # nothing is processed before recovery ends, and the inbound clock starts after it
+        if not processing(app):  # nothing is processed before recovery ends, and the inbound clock starts after it
+            if runtime.group is not None:
+                await runtime.group.paused(time.time(), rebalances(app))
+            return
         await _send_due_wakes(app, due, customer_events, runtime, settings, names)
+
+    if runtime.group is not None:
+        app.on_before_shutdown.connect(_leave_on_shutdown(runtime.group))
 
     return runtime, due
 
 
-def _group_clock(settings: Settings) -> GroupClock | None:
+def _group_clock(settings: Settings, session_timeout_s: float) -> GroupClock | None:
     if settings.clock != "wall" or not settings.shared_inbound_clock:
         return None
     worker = f"{socket.gethostname()}:{settings.web_port}"  # unique per worker, and the same after a restart
-    return GroupClock(settings.redis_url, settings.topic_prefix, worker)
+    hold_s = 2 * session_timeout_s + HOLD_MARGIN_S  # a dead worker's partitions get an owner within that
+    return GroupClock(settings.redis_url, settings.topic_prefix, worker, hold_s=hold_s)
+
+
+def _leave_on_shutdown(group: GroupClock) -> Callable[..., Awaitable[None]]:
+    """A handler for Faust's ``on_before_shutdown``, sent once the consumer has left the group."""
+
+    async def leave(sender: Any, **_: Any) -> None:
+        await group.leave()
+
+    return leave
 
 
 def _files(settings: Settings) -> list[Any]:
@@ -365,7 +380,7 @@ async def _inbound_clock(app: faust.App, runtime: JourneyRuntime, names: TopicNa
     wall = time.time()
     clock = inbound.clock(wall, now, ends, committed)
     if runtime.group is not None:
-        clock = await runtime.group.clock(clock, wall)
+        clock = await runtime.group.clock(clock, wall, rebalances(app))
     metrics.TIMER_HELD_BACK.set(wall - clock)
     return clock
 

@@ -8,6 +8,7 @@ it. Workers share their inbound clocks in Redis (agents.group_clock).
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from agents.group_clock import FORGET_S, STALE_S, GroupClock, clocks_key, entry
+from agents.group_clock import FORGET_S, PAUSE_HOLD_S, STALE_S, GroupClock, clocks_key, entry
 from tests.integration.conftest import REDIS_URL, running_worker
 from tests.integration.harness import WorkerProcess, event
 
@@ -46,8 +47,9 @@ def test_workers_see_each_other_s_clocks_and_forget_the_stale_and_the_gone(prefi
             seen = [await behind.clock(wall - 45, wall)]  # publishes: 45 s behind
             seen.append(await ahead.clock(wall, wall))  # held back by it
             seen.append(await behind.clock(wall - 40, wall))  # its own old entry holds nothing
-            seen.append(await ahead.clock(wall, wall + STALE_S + 1))  # behind's entry went stale
-            seen.append(await ahead.clock(wall, wall + FORGET_S + 1))  # and is deleted when long gone
+            seen.append(await ahead.clock(wall, wall + STALE_S + 1))  # behind's entry went stale: it holds
+            seen.append(await ahead.clock(wall, wall + STALE_S + 2, generation=1))  # until a rebalance since
+            seen.append(await ahead.clock(wall, wall + FORGET_S + 1, generation=1))  # and is deleted when long gone
             return seen
         finally:
             await ahead.close()
@@ -58,8 +60,46 @@ def test_workers_see_each_other_s_clocks_and_forget_the_stale_and_the_gone(prefi
     assert seen[0] == pytest.approx(wall_then - 45, abs=5)
     assert seen[1] == seen[0]
     assert seen[2] == pytest.approx(wall_then - 40, abs=5)
-    assert seen[3] > wall_then
+    assert seen[3] == seen[2]
+    assert seen[4] > wall_then
     assert client.hkeys(clocks_key(prefix + "clocks.")) == [b"ahead:1"]
+
+
+def test_a_worker_gone_silent_holds_the_group_until_it_rebalanced_and_one_leaving_holds_no_one(
+    prefix: str, client: redis.Redis
+) -> None:
+    async def scenario() -> list[float]:
+        key_prefix = prefix + "silence."
+        reader = GroupClock(REDIS_URL, key_prefix, "reader:1", hold_s=60)
+        dead = GroupClock(REDIS_URL, key_prefix, "dead:1")
+        leaving = GroupClock(REDIS_URL, key_prefix, "leaving:1")
+        paused = GroupClock(REDIS_URL, key_prefix, "paused:1")
+        wall = time.time()
+        try:
+            await dead.clock(wall, wall)  # caught up; then killed: it never publishes again
+            await leaving.clock(wall - 30, wall)  # behind, then stopped cleanly
+            await leaving.leave()
+            later = wall + STALE_S + 1
+            seen = [await reader.clock(later, later, generation=3)]  # held where dead stopped reading
+            seen.append(await reader.clock(later + 1, later + 1, generation=3))
+            seen.append(await reader.clock(later + 2, later + 2, generation=4))  # rebalanced without it
+            await paused.clock(later + 2, later + 2)
+            await paused.paused(later + 3, 1)  # a rebalance began: it reads nothing from now
+            seen.append(await reader.clock(later + 5, later + 5, generation=4))
+            await paused.paused(later + 4 + PAUSE_HOLD_S, 1)  # a recovery this long holds no more
+            seen.append(await reader.clock(later + 5 + PAUSE_HOLD_S, later + 5 + PAUSE_HOLD_S, generation=4))
+            return seen
+        finally:
+            for clock in (reader, dead, leaving, paused):
+                await clock.close()
+
+    wall_then = time.time()
+    seen = asyncio.run(scenario())
+    assert seen[0] == seen[1] == pytest.approx(wall_then, abs=5)
+    assert seen[2] == pytest.approx(wall_then + STALE_S + 3, abs=5)
+    assert seen[3] == pytest.approx(wall_then + STALE_S + 4, abs=5)
+    assert seen[4] == pytest.approx(wall_then + STALE_S + 6 + PAUSE_HOLD_S, abs=5)
+    assert b"leaving:1" not in client.hkeys(clocks_key(prefix + "silence."))
 
 
 def test_without_redis_a_worker_keeps_its_own_clock() -> None:
@@ -121,3 +161,15 @@ def test_a_wait_does_not_fire_while_another_worker_reads_a_backlog(
     assert [c["action"] for c in w.commands(1, customer="gina", timeout=30)] == ["nudge"]
     assert w.metric("orchestrator_timer_held_back_seconds") < 100
     assert [c["action"] for c in w.commands(2, customer="gina", timeout=3)] == ["nudge"]  # once
+
+
+def test_a_worker_that_stops_cleanly_deletes_its_clock(prefix: str, tmp_path: Path, client: redis.Redis) -> None:
+    key = clocks_key(prefix)
+    with running_worker(prefix, tmp_path / "worker", ORCH_RULES="", ORCH_TIMER_INTERVAL_S="0.1") as w:
+        mine = f"{socket.gethostname()}:{w.web_port}".encode()  # how a worker names itself
+        deadline = time.monotonic() + 30
+        while not client.hexists(key, mine):
+            assert time.monotonic() < deadline, "the worker never published its clock"
+            time.sleep(0.2)
+        assert w.stop() == 0
+    assert not client.hexists(key, mine), "a worker stopped cleanly still holds the group's clock"
