@@ -64,11 +64,16 @@ RETRY_AFTER_S = 30.0  # a wake processed without taking its key along is sent ag
 RETRY_FAILED_SEND_S = 1.0  # a wake the producer could not send
 MAX_IN_FLIGHT = 10_000  # wakes in flight per partition: bounds a tick's work and memory when far behind
 PENDING, PROCESSED, FAILED = "pending", "processed", "failed"
-KEY_PRECISION_S = 0.001  # a due key's time is its wait's, rounded to this
+KEY_PRECISION_S = 0.001  # a due key's time is its wait's, rounded to this (``_key_time``'s three decimals)
+
+
+def _key_time(at: float) -> bytes:
+    """A time as due keys hold it: fixed width, so keys sort by time; see :data:`KEY_PRECISION_S`."""
+    return f"{at:017.3f}|".encode()
 
 
 def due_key(wake: float, customer: bytes) -> bytes:
-    return f"{wake:017.3f}|".encode() + customer
+    return _key_time(wake) + customer
 
 
 def due_limit(clock: float) -> bytes:
@@ -78,7 +83,7 @@ def due_limit(clock: float) -> bytes:
     below it: a key in the same millisecond as ``clock`` may name a wait due just after it.
     Its wake would find nothing due by the clock it carries, and be sent again only after
     :data:`RETRY_AFTER_S`; so keys are taken only up to a millisecond before the clock."""
-    return f"{clock - KEY_PRECISION_S:017.3f}|".encode() + b"\xff"
+    return _key_time(clock - KEY_PRECISION_S) + b"\xff"
 
 
 def parse_due_key(key: bytes) -> tuple[float, bytes]:
