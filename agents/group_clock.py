@@ -63,6 +63,12 @@ FORGET_S = 600.0  # an entry this old is deleted
 TIMEOUT_S = 0.5  # a tick does not wait longer for Redis than this
 
 
+def hold_for(session_timeout_s: float) -> float:
+    """How long a silent worker's entry holds at most: its partitions get an owner within
+    the session timeout, and the rebalance that gives them one may take as long again."""
+    return 2 * session_timeout_s + HOLD_MARGIN_S
+
+
 def clocks_key(prefix: str) -> str:
     return f"{prefix}inbound-clocks"
 
@@ -151,7 +157,7 @@ class GroupClock:
     prefix: str
     worker: str
     stale_s: float = STALE_S
-    hold_s: float = 2 * 60.0 + HOLD_MARGIN_S  # twice Faust's default session timeout, and the margin
+    hold_s: float = hold_for(60.0)  # Faust's default session timeout
     _rebalance: RebalanceStart = field(default_factory=RebalanceStart, repr=False)
     _holding_for: set[bytes] = field(default_factory=set, repr=False)  # silent workers last tick, to log changes
     _last: float = field(default=math.inf, repr=False)  # the clock it last published

@@ -45,7 +45,7 @@ import faust
 import msgpack
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agents.group_clock import HOLD_MARGIN_S, GroupClock
+from agents.group_clock import GroupClock, hold_for
 from agents.inbound_clock import InboundProgress
 from agents.web import CountedTable, active_dbs, current_partition, processing, rebalances
 from orchestrator import metrics
@@ -154,8 +154,7 @@ def _group_clock(settings: Settings, session_timeout_s: float) -> GroupClock | N
     if settings.clock != "wall" or not settings.shared_inbound_clock:
         return None
     worker = f"{socket.gethostname()}:{settings.web_port}"  # unique per worker, and the same after a restart
-    hold_s = 2 * session_timeout_s + HOLD_MARGIN_S  # a dead worker's partitions get an owner within that
-    return GroupClock(settings.redis_url, settings.topic_prefix, worker, hold_s=hold_s)
+    return GroupClock(settings.redis_url, settings.topic_prefix, worker, hold_s=hold_for(session_timeout_s))
 
 
 def _leave_on_shutdown(group: GroupClock) -> Callable[..., Awaitable[None]]:
