@@ -38,6 +38,7 @@ MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends an
 TRIGGER_PROPERTIES_MAX = 20
 AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conversion window after leaving
 MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (``otherwise: exit``)
+UNSEEN = "unseen_since"  # in an instance: the first event a worker that could not load its version did not look at
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class Engine:
     def _react(self, state: CustomerState, jid: str, event: Event, context: _Context, run: JourneyRun) -> None:
         journey = self._journey_of(state, jid, run)
         if journey is None:
+            if jid in state.journeys:  # held: a worker that can load the version looks at it later
+                _unseen_since(state.journeys[jid], event.ts)
             return
         definition = journey.definition
         context.trigger = state.journeys[jid]["trigger"]
@@ -172,14 +175,25 @@ class Engine:
     def _end_elsewhere(self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun) -> None:
         instance = state.journeys[jid]
         journey = self._journey_of(state, jid, run)
+        events = _recent_events(summaries, state.key, instance["entered"], None)
         if journey is None:
+            if jid in state.journeys and events:  # held: as for an event it did not look at
+                _unseen_since(instance, events[0].ts)
             return
-        for event in _recent_events(summaries, state.key, instance["entered"], None):
+        self._end_on(state, journey, instance, events, run)
+
+    def _end_on(
+        self, state: CustomerState, journey: Compiled, instance: dict[str, Any], events: list[Event], run: JourneyRun
+    ) -> bool:
+        """End ``journey`` at the first of ``events`` (oldest first, as a state's recent list
+        keeps them) that is its goal (converted) or one of its exits; whether one was."""
+        for event in events:
             context = _Context(state, event, event.ts, trigger=instance["trigger"])
             reason = self._ending(journey, event, context)
             if reason is not None:
                 self._end(state, journey, reason, event.ts, run, converted=reason == "goal")
-                return
+                return True
+        return False
 
     def _credit_elsewhere(
         self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun
@@ -492,13 +506,35 @@ class Engine:
 
     def _journey_of(self, state: CustomerState, jid: str, run: JourneyRun) -> Compiled | None:
         """The version this customer entered; if it is gone, the journey ends for them. If this
-        worker cannot load it, they stay as they are (see :meth:`Catalogue.held`)."""
+        worker cannot load it, they stay as they are (see :meth:`Catalogue.held`), and the
+        first worker that can looks for the goals and exits they reached meanwhile, before
+        anything else: None too if one of those ended the journey."""
         instance = state.journeys[jid]
         journey = self.catalogue.get(jid, instance["v"])
-        if journey is None and not self.catalogue.held(jid, instance["v"]):
-            state.journeys.pop(jid, None)
-            run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
+        if journey is None:
+            if not self.catalogue.held(jid, instance["v"]):
+                state.journeys.pop(jid, None)
+                run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
+            return None
+        if UNSEEN in instance and self._ended_while_held(state, journey, instance, run):
+            return None
         return journey
+
+    def _ended_while_held(
+        self, state: CustomerState, journey: Compiled, instance: dict[str, Any], run: JourneyRun
+    ) -> bool:
+        """A goal or an exit that came while no worker could load the customer's version ends
+        the journey now, at its own time, as far as the customer's recent events reach back
+        (``ORCH_RECENT_EVENTS``): a wait that fell due meanwhile does not fire after a goal.
+        Recent events keep only a product or a query of their properties, so a condition
+        that reads others cannot hold on them (as at a merge: :meth:`end_on_events_elsewhere`)."""
+        since = float(instance.pop(UNSEEN))
+        return self._end_on(state, journey, instance, _recent_events(state.recent, state.key, since, None), run)
+
+
+def _unseen_since(instance: dict[str, Any], ts: float) -> None:
+    """Remember the earliest event a worker that cannot load the instance's version let by."""
+    instance[UNSEEN] = min(float(instance.get(UNSEEN, ts)), ts)
 
 
 def _leave(

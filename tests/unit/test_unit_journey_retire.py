@@ -20,7 +20,7 @@ from orchestrator.cli.journeys import _version_number, _versions_on_topic, marke
 from orchestrator.core.decide import Decision
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import BadRecord, Catalogue, parse_key, record_key
-from orchestrator.journeys.engine import Engine, Outcome
+from orchestrator.journeys.engine import UNSEEN, Engine, JourneyRun, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text
 
 DAY = 86400.0
@@ -296,12 +296,74 @@ def test_customers_on_a_version_this_worker_cannot_load_wait_untouched_for_a_wor
     customer.engine = older
     for decision in (customer.wakes(DAY), customer.does("purchase", at=DAY + 60), customer.wakes(DAY + 120)):
         assert (decision.commands, decision.outcomes) == ([], [])
-    assert customer.state is not None and customer.state.journeys == {"j": waiting}
+    assert customer.state is not None and customer.state.journeys == {"j": waiting | {UNSEEN: stories.T0 + DAY + 60}}
     assert stories.Customer(older, customer_id="new").does("signup", at=60).outcomes == []
 
     customer.engine = newer
     decision = customer.wakes(DAY + 180)
     assert [(c.action, c.issued_at) for c in decision.commands] == [("hello_v2", stories.T0 + DAY)]
+
+
+def entered_on_v2_with_a_goal() -> tuple[Engine, Engine, stories.Customer]:
+    """Engines of a release that can load v2 and of one that cannot, and a customer inside v2."""
+    newer = Engine(applied(record("j:1", with_goal(text(1))), record("j:2", with_goal(text(2)))))
+    older = Engine(applied(record("j:1", with_goal(text(1))), record("j:2", with_goal(future(2)))))
+    customer = stories.Customer(newer, customer_id="on_v2")
+    customer.does("signup")
+    return newer, older, customer
+
+
+def with_goal(yaml: str) -> str:
+    return yaml.replace(
+        "trigger: {event: signup}\n",
+        "trigger: {event: signup}\ngoal: {event: purchase}\nexit_on: [{event: unsubscribe}]\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("ending", "outcomes"),
+    [("purchase", [("convert", ""), ("exit", "goal")]), ("unsubscribe", [("exit", "exit_on:unsubscribe")])],
+)
+def test_a_goal_or_exit_a_worker_could_not_see_ends_the_journey_on_the_first_worker_that_can(
+    ending: str, outcomes: list[tuple[str, str]]
+) -> None:
+    """Not a late nudge after the purchase: the goal that came while old workers had the
+    customer is found in their recent events before the wait that fell due fires."""
+    newer, older, customer = entered_on_v2_with_a_goal()
+    customer.engine = older
+    customer.does("page_view", at=3600)
+    assert customer.does(ending, at=7200).outcomes == []
+
+    customer.engine = newer
+    decision = customer.wakes(DAY + 60)
+
+    assert decision.commands == []
+    assert [(o.kind, o.reason) for o in decision.outcomes] == outcomes
+    assert customer.state is not None and customer.state.journeys == {}
+    assert customer.state.journey_log["j"]["last_exit"] == stories.T0 + 7200
+
+
+def test_a_goal_merged_in_where_the_version_could_not_be_loaded_is_looked_at_later() -> None:
+    newer, older, customer = entered_on_v2_with_a_goal()
+    assert customer.state is not None
+    bought = {"event_id": "other-1", "type": "purchase", "channel": "store", "ts": stories.T0 + 7200}
+    customer.state.recent.append(bought)  # as merge_states joins the recent lists
+
+    older.end_on_events_elsewhere(customer.state, {"j": [bought]}, JourneyRun())
+    assert customer.state.journeys["j"][UNSEEN] == stories.T0 + 7200
+
+    customer.engine = newer
+    assert [(o.kind, o.reason) for o in customer.wakes(DAY).outcomes] == [("convert", ""), ("exit", "goal")]
+
+
+def test_events_a_worker_could_not_see_that_end_nothing_leave_the_journey_going() -> None:
+    newer, older, customer = entered_on_v2_with_a_goal()
+    customer.engine = older
+    customer.does("page_view", at=3600)
+
+    customer.engine = newer
+    assert actions(customer.wakes(DAY + 60)) == ["hello_v2"]
+    assert customer.does("purchase", at=DAY + 120).outcomes == []  # the journey is over: it sent its action
 
 
 def test_removing_a_version_no_worker_could_load_lets_its_customers_leave_and_newcomers_enter_the_one_left() -> None:
