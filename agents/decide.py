@@ -63,6 +63,7 @@ def attach_decide(
         app.Table("customers", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
         app,
         counts=lambda value: not value.startswith(records.MARK),  # not a pointer or a suppression
+        tallies=[records.journey_places],  # orchestrator_journey_customers
     )
     ctx = Context(settings.policy(), runtime.engine, hasher=settings.hasher())
     readmodel = ReadModelWriter(
@@ -356,6 +357,7 @@ def _count(effects: Effects, event: Event) -> None:
         metrics.IDENTITY_EVENTS.labels(effects.counted).inc()
     if effects.audit is not None:
         metrics.ERASURES.inc()
+    metrics.count_outcomes(effects.left)
     decision = effects.decision
     if decision is None or decision.duplicate:
         return

@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.group_clock import GroupClock, hold_for
 from agents.inbound_clock import InboundProgress
-from agents.web import CountedTable, active_dbs, current_partition, processing, rebalances
+from agents.web import KEYS, CountedTable, active_dbs, current_partition, processing, rebalances
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -363,7 +363,7 @@ async def _send_due_wakes(
                 log.exception("cannot send a wake for partition %d", partition)
     total = due.counts.advance(dbs)
     if total is not None:
-        metrics.TIMERS_PENDING.set(total)
+        metrics.TIMERS_PENDING.set(total[KEYS])
 
 
 def _unchanged(app: faust.App, generation: int) -> bool:

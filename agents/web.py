@@ -1,10 +1,12 @@
 """The worker's web port: ``/metrics`` for Prometheus, ``/ready`` for probes; exact key counts.
 
-The ``orchestrator_customers`` and ``orchestrator_timers_pending`` gauges are exact counts,
-not RocksDB's ``estimate-num-keys`` (which counts every put still in a memtable, Faust's
-offset key included, so it read about twice the truth). A :class:`CountedTable` wraps a
-table and keeps a count per partition: each write through it adds its difference, and
-after a start or a rebalance each active partition is counted once, in chunks between
+The ``orchestrator_customers``, ``orchestrator_timers_pending`` and
+``orchestrator_journey_customers`` gauges are exact counts, not RocksDB's
+``estimate-num-keys`` (which counts every put still in a memtable, Faust's offset key
+included, so it read about twice the truth). A :class:`CountedTable` wraps a table and
+keeps tallies per partition (:class:`KeyCounts`: how many keys, or what their values hold,
+such as the journey steps customers are at): each write through it adds its difference,
+and after a start or a rebalance each active partition is counted once, in chunks between
 other work (:meth:`KeyCounts.advance`), because recovery writes to RocksDB directly.
 Writes that arrive while a partition is being counted are exact too: a write to a key the
 count has already passed adds its difference; one ahead of it is seen when the count
@@ -14,8 +16,9 @@ gets there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -25,7 +28,10 @@ from orchestrator import metrics
 log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\0offset__"  # Faust's own key in every partition's RocksDB
 COUNT_CHUNK = 20_000  # keys counted per partition and step: a few milliseconds
+DECODE_CHUNK = 1_000  # keys per partition and step when each value is decoded (~12 us each)
 COUNT_INTERVAL_S = 1.0
+KEYS = "keys"  # what a plain count tallies: one per key that counts
+Tally = Callable[[bytes], Mapping[Any, int]]
 
 
 def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
@@ -46,9 +52,13 @@ def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
     async def count_customers() -> None:
         if app.rebalancing:
             return
-        total = table.counts.advance(active_dbs(app, table))
+        dbs = active_dbs(app, table)
+        total = table.counts.advance(dbs)
         if total is not None:
-            metrics.CUSTOMERS.set(total)
+            metrics.CUSTOMERS.set(total[KEYS])
+        for tallies in table.tallies:
+            if (places := tallies.advance(dbs, DECODE_CHUNK)) is not None:
+                metrics.set_journey_customers(places)
 
 
 def processing(app: faust.App) -> bool:
@@ -83,37 +93,54 @@ def current_partition() -> int | None:
 
 @dataclass
 class PartitionCount:
-    count: int = 0
+    count: Counter[Hashable] = field(default_factory=Counter)
     passed: bytes | None = None  # counted every key up to this one; None: not started
     done: bool = False
 
-    def change(self, key: bytes, delta: int) -> None:
+    def change(self, key: bytes, delta: Mapping[Hashable, int]) -> None:
         if self.done or (self.passed is not None and key <= self.passed):
-            self.count += delta
+            self.count.update(delta)
 
 
 class KeyCounts:
-    """Exact number of keys (that ``counts`` accepts the value of) per active partition."""
+    """Exact tallies per active partition: of the keys (that ``counts`` accepts the value of),
+    under :data:`KEYS`, or, with ``tally``, of what each value holds (a profile's journey steps)."""
 
-    def __init__(self, app: Any, counts: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(self, app: Any, counts: Callable[[bytes], bool] | None = None, tally: Tally | None = None) -> None:
         self.app = app
-        self.counts = counts  # None: every key counts, and values are not even read
+        self.counts = counts  # None (and no tally): every key counts, and values are not even read
+        self.tally = tally
         self.parts: dict[int, PartitionCount] = {}
         self.generation = rebalances(app)
 
-    def changed(self, partition: int | None, key: bytes, delta: int) -> None:
-        """A write through the table: ``delta`` is the change in counted keys it made."""
-        if delta == 0 or partition is None or rebalances(self.app) != self.generation:
+    @property
+    def reads_values(self) -> bool:
+        return self.counts is not None or self.tally is not None
+
+    def changed(self, partition: int | None, key: bytes, delta: Mapping[Hashable, int]) -> None:
+        """A write through the table: ``delta`` is the change in the tallies it made."""
+        if not delta or partition is None or rebalances(self.app) != self.generation:
             return  # a partition not counted yet (or any, after a rebalance) is counted from RocksDB
         part = self.parts.get(partition)
         if part is not None:
             part.change(key, delta)
 
-    def counted(self, value: bytes | None) -> int:
-        return 0 if value is None else int(self.counts is None or self.counts(value))
+    def counted(self, value: bytes | None) -> Mapping[Hashable, int]:
+        """What one value adds to the tallies."""
+        if value is None:
+            return _NOTHING
+        if self.tally is not None:
+            return self.tally(value)
+        return _ONE if self.counts is None or self.counts(value) else _NOTHING
 
-    def advance(self, dbs: list[tuple[int, Any]], chunk: int = COUNT_CHUNK) -> int | None:
-        """Count a little more; the total over ``dbs`` once every one is counted, else None."""
+    def difference(self, old: bytes | None, new: bytes | None) -> Counter[Hashable]:
+        """What replacing ``old`` by ``new`` changes in the tallies (None: no value)."""
+        delta = Counter(self.counted(new))
+        delta.subtract(self.counted(old))
+        return Counter({label: n for label, n in delta.items() if n})
+
+    def advance(self, dbs: list[tuple[int, Any]], chunk: int = COUNT_CHUNK) -> Counter[Hashable] | None:
+        """Count a little more; the tallies over ``dbs`` once every one is counted, else None."""
         generation = rebalances(self.app)
         if generation != self.generation:  # a rebalance: recovery wrote behind our back
             self.parts.clear()
@@ -127,38 +154,55 @@ class KeyCounts:
             if not part.done:
                 self._count_some(part, db, chunk)
                 complete = complete and part.done
-        return sum(self.parts[p].count for p in active) if complete else None
+        if not complete:
+            return None
+        total: Counter[Hashable] = Counter()
+        for p in active:
+            total.update(self.parts[p].count)
+        return Counter({label: n for label, n in total.items() if n})
 
     def _count_some(self, part: PartitionCount, db: Any, chunk: int) -> None:
         start = b"" if part.passed is None else part.passed + b"\0"
-        for seen, (key, value) in enumerate(self._entries(db, start), 1):
-            part.passed = key
-            if key != OFFSET_KEY:
-                part.count += 1 if self.counts is None else self.counted(value)
-            if seen >= chunk:
-                return
-        part.done = True
+        keys = 0  # a plain count adds up here: a Counter update per key costs a microsecond
+        try:
+            for seen, (key, value) in enumerate(self._entries(db, start), 1):
+                part.passed = key
+                if key == OFFSET_KEY:
+                    pass
+                elif self.tally is not None:
+                    part.count.update(self.counted(value))
+                elif value is None or self.counts is None or self.counts(value):
+                    keys += 1
+                if seen >= chunk:
+                    return
+            part.done = True
+        finally:
+            if keys:
+                part.count[KEYS] += keys
 
     def _entries(self, db: Any, start: bytes) -> Iterator[tuple[bytes, bytes | None]]:
-        if self.counts is None:
+        if not self.reads_values:
             return ((key, None) for key in db.keys(from_key=start))
         return iter(db.items(from_key=start))
-
-    def total(self) -> int | None:
-        if rebalances(self.app) != self.generation or not all(p.done for p in self.parts.values()):
-            return None
-        return sum(p.count for p in self.parts.values())
 
 
 class CountedTable:
     """A Faust table whose writes keep :class:`KeyCounts` exact; reads go straight through.
 
-    The decide agent writes through this; Faust's own recovery writes to RocksDB directly,
-    which is why a rebalance starts the count of each partition again."""
+    ``counts`` tallies the keys (``orchestrator_customers``); each of ``tallies``, what
+    their values hold. The decide agent writes through this; Faust's own recovery writes to
+    RocksDB directly, which is why a rebalance starts the count of each partition again."""
 
-    def __init__(self, table: Any, app: Any, counts: Callable[[bytes], bool] | None = None) -> None:
+    def __init__(
+        self,
+        table: Any,
+        app: Any,
+        counts: Callable[[bytes], bool] | None = None,
+        tallies: Sequence[Tally] = (),
+    ) -> None:
         self.table = table
         self.counts = KeyCounts(app, counts)
+        self.tallies = [KeyCounts(app, tally=tally) for tally in tallies]
 
     def get(self, key: bytes, default: Any = None) -> Any:
         return self.table.get(key, default)
@@ -166,12 +210,21 @@ class CountedTable:
     def __setitem__(self, key: bytes, value: bytes) -> None:
         old = self.table.get(key)
         self.table[key] = value
-        self.counts.changed(current_partition(), key, self.counts.counted(value) - self.counts.counted(old))
+        self._changed(key, old, value)
 
     def __delitem__(self, key: bytes) -> None:
         old = self.table.get(key)
         del self.table[key]
-        self.counts.changed(current_partition(), key, -self.counts.counted(old))
+        self._changed(key, old, None)
+
+    def _changed(self, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        partition = current_partition()
+        for counts in (self.counts, *self.tallies):
+            counts.changed(partition, key, counts.difference(old, new))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.table, name)
+
+
+_ONE: Mapping[Hashable, int] = {KEYS: 1}
+_NOTHING: Mapping[Hashable, int] = {}

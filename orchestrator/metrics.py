@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -91,6 +92,12 @@ TIMERS_PENDING = Gauge(
     "orchestrator_timers_pending",
     "Customers with a pending wait in this worker's partitions (exact; counted again after a rebalance).",
 )
+JOURNEY_CUSTOMERS = Gauge(
+    "orchestrator_journey_customers",
+    "Customers inside each journey version now, by the step they are at, in this worker's partitions "
+    "(exact; counted again after a rebalance).",
+    ["journey", "version", "step"],
+)
 TIMER_LATENESS = Histogram(
     "orchestrator_timer_lateness_seconds",
     "How late waits fired, wall clock from the due time to the firing; one observation per firing "
@@ -160,6 +167,21 @@ def count_outcomes(outcomes: list[Any]) -> None:
             JOURNEY_BLOCKED.labels(o.journey).inc()
         elif o.kind == "delay":
             JOURNEY_DELAYED.labels(o.journey, version).inc()
+
+
+_journey_places: set[tuple[str, str, str]] = set()
+
+
+def set_journey_customers(places: Mapping[Any, int]) -> None:
+    """The journey gauge from a full count: ``{(journey, version, step): customers}``. A step
+    nobody is at any more loses its series, so removed versions leave nothing behind."""
+    current = {place for place, n in places.items() if n > 0}
+    for place in _journey_places - current:
+        JOURNEY_CUSTOMERS.remove(*place)
+    for place in current:
+        JOURNEY_CUSTOMERS.labels(*place).set(places[place])
+    _journey_places.clear()
+    _journey_places.update(current)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -22,7 +22,7 @@ from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity.graph import Context, Effects, handle
 from orchestrator.identity.records import Erased, Missing, Profile, Record, erased_key
-from orchestrator.journeys.engine import AFTER_EXIT, Engine
+from orchestrator.journeys.engine import AFTER_EXIT, Engine, Outcome
 
 
 @dataclass
@@ -40,9 +40,17 @@ class Summary:
     variants: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (journey, arm, assigned|converted)
     converted_after_exit: Counter[str] = field(default_factory=Counter)  # of conversions: within the window after
     delayed: Counter[str] = field(default_factory=Counter)  # actions delayed to the end of quiet hours
+    inside: Counter[str] = field(default_factory=Counter)  # "journey:vN:step": still there at the end
 
     def count(self, decision: Decision) -> None:
-        for outcome in decision.outcomes:
+        self.count_outcomes(decision.outcomes)
+        for command in decision.commands:
+            self.commands[command.action] += 1
+        for held in decision.held:
+            self.held[held.reason] += 1
+
+    def count_outcomes(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
             if outcome.kind == "enter":
                 self.entries[outcome.journey] += 1
             elif outcome.kind == "exit":
@@ -61,10 +69,6 @@ class Summary:
                 self.condition_errors[outcome.journey] += 1
             elif outcome.kind == "delay":
                 self.delayed[outcome.journey] += 1
-        for command in decision.commands:
-            self.commands[command.action] += 1
-        for held in decision.held:
-            self.held[held.reason] += 1
 
     def add(self, other: Summary) -> None:
         """Count ``other`` in too: the summaries of replays of disjoint customers add up."""
@@ -81,6 +85,7 @@ class Summary:
         self.variants.update(other.variants)
         self.converted_after_exit.update(other.converted_after_exit)
         self.delayed.update(other.delayed)
+        self.inside.update(other.inside)
 
     def _variants(self) -> dict[str, dict[str, int]]:
         """``{"journey:arm": {"assigned": n, "converted": m}}``, the figures of an A/B test."""
@@ -103,6 +108,7 @@ class Summary:
             "blocked": dict(self.blocked),
             "condition_errors": dict(self.condition_errors),
             "delayed": dict(self.delayed),
+            "inside": dict(sorted(self.inside.items())),
             "variants": self._variants(),
         }
 
@@ -145,7 +151,11 @@ class Replay:
                 progress()
         if until is not None or last is not None:
             yield from self._fire(until if until is not None else last or 0.0)
-        self.summary.customers = sum(isinstance(r, Profile) for r in self.records.values())
+        profiles = [r.state for r in self.records.values() if isinstance(r, Profile)]
+        self.summary.customers = len(profiles)
+        self.summary.inside = Counter(
+            f"{jid}:v{inst['v']}:{inst['step']}" for state in profiles for jid, inst in state.journeys.items()
+        )
 
     def state(self, key: str) -> CustomerState | None:
         record = self.records.get(key)
@@ -160,6 +170,7 @@ class Replay:
             current = queue.popleft()
             effects = self._handle(current, now)
             queue.extend(effects.sends)
+            self.summary.count_outcomes(effects.left)
             decision = effects.decision
             if decision is None:
                 continue

@@ -141,6 +141,7 @@ def _print_summary(summary: dict, elapsed: float) -> None:
         ("held back", "held"),
         ("actions delayed to the end of quiet hours", "delayed"),
         ("exits", "exits"),
+        ("still inside at the end (journey:version:step)", "inside"),
         ("entries refused (ORCH_MAX_ACTIVE_JOURNEYS)", "blocked"),
         ("condition errors (counted false; templates skip their action)", "condition_errors"),
     ):

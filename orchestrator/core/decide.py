@@ -10,6 +10,7 @@ streaming agents and offline replay share it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ from orchestrator.core.policy import (
 )
 from orchestrator.core.rules import Held, post_purchase, remarketing, stop_after_merge, stop_chasing
 from orchestrator.core.state import CustomerState, remember
-from orchestrator.journeys.engine import Engine, JourneyRun, Outcome
+from orchestrator.journeys.engine import MERGED_AWAY, Engine, JourneyRun, Outcome
 
 WAKE = "__wake__"  # internal event type: "a wait may be due"; channels cannot send it
 DEFAULT_POLICY = Policy()
@@ -107,14 +108,19 @@ def decide_merged(
     policy: Policy = DEFAULT_POLICY,
     engine: Engine | None = None,
     elsewhere: dict[str, list[dict[str, Any]]] | None = None,
+    doubled: Mapping[str, dict[str, Any]] | None = None,
 ) -> Decision | None:
     """What a merge of two profiles into ``state`` (in place) calls for at once: ending the
     journeys one of them runs on a goal or an exit the other saw (``elsewhere``: see
     :meth:`Engine.end_on_events_elsewhere`), and stopping the ads one of them runs for what
     the other bought or was refused (:func:`stop_after_merge`). The waits that hang on the
     customer's clock follow the merged time zone and quiet hours (:meth:`Engine.retime`).
-    None when it calls for nothing, as most merges do."""
+    ``doubled``: the instances of the profile merged in that the survivor's own replace (both
+    were in the journey), each counted as an exit, reason ``merged``, so that entries less
+    exits is who is inside. None when it calls for nothing, as most merges do."""
     run = JourneyRun(policy=policy)
+    for jid, instance in (doubled or {}).items():
+        run.outcomes.append(Outcome("exit", jid, instance["v"], MERGED_AWAY, variant=instance.get("variant") or ""))
     if engine is not None:
         if elsewhere:
             engine.end_on_events_elsewhere(state, elsewhere, run)

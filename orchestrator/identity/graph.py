@@ -38,7 +38,7 @@ from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
 from orchestrator.identity.records import Erased, Forward, Missing, Profile, Record, Suppressed
 from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, profile_key_for, tokens_of
-from orchestrator.journeys.engine import Engine
+from orchestrator.journeys.engine import ERASED_OUT, Engine, Outcome
 
 LINK = "__link__"
 MERGE_IN = "__merge_in__"
@@ -64,6 +64,7 @@ class Effects:
     audit: dict[str, Any] | None = None
     erased_at: float | None = None  # the key was erased: remember when (records.erased_key)
     counted: str | None = None  # what happened, for metrics: forwarded, merged, linked, dropped_*, ...
+    left: list[Outcome] = field(default_factory=list)  # journeys an erased profile was in: exits, no decision
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
     repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
-    decision = decide_merged(merged, event, now, policy, ctx.engine, _events_elsewhere(winner, loser, merged))
+    doubled = {jid: instance for jid, instance in loser.journeys.items() if jid in winner.journeys}
+    decision = decide_merged(merged, event, now, policy, ctx.engine, _events_elsewhere(winner, loser, merged), doubled)
     return Effects(record=Profile(merged), decision=decision, sends=[*repoints, confirm], counted="merged_in")
 
 
@@ -282,6 +284,10 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         forget_tokens=_tokens(state),
         audit=_audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=len(keys), found=True),
         counted="erased",
+        left=[
+            Outcome("exit", jid, instance["v"], ERASED_OUT, variant=instance.get("variant") or "")
+            for jid, instance in state.journeys.items()
+        ],
     )
 
 

@@ -37,6 +37,8 @@ MAX_STEPS_PER_RUN = 64  # waits of no length fired again and again in one call: 
 MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends anyway: a guard, not a limit
 TRIGGER_PROPERTIES_MAX = 20
 AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conversion window after leaving
+ERASED_OUT = "erased"  # the exit reason of the journeys of a customer erased (no decision records it)
+MERGED_AWAY = "merged"  # the exit reason of an instance a merge replaced: the survivor was in the journey too
 MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (``otherwise: exit``)
 UNSEEN = "unseen_since"  # in an instance: the first event a worker that could not load its version did not look at
 

@@ -136,6 +136,9 @@ def test_a_wake_before_the_wait_is_due_changes_nothing_and_the_wait_still_fires_
     assert rewritten == written
 
 
+HOLDING = {"journey": "hold", "version": "1", "step": "step1"}  # orchestrator_journey_customers labels
+
+
 def test_the_gauges_count_pending_waits_and_profiles_exactly_also_after_a_restart(
     prefix: str, tmp_path_factory: pytest.TempPathFactory, journeys_dir: Path
 ) -> None:
@@ -152,14 +155,18 @@ def test_the_gauges_count_pending_waits_and_profiles_exactly_also_after_a_restar
 
         wait_for(w, "orchestrator_timers_pending", count)
         wait_for(w, "orchestrator_customers", count)
+        wait_for(w, "orchestrator_journey_customers", count, **HOLDING)
         assert w.stop() == 0
         w.start()  # counted again from RocksDB
 
         wait_for(w, "orchestrator_timers_pending", count)
         wait_for(w, "orchestrator_customers", count)
+        wait_for(w, "orchestrator_journey_customers", count, **HOLDING)
         w.publish("web", event("x-1", "erase", "holder-0"))  # an erasure removes a profile and its wait
         wait_for(w, "orchestrator_customers", count - 1)
         wait_for(w, "orchestrator_timers_pending", count - 1)
+        wait_for(w, "orchestrator_journey_customers", count - 1, **HOLDING)
+        assert w.metric("orchestrator_journey_exits_total", journey="hold", version="1", reason="erased") == 1
 
 
 def test_every_table_partition_shares_one_bounded_rocksdb_cache(tmp_path: Path) -> None:

@@ -18,9 +18,11 @@ from aiokafka import TopicPartition
 from stories import JOURNEYS_ONLY, T0
 
 from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key, due_limit
-from agents.web import OFFSET_KEY, KeyCounts
+from agents.web import KEYS, OFFSET_KEY, KeyCounts
+from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
+from orchestrator.core.state import CustomerState
 from orchestrator.identity import records
 from orchestrator.identity.graph import Context, handle
 from orchestrator.journeys.catalogue import Catalogue
@@ -250,18 +252,18 @@ def test_a_count_in_chunks_is_exact_while_writes_land_before_and_after_where_it_
     assert passed is not None
     behind, ahead = f"k{0:03d}".encode(), f"k{99:03d}".encode()
     db.delete(behind)
-    counts.changed(0, behind, -1)  # already counted: the difference applies
+    counts.changed(0, behind, {KEYS: -1})  # already counted: the difference applies
     db.put(b"k0005x", b"p")
-    counts.changed(0, b"k0005x", +1)
+    counts.changed(0, b"k0005x", {KEYS: +1})
     db.delete(ahead)
-    counts.changed(0, ahead, -1)  # not reached yet: the count will see it gone
+    counts.changed(0, ahead, {KEYS: -1})  # not reached yet: the count will see it gone
     while (total := counts.advance([(0, db)], chunk=30)) is None:
         pass
 
-    assert total == len([k for k in db.live if k != OFFSET_KEY]) == 99
+    assert total[KEYS] == len([k for k in db.live if k != OFFSET_KEY]) == 99
     db.put(b"zzz", b"p")
-    counts.changed(0, b"zzz", +1)
-    assert counts.advance([(0, db)]) == 100
+    counts.changed(0, b"zzz", {KEYS: +1})
+    assert counts.advance([(0, db)]) == {KEYS: 100}
 
 
 def test_only_the_values_that_count_are_counted() -> None:
@@ -269,7 +271,7 @@ def test_only_the_values_that_count_are_counted() -> None:
     db.put(b"c-1", b"\x85profile")
     db.put(b"cookie:1", records.FORWARD + b"c-1")
     counts = KeyCounts(app=None, counts=lambda value: not value.startswith(records.MARK))
-    assert counts.advance([(0, db)]) == 1
+    assert counts.advance([(0, db)]) == {KEYS: 1}
 
 
 # -- a wake that finds nothing due writes nothing -------------------------------------------------
@@ -313,6 +315,58 @@ def test_a_wake_fires_the_wait_once_and_the_same_wake_again_writes_nothing() -> 
 
     assert again.record is None and again.decision is None and again.counted == "stale_wake"
     assert "wake:3600" not in first.record.state.seen_ids  # wakes take no room in the dedupe window
+
+
+# -- customers inside each journey step (orchestrator_journey_customers) --------------------------
+
+
+def test_the_journey_tally_follows_a_customer_from_the_wait_out_of_the_journey() -> None:
+    waiting = signed_up()
+    step = waiting.state.journeys["j"]["step"]
+    stored = records.encode(waiting)
+    assert stored is not None
+    db = FakeDB()
+    db.put(b"c-1", stored)
+    db.put(b"cookie:1", records.FORWARD + b"c-1")
+    db.put(b"c-2", records.encode(records.Profile(CustomerState("c-2"))) or b"")  # in no journey
+    tally = KeyCounts(app=None, tally=records.journey_places)
+    assert tally.advance([(0, db)]) == {("j", "1", step): 1}
+
+    fired = handle("c-1", waiting, wake(3600), T0 + 3600, CTX)  # the action goes out, the journey ends
+    assert isinstance(fired.record, records.Profile) and not fired.record.state.journeys
+    done = records.encode(fired.record)
+    assert done is not None
+    db.put(b"c-1", done)
+    tally.changed(0, b"c-1", tally.difference(stored, done))  # as CountedTable does for each write
+
+    assert tally.advance([(0, db)]) == {}
+    db.put(b"c-1", stored)
+    tally.changed(0, b"c-1", tally.difference(done, stored))
+    assert tally.advance([(0, db)]) == {("j", "1", step): 1}
+    tally.changed(0, b"c-1", tally.difference(stored, None))  # deleted (merged away, erased)
+    assert tally.advance([(0, db)]) == {}
+
+
+def test_the_journey_tally_reads_a_profile_whose_data_spells_the_field_name() -> None:
+    """Skipping the decode when the field holds an empty map must not be fooled by a value
+    that spells the same bytes; then the profile is decoded."""
+    state = signed_up().state
+    state.cart["journeys"] = {}  # a product called "journeys": the same bytes, an empty map after them
+    raw = records.encode(records.Profile(state))
+    assert raw is not None
+    assert records.journey_places(raw) == {("j", "1", state.journeys["j"]["step"]): 1}
+    assert records.journey_places(records.FORWARD + b"c-1") == {}
+
+
+def test_the_journey_gauge_drops_a_step_nobody_is_at_any_more() -> None:
+    metrics.set_journey_customers({("j", "1", "s1"): 2, ("j", "2", "s1"): 1})
+    metrics.set_journey_customers({("j", "2", "s1"): 3, ("j", "2", "s2"): 0})
+    samples = {
+        (s.labels["journey"], s.labels["version"], s.labels["step"]): s.value
+        for family in metrics.JOURNEY_CUSTOMERS.collect()
+        for s in family.samples
+    }
+    assert samples == {("j", "2", "s1"): 3}
 
 
 # -- the worker's log level -----------------------------------------------------------------------
