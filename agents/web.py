@@ -97,8 +97,12 @@ class PartitionCount:
     passed: bytes | None = None  # counted every key up to this one; None: not started
     done: bool = False
 
+    def covers(self, key: bytes) -> bool:
+        """Whether the count has passed ``key``: a write there changes it; one ahead, not yet."""
+        return self.done or (self.passed is not None and key <= self.passed)
+
     def change(self, key: bytes, delta: Mapping[Hashable, int]) -> None:
-        if self.done or (self.passed is not None and key <= self.passed):
+        if self.covers(key):
             self.count.update(delta)
 
 
@@ -119,11 +123,23 @@ class KeyCounts:
 
     def changed(self, partition: int | None, key: bytes, delta: Mapping[Hashable, int]) -> None:
         """A write through the table: ``delta`` is the change in the tallies it made."""
-        if not delta or partition is None or rebalances(self.app) != self.generation:
-            return  # a partition not counted yet (or any, after a rebalance) is counted from RocksDB
-        part = self.parts.get(partition)
-        if part is not None:
+        part = self._counting(partition)
+        if delta and part is not None:
             part.change(key, delta)
+
+    def wrote(self, partition: int | None, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """A write through the table, from ``old`` to ``new``: the difference is worked out
+        (a decode per value, for a tally) only where it counts."""
+        part = self._counting(partition)
+        if part is not None and part.covers(key):
+            part.change(key, self.difference(old, new))
+
+    def _counting(self, partition: int | None) -> PartitionCount | None:
+        """The partition's count that a write there changes; None for a partition not counted
+        yet (or any, after a rebalance): those are counted from RocksDB."""
+        if partition is None or rebalances(self.app) != self.generation:
+            return None
+        return self.parts.get(partition)
 
     def counted(self, value: bytes | None) -> Mapping[Hashable, int]:
         """What one value adds to the tallies."""
@@ -220,7 +236,7 @@ class CountedTable:
     def _changed(self, key: bytes, old: bytes | None, new: bytes | None) -> None:
         partition = current_partition()
         for counts in (self.counts, *self.tallies):
-            counts.changed(partition, key, counts.difference(old, new))
+            counts.wrote(partition, key, old, new)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.table, name)

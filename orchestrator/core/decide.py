@@ -28,7 +28,7 @@ from orchestrator.core.policy import (
 )
 from orchestrator.core.rules import Held, post_purchase, remarketing, stop_after_merge, stop_chasing
 from orchestrator.core.state import CustomerState, remember
-from orchestrator.journeys.engine import MERGED_AWAY, Engine, JourneyRun, Outcome
+from orchestrator.journeys.engine import MERGED_AWAY, Engine, JourneyRun, Outcome, exit_of
 
 WAKE = "__wake__"  # internal event type: "a wait may be due"; channels cannot send it
 DEFAULT_POLICY = Policy()
@@ -119,8 +119,7 @@ def decide_merged(
     were in the journey), each counted as an exit, reason ``merged``, so that entries less
     exits is who is inside. None when it calls for nothing, as most merges do."""
     run = JourneyRun(policy=policy)
-    for jid, instance in (doubled or {}).items():
-        run.outcomes.append(Outcome("exit", jid, instance["v"], MERGED_AWAY, variant=instance.get("variant") or ""))
+    run.outcomes += [exit_of(jid, instance, MERGED_AWAY) for jid, instance in (doubled or {}).items()]
     if engine is not None:
         if elsewhere:
             engine.end_on_events_elsewhere(state, elsewhere, run)

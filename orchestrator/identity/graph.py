@@ -38,7 +38,7 @@ from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
 from orchestrator.identity.records import Erased, Forward, Missing, Profile, Record, Suppressed
 from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, profile_key_for, tokens_of
-from orchestrator.journeys.engine import ERASED_OUT, Engine, Outcome
+from orchestrator.journeys.engine import ERASED_OUT, Engine, Outcome, exit_of
 
 LINK = "__link__"
 MERGE_IN = "__merge_in__"
@@ -284,10 +284,7 @@ def _erase(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
         forget_tokens=_tokens(state),
         audit=_audit(ctx.hasher.pseudonym(key), event, now, suppress, aliases=len(keys), found=True),
         counted="erased",
-        left=[
-            Outcome("exit", jid, instance["v"], ERASED_OUT, variant=instance.get("variant") or "")
-            for jid, instance in state.journeys.items()
-        ],
+        left=[exit_of(jid, instance, ERASED_OUT) for jid, instance in state.journeys.items()],
     )
 
 

@@ -534,6 +534,12 @@ class Engine:
         return self._end_on(state, journey, instance, _recent_events(state.recent, state.key, since, None), run)
 
 
+def exit_of(jid: str, instance: dict[str, Any], reason: str) -> Outcome:
+    """The exit of an instance that goes with its profile, not by a step of its own: a merge
+    that keeps the survivor's instead (``merged``), an erasure (``erased``)."""
+    return Outcome("exit", jid, instance["v"], reason, variant=instance.get("variant") or "")
+
+
 def _unseen_since(instance: dict[str, Any], ts: float) -> None:
     """Remember the earliest event a worker that cannot load the instance's version let by."""
     instance[UNSEEN] = min(float(instance.get(UNSEEN, ts)), ts)
