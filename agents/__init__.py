@@ -38,4 +38,4 @@ def attach(app: faust.App, settings: Settings) -> None:
     attach_ingest(app, settings, names, customer_events, outbound, inbound)
     runtime, due = attach_journeys(app, settings, names, customer_events, inbound)
     table = attach_decide(app, settings, customer_events, outbound, runtime, due)
-    attach_web(app, table, runtime)
+    attach_web(app, table, runtime, settings)

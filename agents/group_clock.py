@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio as aioredis
 
+from agents.redis_client import TimerRedis
 from orchestrator.outage import Outage
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ STALE_S = 3.0  # an entry not renewed for this long holds as its worker last pub
 PAUSE_HOLD_S = 30.0  # a worker in a rebalance or recovery holds the group this long at most
 HOLD_MARGIN_S = 10.0  # a stale entry holds for at most twice the session timeout and this
 FORGET_S = 600.0  # an entry this old is deleted
-TIMEOUT_S = 0.5  # a tick does not wait longer for Redis than this
 
 
 def hold_for(session_timeout_s: float) -> float:
@@ -164,11 +164,14 @@ class GroupClock:
     _paused_since: float | None = field(default=None, repr=False)
     _left: bool = field(default=False, repr=False)
     _publishing: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)  # a leave waits for a tick's write
-    _client: aioredis.Redis | None = field(default=None, repr=False)
+    _connection: TimerRedis = field(init=False, repr=False)
     _outage: Outage = field(
         default_factory=lambda: Outage("the group's inbound clock in Redis (this worker's own is used)", log),
         repr=False,
     )
+
+    def __post_init__(self) -> None:
+        self._connection = TimerRedis(self.url)
 
     async def clock(self, local: float, wall: float, generation: int = 0) -> float:
         """Publish ``local``, this worker's inbound clock, and return the group's.
@@ -238,11 +241,7 @@ class GroupClock:
         self._holding_for = held_by
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._connection.close()
 
     def _redis(self) -> aioredis.Redis:
-        if self._client is None:
-            self._client = aioredis.Redis.from_url(self.url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
-        return self._client
+        return self._connection.client()

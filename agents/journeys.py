@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +46,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agents.group_clock import GroupClock, hold_for
 from agents.inbound_clock import InboundProgress
-from agents.web import KEYS, CountedTable, active_dbs, current_partition, processing, rebalances
+from agents.web import (
+    KEYS,
+    CountedTable,
+    active_dbs,
+    current_partition,
+    on_shutdown,
+    processing,
+    rebalances,
+    worker_name,
+)
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -145,7 +153,7 @@ def attach_journeys(
         await _send_due_wakes(app, due, customer_events, runtime, settings, names)
 
     if runtime.group is not None:
-        app.on_before_shutdown.connect(_leave_on_shutdown(runtime.group))
+        on_shutdown(app, runtime.group.leave)
 
     return runtime, due
 
@@ -153,17 +161,8 @@ def attach_journeys(
 def _group_clock(settings: Settings, session_timeout_s: float) -> GroupClock | None:
     if settings.clock != "wall" or not settings.shared_inbound_clock:
         return None
-    worker = f"{socket.gethostname()}:{settings.web_port}"  # unique per worker, and the same after a restart
+    worker = worker_name(settings)
     return GroupClock(settings.redis_url, settings.topic_prefix, worker, hold_s=hold_for(session_timeout_s))
-
-
-def _leave_on_shutdown(group: GroupClock) -> Callable[..., Awaitable[None]]:
-    """A handler for Faust's ``on_before_shutdown``, sent once the consumer has left the group."""
-
-    async def leave(sender: Any, **_: Any) -> None:
-        await group.leave()
-
-    return leave
 
 
 def _files(settings: Settings) -> list[Any]:

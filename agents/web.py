@@ -16,14 +16,18 @@ gets there.
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
 
+from agents.inside import InsidePublisher
 from orchestrator import metrics
+from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\0offset__"  # Faust's own key in every partition's RocksDB
@@ -34,7 +38,15 @@ KEYS = "keys"  # what a plain count tallies: one per key that counts
 Tally = Callable[[bytes], Mapping[Any, int]]
 
 
-def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
+def worker_name(settings: Settings) -> str:
+    """How a worker names itself to the others in Redis: unique per worker, and the same
+    after a restart."""
+    return f"{socket.gethostname()}:{settings.web_port}"
+
+
+def attach_web(app: faust.App, table: CountedTable, runtime: Any, settings: Settings) -> None:
+    inside = InsidePublisher(settings.redis_url, settings.topic_prefix, worker_name(settings), settings.partitions)
+
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
@@ -56,9 +68,22 @@ def attach_web(app: faust.App, table: CountedTable, runtime: Any) -> None:
         total = table.counts.advance(dbs)
         if total is not None:
             metrics.CUSTOMERS.set(total[KEYS])
-        for tallies in table.tallies:
+        for tallies in table.tallies:  # one: where customers are in their journeys
             if (places := tallies.advance(dbs, DECODE_CHUNK)) is not None:
                 metrics.set_journey_customers(places)
+            await inside.publish(tallies.exact(), time.time())  # for 'orchestrator journeys list'
+
+    on_shutdown(app, inside.close)
+
+
+def on_shutdown(app: faust.App, then: Callable[[], Awaitable[None]]) -> None:
+    """Run ``then`` on Faust's ``on_before_shutdown``, sent once the consumer has left the group."""
+
+    async def run(sender: Any, **_: Any) -> None:
+        await then()
+
+    handler: Callable[..., Awaitable[None]] = run  # the signal's own type wants a keyword the senders add
+    app.on_before_shutdown.connect(handler)
 
 
 def processing(app: faust.App) -> bool:
@@ -133,6 +158,12 @@ class KeyCounts:
         part = self._counting(partition)
         if part is not None and part.covers(key):
             part.change(key, self.difference(old, new))
+
+    def exact(self) -> dict[int, Counter[Hashable]]:
+        """The tallies of each partition counted to the end since the last rebalance: exact now."""
+        if rebalances(self.app) != self.generation:
+            return {}
+        return {p: part.count for p, part in self.parts.items() if part.done}
 
     def _counting(self, partition: int | None) -> PartitionCount | None:
         """The partition's count that a write there changes; None for a partition not counted

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.inside import counted_ago, coverage, inside_now, steps_line
+from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
 from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue, parse_key, record_key
+from orchestrator.journeys.inside import Inside
 from orchestrator.journeys.loader import Compiled, InvalidJourney, check_dir, check_migrations
 from orchestrator.journeys.model import Migration
 from orchestrator.kafka.catalogue_topic import read_published, write_one, write_record
@@ -86,28 +89,70 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per version.")] = False,
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
+    redis_url: RedisUrl = None,
 ) -> None:
-    """Published journeys: id, version, status (active, superseded, or retired: every version of a retired one).
+    """Published journeys: id, version, status (active, superseded, or retired: every version of a retired one),
+    and how many customers are inside each version now, by step.
 
     A retired one shows the time its marker gives, so nobody has to read the topic to learn since when.
+
+    The customers inside are counted exactly by the workers, which write the figures to Redis every few
+    seconds; a version with customers inside that is not on the topic (a worker's own journeys folder,
+    or a removed version whose customers have not left yet) is listed as unpublished.
     """
     _, _, records, catalogue = _published_catalogue(bootstrap, prefix)
-    active = {(j.id, j.version) for j in catalogue.active()}
-    for jid in sorted(catalogue.versions.keys() | catalogue.unloadable.keys()):
-        versions = catalogue.versions.get(jid, {})
-        unloadable = catalogue.unloadable.get(jid, {})
+    inside = inside_now(redis_url, prefix)
+    elsewhere = _unpublished(catalogue, inside)
+    for jid in sorted(catalogue.versions.keys() | catalogue.unloadable.keys() | elsewhere.keys()):
+        versions = catalogue.versions.get(jid, {}).keys() | catalogue.unloadable.get(jid, {}).keys()
         since = marker_time(records.get(record_key(jid))) if jid in catalogue.retired else None
-        for version in sorted(versions.keys() | unloadable.keys(), reverse=True):
-            if version in unloadable:
-                _show_unloadable(jid, version, unloadable[version], since, as_json)
-                continue
-            status = "retired" if jid in catalogue.retired else "active" if (jid, version) in active else "superseded"
-            _show_version(catalogue, versions[version], status, since, as_json)
+        for version in sorted(versions | elsewhere.get(jid, set()), reverse=True):
+            _show(_row(catalogue, jid, version, since), inside, as_json)
+    if inside is not None:
+        typer.echo(coverage(inside, time.time()), err=True)
 
 
-def _show_version(catalogue: Catalogue, journey: Compiled, status: str, since: str | None, as_json: bool) -> None:
+def _row(catalogue: Catalogue, jid: str, version: int, since: str | None) -> dict[str, Any]:
+    if version in (unloadable := catalogue.unloadable.get(jid, {})):
+        return _unloadable_row(jid, version, unloadable[version], since)
+    journey = catalogue.versions.get(jid, {}).get(version)
+    if journey is None:
+        return _unpublished_row(jid, version)
+    active = any(j.version == version for j in catalogue.active() if j.id == jid)
+    status = "retired" if jid in catalogue.retired else "active" if active else "superseded"
+    return _version_row(catalogue, journey, status, since)
+
+
+def _unpublished(catalogue: Catalogue, inside: Inside | None) -> dict[str, set[int]]:
+    """Versions with customers inside that the topic does not hold."""
+    found: dict[str, set[int]] = {}
+    if inside is None:
+        return found
+    for jid, version in inside.steps:
+        published = version in catalogue.versions.get(jid, {}) or version in catalogue.unloadable.get(jid, {})
+        if not published and inside.customers(jid, version):
+            found.setdefault(jid, set()).add(version)
+    return found
+
+
+def _show(row: dict[str, Any], inside: Inside | None, as_json: bool) -> None:
+    """A version's row with its customers inside: a JSON object, or its text lines."""
+    jid, version, text = row["id"], row["version"], row.pop("text")
+    if as_json:
+        steps = dict(sorted(inside.steps.get((jid, version), {}).items())) if inside is not None else None
+        total = inside.customers(jid, version) if inside is not None else None
+        typer.echo(json.dumps(row | {"inside": total, "inside_by_step": steps}))
+        return
+    for line in text:
+        typer.echo(line)
+    if inside is not None and (where := steps_line(inside, jid, version)):
+        typer.echo(f"{'':<41}{where}")
+
+
+def _version_row(catalogue: Catalogue, journey: Compiled, status: str, since: str | None) -> dict[str, Any]:
+    """A published version's JSON row, and under ``text`` its lines in the listing."""
     moves_to = [j.version for j, _ in catalogue.migrations_from(journey.id, journey.version)]
-    row = {
+    row: dict[str, Any] = {
         "id": journey.id,
         "version": journey.version,
         "status": status,
@@ -116,26 +161,31 @@ def _show_version(catalogue: Catalogue, journey: Compiled, status: str, since: s
         "migrate": [_rule_json(rule) for rule in journey.definition.migrate],
         "migrates_to": moves_to,
     }
-    if as_json:
-        typer.echo(json.dumps(row))
-        return
     shown = f"{status} {since}" if since else status
-    typer.echo(f"{journey.id:<28} v{journey.version:<4} {shown:<11} {row['description']}")
+    text = [f"{journey.id:<28} v{journey.version:<4} {shown:<11} {row['description']}"]
     if journey.definition.migrate:
-        typer.echo(f"{'':<41}{_migrates_in(journey)}")
+        text.append(f"{'':<41}{_migrates_in(journey)}")
     if moves_to:
         to = ", ".join(f"v{v}" for v in moves_to)
-        typer.echo(f"{'':<41}customers in flight here move to {to} where its rules say (see there)")
+        text.append(f"{'':<41}customers in flight here move to {to} where its rules say (see there)")
+    return row | {"text": text}
 
 
-def _show_unloadable(jid: str, version: int, reason: str, since: str | None, as_json: bool) -> None:
+def _unloadable_row(jid: str, version: int, reason: str, since: str | None) -> dict[str, Any]:
     """A published version this release cannot load: workers of this release keep its customers
     waiting and let nobody new into the journey (see orchestrator.journeys.catalogue)."""
-    if as_json:
-        row = {"id": jid, "version": version, "status": "unloadable", "retired_at": since, "error": reason}
-        typer.echo(json.dumps(row | {"description": None, "migrate": [], "migrates_to": []}))
-        return
-    typer.echo(f"{jid:<28} v{version:<4} {'unloadable':<11} this release cannot load it: {reason}")
+    row = {"id": jid, "version": version, "status": "unloadable", "retired_at": since, "error": reason}
+    row |= {"description": None, "migrate": [], "migrates_to": []}
+    return row | {"text": [f"{jid:<28} v{version:<4} {'unloadable':<11} this release cannot load it: {reason}"]}
+
+
+def _unpublished_row(jid: str, version: int) -> dict[str, Any]:
+    """Customers are inside a version the topic does not hold: workers loaded it from their own
+    folder (``ORCH_JOURNEYS_DIR``), or it was removed and they leave at their next event or wake."""
+    row = {"id": jid, "version": version, "status": "unpublished", "retired_at": None, "description": None}
+    row |= {"migrate": [], "migrates_to": []}
+    why = "not on the catalogue topic: a worker's own journeys folder, or removed (they leave at next event or wake)"
+    return row | {"text": [f"{jid:<28} v{version:<4} {'unpublished':<11} {why}"]}
 
 
 @app.command()
@@ -171,7 +221,13 @@ def reopen(journey_id: JourneyId, bootstrap: Bootstrap = None, prefix: Prefix = 
 
 
 @app.command()
-def remove(journey_id: JourneyId, version: Version, bootstrap: Bootstrap = None, prefix: Prefix = None) -> None:
+def remove(
+    journey_id: JourneyId,
+    version: Version,
+    bootstrap: Bootstrap = None,
+    prefix: Prefix = None,
+    redis_url: RedisUrl = None,
+) -> None:
     """Remove one version: newcomers enter the newest one left; customers inside it move or leave the journey.
 
     Writes the tombstone for ID:VERSION to the catalogue topic, so compaction drops the version for good.
@@ -191,9 +247,13 @@ def remove(journey_id: JourneyId, version: Version, bootstrap: Bootstrap = None,
     if not keys:
         published = ", ".join(f"v{v}" for v in sorted(set(on_topic.values())))
         raise CliError(f"{journey_id} has no version {number} on {topic}; published: {published}")
+    inside = inside_now(redis_url, prefix)
     for key in keys:  # one, unless a key was written by hand as 'id:02'
         write_one(servers, topic, key, None)
     typer.echo(removal_note(catalogue, journey_id, number))
+    if inside is not None:
+        count = inside.customers(journey_id, number)
+        typer.echo(f"{count:,} customer(s) were inside v{number} as the workers counted them {counted_ago(inside)} ago")
 
 
 def marker_time(marker: str | None) -> str | None:

@@ -121,6 +121,13 @@ def listed(prefix: str) -> dict[tuple[str, int], tuple[str, str | None]]:
     return found
 
 
+def inside(prefix: str, journey: str, version: int) -> dict[str, int] | None:
+    """``journeys list --json``: the version's customers inside by step, as the workers last counted them."""
+    rows = [json.loads(line) for line in ok(prefix, "list", "--json").splitlines()]
+    found = [row for row in rows if (row["id"], row["version"]) == (journey, version)]
+    return found[0]["inside_by_step"] if found else None
+
+
 def catalogue_records(prefix: str, count: int) -> list[Record]:
     topic = TopicNames(prefix).journeys
     records = []
@@ -201,9 +208,14 @@ def test_remove_takes_a_version_away_and_its_customers_leave(journey_worker: Wor
     until("the worker never loaded fleeting", lambda: loaded(journey_worker) >= before + 1)
     journey_worker.publish("web", event("d-1", "search", "dee", query="q"))
     until("dee never entered fleeting", lambda: entries(journey_worker, "fleeting") >= 1)
+    until("list never showed dee inside fleeting", lambda: inside(prefix, "fleeting", 1) == {"step1": 1})
+    assert re.search(r"^fleeting +v1 +active .*\n +1 customer inside now: step1 1$", ok(prefix, "list"), re.M)
 
-    assert ok(prefix, "remove", "fleeting", "1").startswith("removed fleeting v1, its last version: the journey")
+    removal = ok(prefix, "remove", "fleeting", "1")
+    assert removal.startswith("removed fleeting v1, its last version: the journey")
+    assert "\n1 customer(s) were inside v1 as the workers counted them " in removal
     until("the worker never removed fleeting v1", lambda: loaded(journey_worker) == before)
+    assert statuses(prefix)[("fleeting", 1)] == "unpublished", "dee is still inside: listed until dee leaves"
     journey_worker.publish("web", event("d-2", "page_view", "dee"))
 
     removed = {"journey": "fleeting", "version": "1", "reason": "version_removed"}
@@ -211,7 +223,7 @@ def test_remove_takes_a_version_away_and_its_customers_leave(journey_worker: Wor
         "dee never left the removed version",
         lambda: journey_worker.metric("orchestrator_journey_exits_total", **removed) == 1,
     )
-    assert "fleeting" not in {jid for jid, _ in statuses(prefix)}
+    until("list still shows the removed version", lambda: "fleeting" not in {jid for jid, _ in statuses(prefix)})
     assert "retired" not in statuses(prefix).values(), "removing a version retires nothing"
 
 
@@ -227,6 +239,11 @@ def test_retire_list_reopen_and_publish_round_trip(prefix: str, tmp_path: Path) 
     assert TopicNames(own).journeys not in list_topics(BOOTSTRAP), "reading must not create it (4 partitions)"
     publish(own, tmp_path / "two", beacon_v1=v1, beacon_v2=v2)
     assert statuses(own) == {("beacon", 2): "active", ("beacon", 1): "superseded"}
+    assert "customers inside not shown: no worker has counted them yet" in cli(own, "list").stderr
+    no_redis = run("journeys", "list", "--json", env=cli_env(own, BOOTSTRAP, "redis://127.0.0.1:1/0"))
+    assert no_redis.returncode == 0, no_redis.stderr
+    assert no_redis.stderr.startswith("note: customers inside not shown: cannot reach Redis at redis://127.0.0.1:1/0")
+    assert [json.loads(line)["inside"] for line in no_redis.stdout.splitlines()] == [None, None]
     assert "beacon is not retired" in refused(own, "reopen", "beacon")
 
     assert ok(own, "retire", "beacon") == "retired beacon (v1, v2): nobody new enters; customers inside finish\n"
