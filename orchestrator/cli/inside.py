@@ -51,7 +51,7 @@ def coverage(inside: Inside, now: float) -> str:
     if stale := inside.stale(now):
         line += (
             f"; the figures of partition(s) {_listed(stale)} are older than {age(STALE_S)} "
-            "(its worker stopped, or the one that took over is still counting)"
+            "(a worker stopped, or the one that took over is still counting)"
         )
     return line
 

@@ -254,6 +254,7 @@ def remove(
     if inside is not None:
         count = inside.customers(journey_id, number)
         typer.echo(f"{count:,} customer(s) were inside v{number} as the workers counted them {counted_ago(inside)} ago")
+        typer.echo(coverage(inside, time.time()), err=True)  # which partitions that leaves out, if any
 
 
 def marker_time(marker: str | None) -> str | None:

@@ -76,5 +76,5 @@ def test_list_says_where_customers_are_and_what_the_figures_leave_out() -> None:
     assert coverage(inside, NOW) == (
         "customers inside: as the workers counted them, up to 2 min ago, on 2 of 3 partition(s); "
         "partition(s) 1 not counted yet, so their customers are left out; the figures of partition(s) 2 "
-        "are older than 60 s (its worker stopped, or the one that took over is still counting)"
+        "are older than 60 s (a worker stopped, or the one that took over is still counting)"
     )
