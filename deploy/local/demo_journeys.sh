@@ -18,9 +18,10 @@ if [[ -n $folder ]]; then
   exit 0
 fi
 
-# One "id version" line per published version, from the same catalogue the workers build.
+# One "id version" line per published version, from the same catalogue the workers build ('list'
+# also shows versions with customers inside that the topic does not hold: "unpublished", nothing to remove).
 versions=$($BIN/orchestrator journeys list --json \
-  | $BIN/python -c 'import json, sys; [print(r["id"], r["version"]) for r in map(json.loads, sys.stdin)]')
+  | $BIN/python -c 'import json, sys; [print(r["id"], r["version"]) for r in map(json.loads, sys.stdin) if r["status"] != "unpublished"]')
 removed=0
 while read -r id version; do
   [[ -n $id ]] || continue

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import redis
+
+from orchestrator.journeys.inside import entry, inside_key
 from tests.integration.conftest import BOOTSTRAP, REDIS_URL
 from tests.integration.harness import cli_env
 
@@ -41,14 +45,18 @@ def test_without_journeys_the_demo_removes_those_an_earlier_demo_published(prefi
     subprocess.run(
         [sys.executable, "-m", "orchestrator", "journeys", "retire", "win_back"], env=env(prefix), check=True
     )
+    # Customers inside a version the topic does not hold (a worker's own folder): listed, not removable.
+    client = redis.Redis.from_url(REDIS_URL)
+    client.hset(inside_key(prefix), "0", entry({("from_a_folder", "1", "wait"): 2}, time.time(), "w:1", 4))
+    client.close()
 
     result = demo_journeys(prefix, "")
 
-    assert published(prefix) == []
+    assert published(prefix) == [("from_a_folder", 1, "unpublished")]
     assert result.stdout.strip() == f"removed {len(before)} published journey version(s): the rules run alone"
     assert "removed welcome v2" in result.stderr
 
     demo_journeys(prefix, "journeys")  # the next demo with journeys: all back, the retired one open again
-    assert sorted(published(prefix)) == sorted(before)
+    assert sorted(published(prefix)) == sorted([*before, ("from_a_folder", 1, "unpublished")])
     assert demo_journeys(prefix, "").stdout.startswith(f"removed {len(before)} ")
     assert demo_journeys(prefix, "").stdout.startswith("removed 0 ")  # nothing published: nothing to do
