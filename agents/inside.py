@@ -48,7 +48,7 @@ class InsidePublisher:
         self._last = wall
         fields = {str(p): entry(_places(tally), wall, self.worker, self.partitions) for p, tally in counts.items()}
         try:
-            await self._redis().hset(inside_key(self.prefix), mapping=fields)  # type: ignore[arg-type]
+            await self._redis().hset(inside_key(self.prefix), mapping=fields)  # type: ignore[arg-type]  # the stub wants Mapping[str | bytes | ..., ...] exactly
         except (redis.RedisError, OSError) as exc:
             self._outage.failed(exc)
             return

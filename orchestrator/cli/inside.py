@@ -8,8 +8,6 @@ none (``null`` in JSON) rather than a zero that would read as "nobody is inside"
 
 from __future__ import annotations
 
-import time
-
 import typer
 
 from orchestrator.cli.options import settings
@@ -41,9 +39,8 @@ def inside_now(redis_url: str | None, prefix: str | None) -> Inside | None:
 
 def coverage(inside: Inside, now: float) -> str:
     """What the figures cover: how old, how many partitions, and which ones they leave out."""
-    oldest = inside.oldest() or now
     line = (
-        f"customers inside: as the workers counted them, up to {age(now - oldest)} ago, "
+        f"customers inside: as the workers counted them, up to {counted_ago(inside, now)} ago, "
         f"on {len(inside.counted)} of {inside.partitions} partition(s)"
     )
     if missing := inside.missing():
@@ -75,8 +72,9 @@ def age(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h"
 
 
-def counted_ago(inside: Inside) -> str:
-    return age(time.time() - (inside.oldest() or time.time()))
+def counted_ago(inside: Inside, now: float) -> str:
+    """How long ago the oldest partition's figures were true."""
+    return age(now - (inside.oldest() or now))
 
 
 def _listed(partitions: list[int]) -> str:

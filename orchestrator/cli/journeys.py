@@ -252,9 +252,10 @@ def remove(
         write_one(servers, topic, key, None)
     typer.echo(removal_note(catalogue, journey_id, number))
     if inside is not None:
-        count = inside.customers(journey_id, number)
-        typer.echo(f"{count:,} customer(s) were inside v{number} as the workers counted them {counted_ago(inside)} ago")
-        typer.echo(coverage(inside, time.time()), err=True)  # which partitions that leaves out, if any
+        count, now = inside.customers(journey_id, number), time.time()
+        when = counted_ago(inside, now)
+        typer.echo(f"{count:,} customer(s) were inside v{number} as the workers counted them {when} ago")
+        typer.echo(coverage(inside, now), err=True)  # which partitions that leaves out, if any
 
 
 def marker_time(marker: str | None) -> str | None:
