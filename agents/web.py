@@ -156,8 +156,8 @@ class KeyCounts:
         """A write through the table, from ``old`` to ``new``: the difference is worked out
         (a decode per value, for a tally) only where it counts."""
         part = self._counting(partition)
-        if part is not None and part.covers(key):
-            part.change(key, self.difference(old, new))
+        if part is not None and part.covers(key) and (delta := self.difference(old, new)):
+            part.change(key, delta)
 
     def exact(self) -> dict[int, Counter[Hashable]]:
         """The tallies of each partition counted to the end since the last rebalance: exact now."""
@@ -182,8 +182,11 @@ class KeyCounts:
 
     def difference(self, old: bytes | None, new: bytes | None) -> Counter[Hashable]:
         """What replacing ``old`` by ``new`` changes in the tallies (None: no value)."""
-        delta = Counter(self.counted(new))
-        delta.subtract(self.counted(old))
+        before, after = self.counted(old), self.counted(new)
+        if before == after:  # most writes: the customer is where they were
+            return Counter()
+        delta = Counter(after)
+        delta.subtract(before)
         return Counter({label: n for label, n in delta.items() if n})
 
     def advance(self, dbs: list[tuple[int, Any]], chunk: int = COUNT_CHUNK) -> Counter[Hashable] | None:

@@ -5,6 +5,8 @@
   ratios, the same run copying every state as the stream does, and also with conditions
   evaluated plainly (whole variables converted to CEL values every time, nothing
   remembered); the engine's other speed-ups stay on in all three.
+* journey tally: where a stored profile is in its journeys, the profile decoded whole vs the
+  ``journeys`` field read alone (the worker asks it of both values of every write).
 * timer index: resident memory and the cost of one tick with 1,000,000 pending waits in
   a RocksDB index laid out like the worker's ``due`` table (target: < 2 GB; a tick reads
   only what is due).
@@ -23,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgpack
 from rocksdict import Options, Rdict
 
 from agents.journeys import DueCursor
@@ -31,6 +34,7 @@ from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
 from orchestrator.history import event_parser, parse_all, read_lines, replay_scanned, scan
+from orchestrator.identity import records
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
@@ -211,6 +215,33 @@ def plain_conditions() -> Iterator[None]:
         Condition.value = fast  # type: ignore[method-assign]
 
 
+def bench_journey_tally(events: list[Event]) -> None:
+    """Where each stored profile is in its journeys: what the worker's journey tally asks of the
+    old and the new value of every write, and of every profile after a rebalance. Side by side:
+    the profile decoded whole (as it was) and the ``journeys`` field read alone (as it is)."""
+    player = Replay(Policy(rules=frozenset()), engine())
+    for _ in player.run(events):
+        pass
+    stored = [raw for raw in map(records.encode, player.records.values()) if raw and not raw.startswith(records.MARK)]
+    inside = sum(1 for raw in stored if records.journey_places(raw))
+
+    def whole(raw: bytes) -> Any:
+        return {(j, i["v"], i["step"]): 1 for j, i in (msgpack.unpackb(raw, raw=False)["journeys"] or {}).items()}
+
+    figures = []
+    for tally in (whole, records.journey_places):
+        started = time.perf_counter()
+        for _ in range(10):
+            for raw in stored:
+                tally(raw)
+        figures.append((time.perf_counter() - started) / 10 / len(stored) * 1e6)
+    print(
+        f"journey tally, {len(stored):,} profiles ({inside:,} in a journey, {sum(map(len, stored)) / len(stored):,.0f} "
+        f"bytes each): decoded whole {figures[0]:.1f} us, the field alone {figures[1]:.1f} us "
+        f"({figures[0] / figures[1]:.1f}x less)"
+    )
+
+
 def bench_timer_index(pending: int = 1_000_000, fired: int = 100_000) -> None:
     """The due index alone: fill, one tick, then the tick again after ``fired`` waits fired.
 
@@ -287,6 +318,7 @@ def main() -> None:
     bench_decide(events)
     bench_replay(events)
     bench_replay_file(steps)
+    bench_journey_tally(events)
     bench_timer_index()
     print("Timer lateness on a live worker under load: make bench-timers (see bench/README.md).")
 

@@ -22,12 +22,14 @@ from agents.web import KEYS, OFFSET_KEY, KeyCounts
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
+from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.identity import records
 from orchestrator.identity.graph import Context, handle
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import compile_text
+from orchestrator.replay import Replay
 
 # -- a RocksDB stand-in --------------------------------------------------------------------------
 
@@ -356,6 +358,41 @@ def test_the_journey_tally_reads_a_profile_whose_data_spells_the_field_name() ->
     assert raw is not None
     assert records.journey_places(raw) == {("j", "1", state.journeys["j"]["step"]): 1}
     assert records.journey_places(records.FORWARD + b"c-1") == {}
+
+
+def test_the_journey_tally_reads_only_the_field_yet_agrees_with_a_whole_decode() -> None:
+    """journey_places reads the value after the field's name, not the whole profile: on
+    every record of a replay full of journeys, merges and erasures, it gives what decoding
+    the whole profile gives."""
+    from test_unit_replay_equivalence import engine, history
+
+    player = Replay(Policy(), engine())
+    for count, _ in enumerate(player.run(history(1500, seed=5))):
+        if count % 100:
+            continue
+        for record in list(player.records.values()):
+            raw = records.encode(record)
+            if raw is None:
+                continue
+            assert records.journey_places(raw) == whole_decode_places(raw)
+    assert any(isinstance(r, records.Profile) and r.state.journeys for r in player.records.values())
+
+
+def whole_decode_places(raw: bytes) -> dict[tuple[str, str, str], int]:
+    record = records.decode(raw)
+    if not isinstance(record, records.Profile):
+        return {}
+    return {(jid, str(inst["v"]), str(inst["step"])): 1 for jid, inst in record.state.journeys.items()}
+
+
+def test_the_journey_tally_counts_nothing_it_cannot_read() -> None:
+    state = signed_up().state
+    raw = records.encode(records.Profile(state))
+    assert raw is not None
+    cut = raw[: raw.find(b"journeys") + len(b"journeys") + 2]  # the field's value cut short
+    assert records.journey_places(cut) == {}
+    assert records.journey_places(b"\xa8journeys\xa5steps") == {}  # not a map after the name
+    assert records.journey_places(b"") == {}
 
 
 def test_the_journey_gauge_drops_a_step_nobody_is_at_any_more() -> None:
