@@ -12,7 +12,7 @@ help:
 	@echo "make test    set everything up, then run every test"
 	@echo "make up | down | status   the local Kafka + Redis stack"
 	@echo "make lint    ruff and mypy"
-	@echo "make bench   performance figures (decide, replay, timer index, HTTP API)"
+	@echo "make bench   performance figures (decide, replay, timer index, a live worker, HTTP API)"
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -57,6 +57,7 @@ lint: venv
 
 bench: venv up
 	@$(BIN)/python bench/run.py
+	@$(BIN)/python bench/live.py
 	@$(BIN)/python bench/api.py
 
 # Timers on a live worker (issue 3): 1,000,000 pending waits, lateness under load. Minutes, so

@@ -919,31 +919,31 @@ def report_window(pending: int, window: Window, peak_rss: int) -> None:
 # -- setup and cleanup -------------------------------------------------------------------------
 
 
-def check_stack(config: Config) -> None:
+def check_stack(bootstrap: str, redis_url: str, script: str = "timers_live") -> None:
     """One clear line and exit 2 when Kafka or Redis is down: nothing to measure then."""
     try:
-        for server in config.bootstrap.split(","):  # a closed port fails in milliseconds, not 30 s
+        for server in bootstrap.split(","):  # a closed port fails in milliseconds, not 30 s
             host, _, port = server.strip().rpartition(":")
             try:
                 socket.create_connection((host, int(port)), timeout=3).close()
             except (OSError, ValueError) as exc:
                 raise CliError(f"cannot reach Kafka at {server} ({type(exc).__name__}); try 'make up'") from exc
-        check_kafka(config.bootstrap)
-        client = redis.Redis.from_url(config.redis_url, socket_connect_timeout=3, socket_timeout=3)
+        check_kafka(bootstrap)
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=3)
         try:
             client.ping()
         except (redis.RedisError, OSError) as exc:
-            raise CliError(f"cannot reach Redis at {config.redis_url} ({type(exc).__name__}); try 'make up'") from exc
+            raise CliError(f"cannot reach Redis at {redis_url} ({type(exc).__name__}); try 'make up'") from exc
         finally:
             client.close()
     except CliError as exc:
-        print(f"timers_live: {exc}", file=sys.stderr)
+        print(f"{script}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def cleanup(config: Config, prefix: str) -> str:
+def cleanup(bootstrap: str, redis_url: str, prefix: str) -> str:
     """Delete every topic, the consumer group and every Redis key this run's prefix made."""
-    return f"cleaned up under {prefix!r}: {remove_prefix(config.bootstrap, config.redis_url, prefix, settle_s=2.0)}"
+    return f"cleaned up under {prefix!r}: {remove_prefix(bootstrap, redis_url, prefix, settle_s=2.0)}"
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -1022,7 +1022,7 @@ def run(config: Config, worker: Worker, names: TopicNames, run_id: str) -> None:
 
 def main(argv: list[str]) -> int:
     config = parse_args(argv)
-    check_stack(config)
+    check_stack(config.bootstrap, config.redis_url)
     run_id = secrets.token_hex(3)
     prefix = f"bench-{run_id}."
     folder = Path(tempfile.mkdtemp(prefix="timers-live-"))
@@ -1037,7 +1037,7 @@ def main(argv: list[str]) -> int:
         worker.stop()
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            print(cleanup(config, prefix))
+            print(cleanup(config.bootstrap, config.redis_url, prefix))
         except (KafkaError, redis.RedisError, OSError) as exc:
             print(f"timers_live: could not clean up {prefix!r}: {exc!r}", file=sys.stderr)
             code = code or 1
