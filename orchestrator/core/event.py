@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.identity.tokens import profile_key_for, tokens_of
@@ -25,11 +25,20 @@ class Event:
     hops: int = 0  # times forwarded from an identifier's key to the profile it belongs to
 
     def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a map, for msgpack. Not ``dataclasses.asdict``, which copies every
+        nested value one by one: ingest sends one per event, and it was 2 % of a worker's CPU.
+        The two maps are copied, their contents shared: events are never changed."""
+        wire = {name: getattr(self, name) for name in _WIRE_FIELDS}
+        wire["identifiers"] = dict(self.identifiers)
+        wire["properties"] = dict(self.properties)
+        return wire
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Event:
         return cls(**data)
+
+
+_WIRE_FIELDS = tuple(f.name for f in fields(Event))
 
 
 def customer_key(customer_id: str | None, identifiers: dict[str, str] | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 
 import msgpack
 import pytest
@@ -68,6 +69,28 @@ def test_a_valid_json_event_is_accepted_with_or_without_the_header():
 def test_an_accepted_event_survives_the_wire_format_of_the_internal_topic():
     result = run(encode_payload(doc(identifiers={"email": "a@example.com"})))
     assert Event.from_wire(msgpack.unpackb(msgpack.packb(result.to_wire()))) == result
+
+
+def test_the_wire_map_of_an_event_is_every_field_and_leaves_the_event_as_it_was():
+    event = Event(
+        "e-1",
+        "purchase",
+        1.79e9,
+        "c-1",
+        "web",
+        1.79e9 + 1,
+        "c-1",
+        {"email": "a@example.com"},
+        {"products": [{"id": "sku-1", "qty": 2}], "value": 20.0},
+        "act-1",
+        2,
+    )
+    wire = event.to_wire()
+    assert wire == asdict(event)
+    assert Event.from_wire(msgpack.unpackb(msgpack.packb(wire), raw=False)) == event
+    wire["properties"]["value"] = 0.0  # the internal topic's map, changed: the event is not
+    wire["identifiers"].clear()
+    assert event.properties["value"] == 20.0 and event.identifiers == {"email": "a@example.com"}
 
 
 @pytest.mark.parametrize("payload", [b"", None])
