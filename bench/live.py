@@ -44,6 +44,7 @@ from timers_live import (
     sample,
 )
 
+from orchestrator.cli.simulate import CHANNELS
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.settings import Settings
 from orchestrator.simulator import Simulator
@@ -51,10 +52,9 @@ from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, encode_payload
 
 ROOT = Path(__file__).parents[1]
-CHANNELS = ("web", "search", "ads", "email", "store", "app", "social")
 CUSTOMERS = 5_000
 SETTLE_S = 3.0  # the group commits every second: committed offsets this long unchanged at the end are final
-STALL_S = 180.0
+STALL_S = 120.0  # no record committed for this long: the worker is stuck
 
 
 class LiveWorker(Worker):
@@ -99,29 +99,35 @@ def send_all(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> None:
         client.close()
 
 
-def behind(admin: KafkaAdminClient, consumer: KafkaConsumer, group: str, topics: list[str]) -> int:
-    """Records on ``topics`` that ``group`` has not committed yet."""
+def progress(admin: KafkaAdminClient, consumer: KafkaConsumer, group: str, topics: list[str]) -> tuple[int, int]:
+    """(records on ``topics`` that ``group`` has not committed yet, or -1 before its first
+    commit; records it has committed)."""
     committed = admin.list_group_offsets({group: None}).get(group, {})
     partitions = [tp for tp in committed if tp.topic in topics]
     if not partitions:
-        return -1
+        return -1, 0
     ends = consumer.end_offsets(partitions)
-    return sum(max(0, ends[tp] - committed[tp].offset) for tp in partitions)
+    done = sum(committed[tp].offset for tp in partitions)
+    return sum(max(0, ends[tp] - committed[tp].offset) for tp in partitions), done
 
 
-def drained(worker: LiveWorker, settings: Settings, names: TopicNames, started: float) -> float:
+def drained(worker: LiveWorker, settings: Settings, names: TopicNames) -> float:
     """When the group had committed everything: the wall clock of the first poll that saw it,
     once the count of records behind has stayed 0 for ``SETTLE_S`` (wakes and follow-ups
-    land on the internal topics after the events they follow)."""
+    land on the internal topics after the events they follow). A :class:`BenchError` when
+    nothing more is committed for ``STALL_S``, however big the backlog."""
     topics = [names.events(c) for c in CHANNELS] + [names.identity, names.customer_events]
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     try:
         caught_up: float | None = None
-        while time.monotonic() - started < STALL_S:
+        most, progressed = 0, time.monotonic()
+        while time.monotonic() - progressed < STALL_S:
             worker.check_alive()
-            left = behind(admin, consumer, settings.full_app_id, topics)
+            left, done = progress(admin, consumer, settings.full_app_id, topics)
             now = time.monotonic()
+            if done > most:
+                most, progressed = done, now
             if left != 0:
                 caught_up = None
             elif caught_up is None:
@@ -129,7 +135,7 @@ def drained(worker: LiveWorker, settings: Settings, names: TopicNames, started: 
             elif now - caught_up >= SETTLE_S:
                 return caught_up
             time.sleep(0.25)
-        raise BenchError(f"the worker had not caught up after {STALL_S:.0f} s")
+        raise BenchError(f"the worker committed nothing more for {STALL_S:.0f} s ({most:,} records committed)")
     finally:
         admin.close()
         consumer.close()
@@ -149,7 +155,7 @@ def measure(bootstrap: str, redis_url: str, count: int, journeys: bool) -> str:
         cpu_before = worker.cpu_seconds()
         started = time.monotonic()
         send_all(bootstrap, records)
-        done = drained(worker, settings, names, started)
+        done = drained(worker, settings, names)
         cpu = worker.cpu_seconds() - cpu_before
         wall = done - started
         scraped = worker.scrape()

@@ -169,7 +169,7 @@ def _journeys_field(raw: bytes) -> dict[Any, Any]:
     if at < 0 or raw.find(_JOURNEYS, at + 1) >= 0:  # a value spells it too: decode it all
         return msgpack.unpackb(raw, raw=False).get("journeys") or {}
     value = memoryview(raw)[at + len(_JOURNEYS) :]
-    if value[:1] == b"\x80":  # an empty map: in no journey, the usual case
+    if value[:1] == b"\x80":  # an empty map: in no journey, not even unpacked
         return {}
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(value)
