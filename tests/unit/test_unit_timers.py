@@ -254,17 +254,17 @@ def test_a_count_in_chunks_is_exact_while_writes_land_before_and_after_where_it_
     assert passed is not None
     behind, ahead = f"k{0:03d}".encode(), f"k{99:03d}".encode()
     db.delete(behind)
-    counts.changed(0, behind, {KEYS: -1})  # already counted: the difference applies
+    counts.wrote(0, behind, b"p", None)  # already counted: the difference applies
     db.put(b"k0005x", b"p")
-    counts.changed(0, b"k0005x", {KEYS: +1})
+    counts.wrote(0, b"k0005x", None, b"p")
     db.delete(ahead)
-    counts.changed(0, ahead, {KEYS: -1})  # not reached yet: the count will see it gone
+    counts.wrote(0, ahead, b"p", None)  # not reached yet: the count will see it gone
     while (total := counts.advance([(0, db)], chunk=30)) is None:
         pass
 
     assert total[KEYS] == len([k for k in db.live if k != OFFSET_KEY]) == 99
     db.put(b"zzz", b"p")
-    counts.changed(0, b"zzz", {KEYS: +1})
+    counts.wrote(0, b"zzz", None, b"p")
     assert counts.advance([(0, db)]) == {KEYS: 100}
 
 
@@ -339,13 +339,13 @@ def test_the_journey_tally_follows_a_customer_from_the_wait_out_of_the_journey()
     done = records.encode(fired.record)
     assert done is not None
     db.put(b"c-1", done)
-    tally.changed(0, b"c-1", tally.difference(stored, done))  # as CountedTable does for each write
+    tally.wrote(0, b"c-1", stored, done)  # as CountedTable does for each write
 
     assert tally.advance([(0, db)]) == {}
     db.put(b"c-1", stored)
-    tally.changed(0, b"c-1", tally.difference(done, stored))
+    tally.wrote(0, b"c-1", done, stored)
     assert tally.advance([(0, db)]) == {("j", "1", step): 1}
-    tally.changed(0, b"c-1", tally.difference(stored, None))  # deleted (merged away, erased)
+    tally.wrote(0, b"c-1", stored, None)  # deleted (merged away, erased)
     assert tally.advance([(0, db)]) == {}
 
 
