@@ -272,7 +272,20 @@ class Engine:
         log["last_entry"] = context.now
         run.outcomes.append(Outcome("enter", journey.id, journey.version))
         context.trigger = state.journeys[journey.id]["trigger"]
+        if self._ended_before_entry(state, journey, event, run):
+            return
         self._go(state, journey, journey.id, journey.first, context, run)
+
+    def _ended_before_entry(self, state: CustomerState, journey: Compiled, event: Event, run: JourneyRun) -> bool:
+        """A trigger decided after events dated later than itself (a channel's late record, or
+        one a worker reads again after Faust dropped it in a rebalance: ``agents/commit_head.py``)
+        meets its journey's goal or exit among them, as far as the recent events reach back
+        (``ORCH_RECENT_EVENTS``). The journey then ends at once, at that event's time, before
+        any step runs, as it would have had the trigger come first: a purchase already made
+        stops the nudge for the view before it. Events dated the same as the trigger do not
+        count; recent events keep only a product or a query (see :meth:`_ended_while_held`)."""
+        later = [e for e in _recent_events(state.recent, state.key, event.ts, None) if e.ts > event.ts]
+        return bool(later) and self._end_on(state, journey, state.journeys[journey.id], later, run)
 
     # -- walking the steps -----------------------------------------------------------
     def _go(
