@@ -32,7 +32,7 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\0offset__"  # Faust's own key in every partition's RocksDB
 COUNT_CHUNK = 20_000  # keys counted per partition and step: a few milliseconds
-DECODE_CHUNK = 1_000  # keys per partition and step when each value is read (~5 us each)
+DECODE_CHUNK = 2_500  # keys per partition and step when each value is read (~5 us each): ~12 ms
 COUNT_INTERVAL_S = 1.0
 KEYS = "keys"  # what a plain count tallies: one per key that counts
 Tally = Callable[[bytes], Mapping[Any, int]]
