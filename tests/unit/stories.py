@@ -52,19 +52,22 @@ class Customer:
         self.state = decision.state
         return decision
 
-    def does(self, type: str, at: float = 0.0, via: str = "web", **props) -> Decision:
+    def does(self, type: str, at: float = 0.0, via: str = "web", decided: float | None = None, **props) -> Decision:
+        """``type`` dated ``at``; ``decided``: when it reached Kafka and was decided, if later
+        (a channel's late record, or one read again after a rebalance)."""
         self.count += 1
+        decided = at if decided is None else decided
         event = Event(
             event_id=f"{self.customer_id}-{type}-{self.count}",
             type=type,
             ts=T0 + at,
             customer_key=self.customer_id,
             channel=via,
-            received_at=T0 + at,
+            received_at=T0 + decided,
             customer_id=self.customer_id,
             properties=props,
         )
-        return self.decide(event, T0 + at)
+        return self.decide(event, T0 + decided)
 
     def buys(self, *products: str, at: float, value: float = 59.0) -> Decision:
         items = [{"id": p, "price": value, "qty": 1} for p in products]

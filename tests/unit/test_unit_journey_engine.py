@@ -411,18 +411,10 @@ NUDGE_AT_ONCE = define(
 )
 
 
-def late(customer: Customer, type: str, dated: float, decided: float) -> Decision:
-    """``type`` dated ``dated`` but decided at ``decided``: a channel's late record, or one a
-    worker reads again after a rebalance dropped it."""
-    customer.count += 1
-    event = Event(f"c-1-{type}-{customer.count}", type, T0 + dated, "c-1", "web", T0 + decided, customer_id="c-1")
-    return customer.decide(event, T0 + decided)
-
-
 def test_a_trigger_decided_after_a_goal_dated_later_converts_at_once_and_runs_no_step():
     customer = Customer(engine_of(NUDGE_AT_ONCE))
     customer.does("purchase", at=2 * HOUR, value=20.0)
-    decision = late(customer, "product_view", dated=HOUR, decided=3 * HOUR)
+    decision = customer.does("product_view", at=HOUR, decided=3 * HOUR)
     assert outcomes(decision) == [("enter", "j", ""), ("convert", "j", ""), ("exit", "j", "goal")]
     assert decision.commands == []
     assert customer.journeys == {} and customer.state.next_wake() is None
@@ -432,7 +424,7 @@ def test_a_trigger_decided_after_a_goal_dated_later_converts_at_once_and_runs_no
 def test_a_trigger_decided_after_an_exit_event_dated_later_leaves_without_a_conversion():
     customer = Customer(engine_of(NUDGE_AT_ONCE))
     customer.does("unsubscribe", at=2 * HOUR)
-    decision = late(customer, "product_view", dated=HOUR, decided=3 * HOUR)
+    decision = customer.does("product_view", at=HOUR, decided=3 * HOUR)
     assert outcomes(decision) == [("enter", "j", ""), ("exit", "j", "exit_on:unsubscribe")]
     assert decision.commands == []
 
@@ -441,7 +433,7 @@ def test_a_trigger_decided_after_an_exit_event_dated_later_leaves_without_a_conv
 def test_a_goal_dated_before_the_trigger_or_with_it_does_not_end_the_journey(bought_at):
     customer = Customer(engine_of(NUDGE_AT_ONCE))
     customer.does("purchase", at=bought_at, value=20.0)
-    decision = late(customer, "product_view", dated=HOUR, decided=3 * HOUR)
+    decision = customer.does("product_view", at=HOUR, decided=3 * HOUR)
     assert outcomes(decision) == [("enter", "j", "")]
     assert actions(decision) == [("j", "nudge")]
 
