@@ -17,6 +17,8 @@ records (gaps) count as done. A head that records after it overtook was dropped:
 handles a partition's records in order. Nothing would deliver it again, so :func:`overtaken`
 names it and the fetch guard reads the partition again from there; the records after it are
 read twice, and the customer's state ignores the events it has seen (``ORCH_DEDUPE_WINDOW``).
+The agents find such a drop sooner, as soon as the record after it reaches them, and wait for
+it (:mod:`agents.stream_drops`); this re-read is what is left when they could not.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 import msgpack
 
-from agents import commit_hold, outbox
+from agents import commit_hold, outbox, stream_drops
 from agents.erasure import Deliveries, HeldWrites, settle
 from agents.handover import Doubt, Handover
 from agents.journeys import JourneyRuntime, due_key
@@ -104,8 +104,10 @@ def attach_decide(
         # is not known yet would be taken out of the journey as if it had been removed.
         await runtime.catalogue_ready.wait()
         async for record in stream.events():
-            steps: list[Step] = []
             message = record.message
+            if stream_drops.skip(app.consumer, message.tp, message.offset):
+                continue  # it comes again after the record the stream dropped before it
+            steps: list[Step] = []
             in_doubt = handover.in_doubt((message.topic, message.partition), message.timestamp or time.time())
             held = HeldWrites(table)  # an erasure's writes: see agents.erasure, the profile goes last
             failure: Exception | None = None

@@ -34,7 +34,7 @@ from typing import Any
 
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 
-from agents import commit_head
+from agents import commit_head, stream_drops
 
 log = logging.getLogger(__name__)
 _BATCH = "_orchestrator_fetched"  # the batch the consumer is delivering, kept on the consumer
@@ -82,6 +82,8 @@ def install() -> None:
             first = first_undelivered(records, delivered.get(tp))
             if first is not None and tp not in holes:
                 await rewind(self, tp, first, "Faust dropped records it had fetched")
+        for tp, offset in stream_drops.order(self).rewinds():  # last: back past any seek above
+            await rewind(self, tp, offset, "the stream dropped the record there")
 
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
     Consumer.getmany = getmany  # type: ignore[method-assign]
@@ -137,13 +139,15 @@ async def _seek(self: Any, partition: Any, offset: int) -> None:
     """Faust's seek; the partition then delivers from ``offset`` on."""
     await _seek_as_shipped(self, partition, offset)
     _next_offsets(self)[partition] = offset
+    stream_drops.order(self).sought(partition, offset)
 
 
 def expect(consumer: Any, committed: Mapping[Any, int | None]) -> None:
     """After a seek to the committed offsets, each partition delivers from its own; one with
     none (sought to its beginning) from wherever its first record is."""
-    nexts = _next_offsets(consumer)
+    nexts, delivery = _next_offsets(consumer), stream_drops.order(consumer)
     for tp, offset in committed.items():
+        delivery.sought_to_committed(tp, offset)
         if offset:
             nexts[tp] = offset
         else:
@@ -175,6 +179,7 @@ async def admit(consumer: Any, tp: Any, offset: int) -> str:
         add_gap(consumer, tp, expected, offset)
     confirmed.pop(tp, None)
     commit_head.delivered(consumer, tp, offset)
+    stream_drops.order(consumer).delivered(tp, offset)
     nexts[tp] = offset + 1
     consumer._read_offset[tp] = offset
     return DELIVER

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 import msgpack
 
+from agents import stream_drops
 from agents.discovery import inbound_topic
 from agents.inbound_clock import InboundProgress
 from agents.outbound import Outbound
@@ -33,6 +34,8 @@ def attach_ingest(
     async def ingest_events(stream: faust.StreamT) -> None:
         async for record in stream.events():
             message = record.message
+            if stream_drops.skip(app.consumer, message.tp, message.offset):
+                continue  # it comes again after the record the stream dropped before it
             result = ingest(
                 message.value,
                 topic=message.topic,

@@ -137,6 +137,11 @@ COMMITS_HELD = Counter(
     "orchestrator_commits_held_total",
     "Offset commits skipped because Redis had not taken the writes of the records they cover (tried again).",
 )
+STREAM_DROPS = Counter(
+    "orchestrator_stream_drops_total",
+    "Records a stream dropped in a rebalance and went on past, by topic; each is read again, the records after it too.",
+    ["topic"],
+)
 
 
 def type_label(event_type: str) -> str:

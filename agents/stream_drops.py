@@ -1,0 +1,120 @@
+"""Workaround: a stream drops a record in a rebalance and goes on with the records after it.
+
+Faust's stream throws away, unacknowledged, a message that reaches it while flow control is
+suspended or from an older consumer generation (the Cython ``StreamIterator._prepare_event``,
+and ``Stream._py_aiter``). When the rebalance ends with a seek to the committed offsets, the
+record comes again. When it does not (seen in a broker test of a changing group), the agent
+went on with the records after it, and :mod:`agents.commit_head` read the dropped one again
+only 2-3 s later: a view read after the purchase it preceded, or worse, a wake read before a
+dropped purchase, which fired the wait and nudged a buyer.
+
+So each agent asks :func:`skip` of every record before it does anything with it. The fetch
+guard notes the order it delivers each partition's records in (:meth:`DeliveryOrder.delivered`;
+a seek back starts the order again). A record whose predecessor in that order never reached the
+agent comes after a dropped one: it is skipped, and so is every later record of the partition,
+until the dropped one comes again. The fetch guard seeks the partition back to it after the
+batch in hand (:meth:`DeliveryOrder.rewinds`), and the skipped records come again after it, in
+order. Skipped records are acknowledged (the stream does that when the agent asks for the next
+one), but no commit passes the dropped record, which never was (see :mod:`agents.commit_head`),
+so nothing is lost.
+
+One agent takes each topic (``decide`` the customer events, ``ingest`` the inbound ones), so
+one order per partition is enough. A dropped record that no later record of its partition
+follows is found only when one comes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import metrics
+
+log = logging.getLogger(__name__)
+UNKNOWN = -1  # a record not delivered since the order was last forgotten (offsets are >= 0)
+_KEPT = "_orchestrator_delivery_order"
+
+
+@dataclass
+class DeliveryOrder:
+    """Per stream partition: the order records went to the agents, and what the agent took."""
+
+    before: dict[Any, dict[int, int | None]] = field(default_factory=dict)  # record -> the one delivered before it
+    last_delivered: dict[Any, int] = field(default_factory=dict)
+    last_taken: dict[Any, int] = field(default_factory=dict)
+    missing: dict[Any, int] = field(default_factory=dict)  # the dropped record the agent waits for
+    due: dict[Any, int] = field(default_factory=dict)  # seeks back to it, not done yet
+
+    def delivered(self, tp: Any, offset: int) -> None:
+        """The fetch guard delivers the record at ``offset`` (None before it: the first since a seek back)."""
+        self.before.setdefault(tp, {})[offset] = self.last_delivered.get(tp)
+        self.last_delivered[tp] = offset
+
+    def sought(self, tp: Any, offset: int) -> None:
+        """A seek: back (a re-read) starts the order again; forward, past what was delivered, goes on with it."""
+        last = self.last_delivered.get(tp)
+        if last is not None and offset <= last:
+            del self.last_delivered[tp]
+
+    def sought_to_committed(self, tp: Any, committed: int | None) -> None:
+        """A rebalance: the stream drops what was delivered before it (an older generation), and
+        reads from the committed offset; a missing record the group committed was processed."""
+        self.last_delivered.pop(tp, None)
+        self.before.pop(tp, None)
+        self.due.pop(tp, None)
+        missing = self.missing.get(tp)
+        if missing is not None and committed is not None and committed > missing:
+            del self.missing[tp]
+
+    def skip(self, tp: Any, offset: int) -> bool:
+        """Whether the agent must pass over the record at ``offset``: it comes after a dropped one."""
+        before = self.before.get(tp, {}).pop(offset, UNKNOWN)
+        missing = self.missing.get(tp)
+        if missing is not None:
+            if before is not None or offset > missing:
+                if before is None:  # a seek went past the dropped record: back to it again
+                    self.due[tp] = missing
+                return True
+            del self.missing[tp]  # read again from the dropped record (or before it)
+        elif before is not None and before != UNKNOWN and before != self.last_taken.get(tp):
+            self.missing[tp] = self.due[tp] = self._first_dropped(tp, before)
+            return True
+        self.last_taken[tp] = offset
+        return False
+
+    def rewinds(self) -> list[tuple[Any, int]]:
+        """The partitions to seek back to a dropped record, taken off the list."""
+        due = list(self.due.items())
+        self.due.clear()
+        return due
+
+    def _first_dropped(self, tp: Any, dropped: int) -> int:
+        """The first record after the last the agent took: back along the order from ``dropped``."""
+        chain, taken = self.before.get(tp, {}), self.last_taken.get(tp)
+        while True:
+            earlier = chain.pop(dropped, UNKNOWN)
+            if earlier is None or earlier in (UNKNOWN, taken):
+                return dropped
+            dropped = earlier
+
+
+def order(consumer: Any) -> DeliveryOrder:
+    """The consumer's delivery order, made on first use (the consumer is made after the patches)."""
+    kept = getattr(consumer, _KEPT, None)
+    if kept is None:
+        kept = DeliveryOrder()
+        setattr(consumer, _KEPT, kept)
+    return kept
+
+
+def skip(consumer: Any, tp: Any, offset: int) -> bool:
+    """:meth:`DeliveryOrder.skip`, logging and counting each dropped record found."""
+    delivery = order(consumer)
+    was_missing = delivery.missing.get(tp)
+    passed = delivery.skip(tp, offset)
+    missing = delivery.missing.get(tp)
+    if passed and missing is not None and missing != was_missing:
+        metrics.STREAM_DROPS.labels(tp.topic).inc()
+        log.warning("%s: the stream dropped offset %d and went on to %d; reading again from there", tp, missing, offset)
+    return passed
