@@ -105,7 +105,7 @@ def attach_decide(
         await runtime.catalogue_ready.wait()
         async for record in stream.events():
             message = record.message
-            if stream_drops.skip(app.consumer, message.tp, message.offset):
+            if stream_drops.skip(app.consumer, message):
                 continue  # it comes again after the record the stream dropped before it
             steps: list[Step] = []
             in_doubt = handover.in_doubt((message.topic, message.partition), message.timestamp or time.time())

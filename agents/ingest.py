@@ -34,7 +34,7 @@ def attach_ingest(
     async def ingest_events(stream: faust.StreamT) -> None:
         async for record in stream.events():
             message = record.message
-            if stream_drops.skip(app.consumer, message.tp, message.offset):
+            if stream_drops.skip(app.consumer, message):
                 continue  # it comes again after the record the stream dropped before it
             result = ingest(
                 message.value,

@@ -14,9 +14,9 @@ a seek back starts the order again). A record whose predecessor in that order ne
 agent comes after a dropped one: it is skipped, and so is every later record of the partition,
 until the dropped one comes again. The fetch guard seeks the partition back to it after the
 batch in hand (:meth:`DeliveryOrder.rewinds`), and the skipped records come again after it, in
-order. Skipped records are acknowledged (the stream does that when the agent asks for the next
-one), but no commit passes the dropped record, which never was (see :mod:`agents.commit_head`),
-so nothing is lost.
+order. Neither the dropped record nor the skipped ones are acknowledged, so no commit passes them
+(see :mod:`agents.commit_head`), even when the partition is taken away before the seek back: its
+next owner reads them from the committed offset.
 
 One agent takes each topic (``decide`` the customer events, ``ingest`` the inbound ones), so
 one order per partition is enough. A dropped record that no later record of its partition
@@ -108,13 +108,18 @@ def order(consumer: Any) -> DeliveryOrder:
     return kept
 
 
-def skip(consumer: Any, tp: Any, offset: int) -> bool:
-    """:meth:`DeliveryOrder.skip`, logging and counting each dropped record found."""
-    delivery = order(consumer)
+def skip(consumer: Any, message: Any) -> bool:
+    """:meth:`DeliveryOrder.skip` for the agent's record, logging and counting each dropped record
+    found. A skipped record is marked acknowledged before the stream would acknowledge it, which
+    keeps its offset out of those a commit may cover; and it is no longer one Faust waits for."""
+    delivery, tp, offset = order(consumer), message.tp, message.offset
     was_missing = delivery.missing.get(tp)
-    passed = delivery.skip(tp, offset)
+    if not delivery.skip(tp, offset):
+        return False
+    message.acked = True
+    consumer._unacked_messages.discard(message)
     missing = delivery.missing.get(tp)
-    if passed and missing is not None and missing != was_missing:
+    if missing is not None and missing != was_missing:
         metrics.STREAM_DROPS.labels(tp.topic).inc()
         log.warning("%s: the stream dropped offset %d and went on to %d; reading again from there", tp, missing, offset)
-    return passed
+    return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import faust
 from faust.types.tuples import Message
@@ -148,44 +149,50 @@ def test_a_record_the_guard_never_delivered_is_processed() -> None:
     assert Partition().taken(7, 9) == [True, True]
 
 
-def test_each_drop_found_is_logged_and_counted_once() -> None:
+def message(offset: int) -> Message:
+    return Message(CE.topic, CE.partition, offset, 0.0, 0, [], b"c", b"", None, generation_id=0)
+
+
+def test_a_skipped_record_is_never_acknowledged_and_each_drop_is_counted_once() -> None:
     consumer = type("Consumer", (), {})()
+    records = [message(offset) for offset in (10, 11, 12, 13)]
+    consumer._unacked_messages = set(records)
     labels = {"topic": CE.topic}
     before = REGISTRY.get_sample_value("orchestrator_stream_drops_total", labels) or 0.0
-    order(consumer).sought_to_committed(CE, 10)
-    for offset in (10, 11, 12, 13):
-        order(consumer).delivered(CE, offset)
+    order(consumer).sought_to_committed(records[0].tp, 10)
+    for record in records:
+        order(consumer).delivered(record.tp, record.offset)
 
-    assert [skip(consumer, CE, offset) for offset in (10, 12, 13)] == [False, True, True]
+    assert [skip(consumer, records[i]) for i in (0, 2, 3)] == [False, True, True]
     assert REGISTRY.get_sample_value("orchestrator_stream_drops_total", labels) == before + 1
+    assert consumer._unacked_messages == {records[0], records[1]}  # Faust waits for neither skipped one
+    assert records[2].acked and records[3].acked  # so the stream does not acknowledge them
 
 
 def test_faust_s_stream_drops_a_record_unacknowledged_and_goes_on_and_the_agent_skips_what_follows() -> None:
     """What this workaround relies on, with Faust's own stream (no broker: records come from a
     generator, which suspends flow control as a rebalance does while the second is taken)."""
-    delivery, messages = (
-        Partition(),
-        {
-            offset: Message(CE.topic, CE.partition, offset, 0.0, 0, [], b"c", b"", None, generation_id=0)
-            for offset in (10, 11, 12)
-        },
-    )
+    records = {offset: message(offset) for offset in (10, 11, 12)}
 
-    async def agent() -> list[tuple[int, bool]]:
+    async def agent() -> tuple[list[tuple[int, bool]], list[int], list[tuple[Any, int]]]:
         app = faust.App("stream-drops", broker="kafka://127.0.0.1:1")  # in this loop; never connected
+        app.topics.acking_topics.add(CE.topic)  # as for the topics the agents subscribe to
+        consumer = app.consumer
+        order(consumer).sought_to_committed(records[10].tp, None)
 
         async def fetched() -> AsyncIterator[faust.Event]:
-            for offset, message in messages.items():
-                delivery.deliver(offset)
+            for offset, record in records.items():
+                order(consumer).delivered(record.tp, offset)
                 (app.flow_control.suspend if offset == 11 else app.flow_control.resume)()
-                yield faust.Event(app, message.key, message.value, {}, message)
+                yield faust.Event(app, record.key, record.value, {}, record)
 
         seen = []
         async for event in app.stream(fetched()).events():
-            seen.append((event.message.offset, delivery.taken(event.message.offset) == [True]))
-        app.consumer._thread.thread_loop.close()  # the stream made the consumer, whose thread never ran
-        return seen
+            seen.append((event.message.offset, not skip(consumer, event.message)))
+        consumer._thread.thread_loop.close()  # the stream made the consumer, whose thread never ran
+        return seen, list(consumer._acked[records[10].tp]), order(consumer).rewinds()
 
-    assert asyncio.run(agent()) == [(10, True), (12, False)]
-    assert not messages[11].acked  # so no commit passes it
-    assert delivery.rewind() == [(CE, 11)]
+    seen, acknowledged, rewinds = asyncio.run(agent())
+    assert seen == [(10, True), (12, False)]
+    assert acknowledged == [10]  # so no commit passes 11 or 12
+    assert rewinds == [(records[11].tp, 11)]
