@@ -77,13 +77,13 @@ def install() -> None:
         for tp, offset in holes.items():
             await rewind(self, tp, offset, "it skipped records")
         for tp, offset in commit_head.overtaken(self):
-            await rewind(self, tp, offset, "the stream dropped the record there")
+            await rewind(self, tp, offset, "records after it were done 2 s ago and it was not")
         for tp, records in batch.items():
             first = first_undelivered(records, delivered.get(tp))
             if first is not None and tp not in holes:
                 await rewind(self, tp, first, "Faust dropped records it had fetched")
         for tp, offset in stream_drops.order(self).rewinds():  # last: back past any seek above
-            await rewind(self, tp, offset, "the stream dropped the record there")
+            await rewind(self, tp, offset, "a record after it reached the agent first")
 
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
     Consumer.getmany = getmany  # type: ignore[method-assign]
