@@ -177,7 +177,7 @@ class Engine:
     def _end_elsewhere(self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun) -> None:
         instance = state.journeys[jid]
         journey = self._journey_of(state, jid, run)
-        events = _recent_events(summaries, state.key, instance["entered"], None)
+        events = _since_began(instance, _recent_events(summaries, state.key, _began(instance), None))
         if journey is None:
             if jid in state.journeys and events:  # held: as for an event it did not look at
                 _unseen_since(instance, events[0].ts)
@@ -685,6 +685,20 @@ def _credit_after_exit(log: dict[str, Any], journey: Compiled, run: JourneyRun) 
     after = log.pop("after")
     log["conversions"] = log.get("conversions", 0) + 1
     run.outcomes.append(Outcome("convert", journey.id, journey.version, AFTER_EXIT, variant=after["variant"]))
+
+
+def _began(instance: dict[str, Any]) -> float:
+    """When a journey began for the events that can end it: its trigger's time, or its
+    entry if that was earlier (a trigger kept before triggers had times)."""
+    return min(instance["entered"], instance["trigger"].get("ts", instance["entered"]))
+
+
+def _since_began(instance: dict[str, Any], events: list[Event]) -> list[Event]:
+    """Those of ``events`` that came after the journey began, as one profile judges them:
+    dated after its trigger (the late-trigger rule of ``Engine._ended_before_entry``) or at
+    or after its entry."""
+    trigger_ts = instance["trigger"].get("ts", instance["entered"])
+    return [e for e in events if e.ts > trigger_ts or e.ts >= instance["entered"]]
 
 
 def _recent_events(summaries: list[dict[str, Any]], key: str, since: float, until: float | None) -> list[Event]:

@@ -379,6 +379,25 @@ def test_a_journey_on_a_profile_merged_in_after_its_goal_ends_converted_at_the_m
     assert graph.commands == []
 
 
+def test_a_merge_ends_a_journey_decided_late_on_a_goal_dated_between_its_trigger_and_its_entry() -> None:
+    """The view reached its worker ten seconds late, after the purchase the known profile
+    had seen five seconds after the view. On one profile the view would enter and end at
+    once (the late-trigger rule); the merge judges it the same way, by the trigger's time,
+    not by when the journey was entered."""
+    graph = _browse_journey_graph()
+    bought = ev("purchase", 5, customer_id="c-alice", props={"product": "sku-9", "value": 30.0})
+    graph.submit(bought, T0 + 5)
+    graph.submit(ev("product_view", 0, cookie="ck-1", email="a@x", props={"product": "sku-9"}), T0 + 10)
+    graph.queue.append(ev("identify", 11, customer_id="c-alice", email="a@x"))
+    graph.drain(T0 + 12)
+    merged = graph.profile("c-alice")
+    journey = "remarketing_after_browse"
+    assert merged is not None and merged.journeys == {} and merged.next_wake() is None
+    assert _outcomes(graph) == [("enter", journey, ""), ("convert", journey, ""), ("exit", journey, "goal")]
+    assert merged.journey_log[journey]["last_exit"] == T0 + 5  # the purchase's time
+    assert graph.commands == []
+
+
 def test_a_goal_older_than_the_merged_in_journey_does_not_end_it() -> None:
     """A purchase made before the journey began was not its goal."""
     graph = _browse_journey_graph()
