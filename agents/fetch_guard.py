@@ -82,6 +82,7 @@ def install() -> None:
             first = first_undelivered(records, delivered.get(tp))
             if first is not None and tp not in holes:
                 await rewind(self, tp, first, "Faust dropped records it had fetched")
+        stream_drops.tail_drops(self)
         for tp, offset in stream_drops.order(self).rewinds():  # last: back past any seek above
             await rewind(self, tp, offset, "a record after it reached the agent first")
 

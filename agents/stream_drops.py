@@ -19,13 +19,21 @@ order. Neither the dropped record nor the skipped ones are acknowledged, so no c
 next owner reads them from the committed offset.
 
 One agent takes each topic (``decide`` the customer events, ``ingest`` the inbound ones), so
-one order per partition is enough. A dropped record that no later record of its partition
-follows is found only when one comes.
+one order per partition is enough.
+
+A dropped record that no later record of its partition follows is found by the fetch guard
+instead, after a batch (:func:`tail_drops`): records of a partition it delivered that the agent
+has not taken, while no record of that topic waits in a stream's queue, were dropped. Faust's
+conductor puts each record in the queues before the fetch guard's next step, and the stream
+hands what it takes from a queue to the agent without pausing, so nothing else holds a record
+in between. The guard still asks that the partition stay so for a second
+(:data:`STALL_SECONDS`) before it seeks back, in case a path of Faust's breaks that rule.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +42,7 @@ from orchestrator import metrics
 log = logging.getLogger(__name__)
 UNKNOWN = -1  # a record not delivered since the order was last forgotten (offsets are >= 0)
 _KEPT = "_orchestrator_delivery_order"
+STALL_SECONDS = 1.0  # how long records delivered and not taken, none queued, must stay so
 
 
 @dataclass
@@ -45,6 +54,7 @@ class DeliveryOrder:
     last_taken: dict[Any, int] = field(default_factory=dict)
     missing: dict[Any, int] = field(default_factory=dict)  # the dropped record the agent waits for
     due: dict[Any, int] = field(default_factory=dict)  # seeks back to it, not done yet
+    stalled: dict[Any, tuple[int, int | None, float]] = field(default_factory=dict)  # first untaken, last taken, since
 
     def delivered(self, tp: Any, offset: int) -> None:
         """The fetch guard delivers the record at ``offset`` (None before it: the first since a seek back)."""
@@ -83,6 +93,27 @@ class DeliveryOrder:
         self.last_taken[tp] = offset
         return False
 
+    def untaken(self, watched: Any, queued: Any, now: float) -> list[tuple[Any, int]]:
+        """The partitions in ``watched`` whose records went to the agent's stream, which has none
+        in ``queued(tp)`` and took none of them for :data:`STALL_SECONDS`: each with its first
+        such record, dropped with all after it. Each becomes a missing record to seek back to."""
+        stalled, self.stalled = self.stalled, {}
+        found = []
+        for tp, records in self.before.items():
+            if not records or tp in self.missing or tp not in watched or queued(tp):
+                continue
+            state = (min(records), self.last_taken.get(tp))
+            first, taken, since = stalled.get(tp, (*state, now))
+            if (first, taken) != state:
+                since = now
+            if now - since < STALL_SECONDS:
+                self.stalled[tp] = (*state, since)
+                continue
+            records.clear()  # all of them come again after the seek back
+            self.missing[tp] = self.due[tp] = first
+            found.append((tp, first))
+        return found
+
     def rewinds(self) -> list[tuple[Any, int]]:
         """The partitions to seek back to a dropped record, taken off the list."""
         due = list(self.due.items())
@@ -106,6 +137,21 @@ def order(consumer: Any) -> DeliveryOrder:
         kept = DeliveryOrder()
         setattr(consumer, _KEPT, kept)
     return kept
+
+
+def tail_drops(consumer: Any) -> None:
+    """After a batch: find records the stream dropped that no later record of their partition
+    followed (:meth:`DeliveryOrder.untaken`); the fetch guard's next :meth:`DeliveryOrder.rewinds`
+    seeks back to them. Partitions no channel subscribes to are left alone (nothing to ask)."""
+    channels = consumer.app.topics._tp_index  # the conductor's channels per partition
+
+    def queued(tp: Any) -> bool:
+        subscribed = channels.get(tp)
+        return not subscribed or any(not channel.queue.empty() for channel in subscribed)
+
+    for tp, offset in order(consumer).untaken(consumer.assignment(), queued, time.monotonic()):
+        metrics.STREAM_DROPS.labels(tp.topic).inc()
+        log.warning("%s: the stream dropped offset %d and nothing after it came; reading again from there", tp, offset)
 
 
 def skip(consumer: Any, message: Any) -> bool:

@@ -139,7 +139,7 @@ COMMITS_HELD = Counter(
 )
 STREAM_DROPS = Counter(
     "orchestrator_stream_drops_total",
-    "Records a stream dropped in a rebalance and went on past, by topic; each is read again, the records after it too.",
+    "Records a stream dropped in a rebalance, by topic; each is read again, and the records after it too.",
     ["topic"],
 )
 

@@ -4,14 +4,17 @@ groups: test_churn_stream.py, test_rebalance_stream.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import pytest
 from faust.types.tuples import Message
 from prometheus_client import REGISTRY
 
+from agents import stream_drops
 from agents.stream_drops import DeliveryOrder, order, skip
 
 
@@ -149,6 +152,46 @@ def test_a_record_the_guard_never_delivered_is_processed() -> None:
     assert Partition().taken(7, 9) == [True, True]
 
 
+def untaken(partition: Partition, now: float, queued: bool = False, watched: Any = (CE,)) -> list[tuple[TP, int]]:
+    """The fetch guard's look, after a batch, for records the stream dropped with none after them."""
+    return partition.order.untaken(set(watched), lambda tp: queued, now)
+
+
+def test_a_dropped_record_no_later_one_follows_is_read_again_once_nothing_is_queued_for_a_second() -> None:
+    partition = assigned(10)
+    partition.deliver(10, 11, 12)
+    assert partition.taken(10) == [True]  # 11 and 12 dropped; nothing comes after them
+    assert untaken(partition, 100.0) == []  # first seen so
+    assert untaken(partition, 100.5) == []  # not yet a second
+    assert untaken(partition, 101.0) == [(CE, 11)]
+    assert partition.rewind() == [(CE, 11)]
+    partition.deliver(11, 12)
+    assert partition.taken(11, 12) == [True, True]
+    assert untaken(partition, 105.0) == [] and partition.rewind() == []
+
+
+def test_records_still_queued_or_taken_meanwhile_or_on_a_partition_given_away_are_not_dropped() -> None:
+    partition = assigned(10)
+    partition.deliver(10, 11, 12)
+    assert untaken(partition, 100.0, queued=True) == []
+    assert untaken(partition, 200.0, queued=True) == []  # in the stream's queue, however long
+    assert untaken(partition, 201.0) == []  # the queue is empty from now: a second from here
+    assert partition.taken(10) == [True]
+    assert untaken(partition, 202.0) == []  # the agent took one meanwhile: a second from here
+    assert untaken(partition, 202.5, watched=()) == []  # revoked: its next owner reads them
+    assert untaken(partition, 203.0) == []  # and back: a second from here
+    assert partition.taken(11, 12) == [True, True]
+    assert untaken(partition, 210.0) == [] and partition.rewind() == []
+
+
+def test_a_partition_already_waiting_for_a_dropped_record_is_not_sought_twice() -> None:
+    partition = assigned(10)
+    partition.deliver(10, 11, 12)
+    assert partition.taken(10, 12) == [True, False]  # 11 dropped, found by its successor
+    assert untaken(partition, 100.0) == [] and untaken(partition, 102.0) == []
+    assert partition.rewind() == [(CE, 11)]
+
+
 def message(offset: int) -> Message:
     return Message(CE.topic, CE.partition, offset, 0.0, 0, [], b"c", b"", None, generation_id=0)
 
@@ -196,3 +239,58 @@ def test_faust_s_stream_drops_a_record_unacknowledged_and_goes_on_and_the_agent_
     assert seen == [(10, True), (12, False)]
     assert acknowledged == [10]  # so no commit passes 11 or 12
     assert rewinds == [(records[11].tp, 11)]
+
+
+def test_faust_s_stream_drops_the_last_record_and_the_guard_finds_it_once_the_queue_is_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same with a real topic channel, its queue filled as Faust's conductor fills it: the
+    second and last record is dropped as it leaves the queue; the guard's look after a batch
+    sees nothing while it is queued, and asks for a seek back to it once the queue is empty."""
+    monkeypatch.setattr(stream_drops, "STALL_SECONDS", 0.0)  # the two looks a second apart are tested above
+    records = [message(10), message(11)]
+    tp = records[0].tp
+
+    async def agent() -> tuple[list[tuple[Any, int]], list[tuple[Any, int]], list[tuple[Any, int]]]:
+        app = faust.App("stream-drops-tail", broker="kafka://127.0.0.1:1")  # never connected
+        app.topics.acking_topics.add(CE.topic)
+        consumer = app.consumer
+        monkeypatch.setattr(consumer, "assignment", lambda: {tp})
+        stream = app.stream(app.topic(CE.topic))
+        channel = stream.channel
+        app.topics._tp_index[tp].add(channel)  # as the conductor does on assignment
+        order(consumer).sought_to_committed(tp, 10)
+        app.flow_control.resume()  # as the worker does once it is ready
+        took_first = asyncio.Event()
+
+        def fetched(record: Message) -> None:
+            order(consumer).delivered(tp, record.offset)
+            channel.queue.put_nowait(faust.Event(app, record.key, record.value, {}, record))
+
+        async def run() -> None:
+            async for event in stream.events():
+                assert not skip(consumer, event.message)
+                app.flow_control.suspend()  # a rebalance begins while 11 waits in the queue
+                took_first.set()
+
+        fetched(records[0])
+        task = asyncio.create_task(run())
+        await took_first.wait()
+        fetched(records[1])
+        stream_drops.tail_drops(consumer)
+        while_queued = order(consumer).rewinds()
+        while not channel.queue.empty():
+            await asyncio.sleep(0.01)  # the stream takes 11 and drops it
+        await asyncio.sleep(0.01)
+        stream_drops.tail_drops(consumer)
+        dropped = order(consumer).rewinds()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        consumer._thread.thread_loop.close()
+        return while_queued, dropped, list(consumer._acked[tp])
+
+    while_queued, dropped, acknowledged = asyncio.run(agent())
+    assert while_queued == []
+    assert dropped == [(tp, 11)]
+    assert 11 not in acknowledged
