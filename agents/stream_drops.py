@@ -23,7 +23,7 @@ one order per partition is enough.
 
 A dropped record that no later record of its partition follows is found by the fetch guard
 instead, after a batch (:func:`tail_drops`): records of a partition it delivered that the agent
-has not taken, while no record of that topic waits in a stream's queue, were dropped. Faust's
+has not taken (of a topic whose agent asks :func:`skip`), while no record of that topic waits in a stream's queue, were dropped. Faust's
 conductor puts each record in the queues before the fetch guard's next step, and the stream
 hands what it takes from a queue to the agent without pausing, so nothing else holds a record
 in between. The guard still asks that the partition stay so for a second
@@ -55,6 +55,7 @@ class DeliveryOrder:
     missing: dict[Any, int] = field(default_factory=dict)  # the dropped record the agent waits for
     due: dict[Any, int] = field(default_factory=dict)  # seeks back to it, not done yet
     stalled: dict[Any, tuple[int, int | None, float]] = field(default_factory=dict)  # first untaken, last taken, since
+    checked: set[str] = field(default_factory=set)  # the topics whose agent asks about each record
 
     def delivered(self, tp: Any, offset: int) -> None:
         """The fetch guard delivers the record at ``offset`` (None before it: the first since a seek back)."""
@@ -79,6 +80,7 @@ class DeliveryOrder:
 
     def skip(self, tp: Any, offset: int) -> bool:
         """Whether the agent must pass over the record at ``offset``: it comes after a dropped one."""
+        self.checked.add(tp.topic)
         before = self.before.get(tp, {}).pop(offset, UNKNOWN)
         missing = self.missing.get(tp)
         if missing is not None:
@@ -96,11 +98,12 @@ class DeliveryOrder:
     def untaken(self, watched: Any, queued: Any, now: float) -> list[tuple[Any, int]]:
         """The partitions in ``watched`` whose records went to the agent's stream, which has none
         in ``queued(tp)`` and took none of them for :data:`STALL_SECONDS`: each with its first
-        such record, dropped with all after it. Each becomes a missing record to seek back to."""
+        such record, dropped with all after it. Each becomes a missing record to seek back to.
+        Only topics whose agent asks :meth:`skip` are watched: no other takes their records."""
         stalled, self.stalled = self.stalled, {}
         found = []
         for tp, records in self.before.items():
-            if not records or tp in self.missing or tp not in watched or queued(tp):
+            if not records or tp.topic not in self.checked or tp in self.missing or tp not in watched or queued(tp):
                 continue
             state = (min(records), self.last_taken.get(tp))
             first, taken, since = stalled.get(tp, (*state, now))

@@ -184,6 +184,14 @@ def test_records_still_queued_or_taken_meanwhile_or_on_a_partition_given_away_ar
     assert untaken(partition, 210.0) == [] and partition.rewind() == []
 
 
+def test_records_of_a_topic_whose_agent_does_not_check_them_are_left_alone() -> None:
+    partition = assigned(10)
+    partition.deliver(10, 11)
+    assert untaken(partition, 100.0) == [] and untaken(partition, 110.0) == []
+    assert partition.taken(10) == [True]  # from now on its agent is known to check them
+    assert untaken(partition, 111.0) == [] and untaken(partition, 112.0) == [(CE, 11)]
+
+
 def test_a_partition_already_waiting_for_a_dropped_record_is_not_sought_twice() -> None:
     partition = assigned(10)
     partition.deliver(10, 11, 12)
