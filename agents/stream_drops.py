@@ -23,11 +23,12 @@ one order per partition is enough.
 
 A dropped record that no later record of its partition follows is found by the fetch guard
 instead, after a batch (:func:`tail_drops`): records of a partition it delivered that the agent
-has not taken (of a topic whose agent asks :func:`skip`), while no record of that topic waits in a stream's queue, were dropped. Faust's
-conductor puts each record in the queues before the fetch guard's next step, and the stream
-hands what it takes from a queue to the agent without pausing, so nothing else holds a record
-in between. The guard still asks that the partition stay so for a second
-(:data:`STALL_SECONDS`) before it seeks back, in case a path of Faust's breaks that rule.
+has not taken (of a topic whose agent asks :func:`skip`), while no record of that topic waits
+in a stream's queue, were dropped. Faust's conductor puts each record in the queues before
+the fetch guard's next step, and the stream hands what it takes from a queue to the agent
+without pausing, so nothing else holds a record in between. The guard still asks that the
+partition stay so for a second (:data:`STALL_SECONDS`) before it seeks back, in case a path
+of Faust's breaks that rule.
 """
 
 from __future__ import annotations
