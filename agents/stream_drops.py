@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,7 @@ class DeliveryOrder:
         self.last_taken[tp] = offset
         return False
 
-    def untaken(self, watched: Any, queued: Any, now: float) -> list[tuple[Any, int]]:
+    def untaken(self, watched: Container[Any], queued: Callable[[Any], bool], now: float) -> list[tuple[Any, int]]:
         """The partitions in ``watched`` whose records went to the agent's stream, which has none
         in ``queued(tp)`` and took none of them for :data:`STALL_SECONDS`: each with its first
         such record, dropped with all after it. Each becomes a missing record to seek back to.

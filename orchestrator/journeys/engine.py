@@ -177,7 +177,7 @@ class Engine:
     def _end_elsewhere(self, state: CustomerState, jid: str, summaries: list[dict[str, Any]], run: JourneyRun) -> None:
         instance = state.journeys[jid]
         journey = self._journey_of(state, jid, run)
-        events = _since_began(instance, _recent_events(summaries, state.key, _began(instance), None))
+        events = _since_began(instance, summaries, state.key)
         if journey is None:
             if jid in state.journeys and events:  # held: as for an event it did not look at
                 _unseen_since(instance, events[0].ts)
@@ -277,10 +277,10 @@ class Engine:
         self._go(state, journey, journey.id, journey.first, context, run)
 
     def _ended_before_entry(self, state: CustomerState, journey: Compiled, event: Event, run: JourneyRun) -> bool:
-        """A trigger decided after events dated later than itself (a channel's late record, or
-        one a worker reads again after Faust dropped it in a rebalance: ``agents/commit_head.py``)
-        meets its journey's goal or exit among them, as far as the recent events reach back
-        (``ORCH_RECENT_EVENTS``). The journey then ends at once, at that event's time, before
+        """A trigger decided after events dated later than itself (a channel's late record: one
+        Faust's stream dropped is read again before the records after it, by
+        ``agents/stream_drops.py``) meets its journey's goal or exit among them, as far as the
+        recent events reach back (``ORCH_RECENT_EVENTS``). The journey then ends at once, at that event's time, before
         any step runs, as it would have had the trigger come first: a purchase already made
         stops the nudge for the view before it. Events dated the same as the trigger do not
         count; recent events keep only a product or a query (see :meth:`_ended_while_held`)."""
@@ -687,18 +687,14 @@ def _credit_after_exit(log: dict[str, Any], journey: Compiled, run: JourneyRun) 
     run.outcomes.append(Outcome("convert", journey.id, journey.version, AFTER_EXIT, variant=after["variant"]))
 
 
-def _began(instance: dict[str, Any]) -> float:
-    """When a journey began for the events that can end it: its trigger's time, or its
-    entry if that was earlier (a trigger kept before triggers had times)."""
-    return min(instance["entered"], instance["trigger"].get("ts", instance["entered"]))
-
-
-def _since_began(instance: dict[str, Any], events: list[Event]) -> list[Event]:
-    """Those of ``events`` that came after the journey began, as one profile judges them:
-    dated after its trigger (the late-trigger rule of ``Engine._ended_before_entry``) or at
-    or after its entry."""
-    trigger_ts = instance["trigger"].get("ts", instance["entered"])
-    return [e for e in events if e.ts > trigger_ts or e.ts >= instance["entered"]]
+def _since_began(instance: dict[str, Any], summaries: list[dict[str, Any]], key: str) -> list[Event]:
+    """Those of a profile's recent events that came after ``instance`` began, as one profile
+    judges them: dated after its trigger (the late-trigger rule of
+    ``Engine._ended_before_entry``) or at or after its entry, oldest first."""
+    entered = instance["entered"]
+    trigger_ts = instance["trigger"].get("ts", entered)
+    events = _recent_events(summaries, key, min(entered, trigger_ts), None)
+    return [e for e in events if e.ts > trigger_ts or e.ts >= entered]
 
 
 def _recent_events(summaries: list[dict[str, Any]], key: str, since: float, until: float | None) -> list[Event]:
