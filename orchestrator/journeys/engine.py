@@ -277,15 +277,18 @@ class Engine:
         self._go(state, journey, journey.id, journey.first, context, run)
 
     def _ended_before_entry(self, state: CustomerState, journey: Compiled, event: Event, run: JourneyRun) -> bool:
-        """A trigger decided after events dated later than itself (a channel's late record: one
-        Faust's stream dropped is read again before the records after it, by
-        ``agents/stream_drops.py``) meets its journey's goal or exit among them, as far as the
-        recent events reach back (``ORCH_RECENT_EVENTS``). The journey then ends at once, at that event's time, before
-        any step runs, as it would have had the trigger come first: a purchase already made
-        stops the nudge for the view before it. Events dated the same as the trigger do not
-        count; recent events keep only a product or a query (see :meth:`_ended_while_held`)."""
-        later = [e for e in _recent_events(state.recent, state.key, event.ts, None) if e.ts > event.ts]
-        return bool(later) and self._end_on(state, journey, state.journeys[journey.id], later, run)
+        """A trigger decided after events dated later than itself (a channel's late record:
+        one Faust's stream dropped is read again before the records after it, by
+        ``agents/stream_drops.py``) meets its journey's goal or exit among them, as far as
+        the recent events reach back (``ORCH_RECENT_EVENTS``). The journey then ends at
+        once, at that event's time, before any step runs, as it would have had the trigger
+        come first: a purchase already made stops the nudge for the view before it. Events
+        dated the same as the trigger do not count; recent events keep only a product or a
+        query (see :meth:`_ended_while_held`)."""
+        later = [summary for summary in state.recent if summary["ts"] > event.ts]  # mostly none: in order
+        return bool(later) and self._end_on(
+            state, journey, state.journeys[journey.id], _as_events(later, state.key), run
+        )
 
     # -- walking the steps -----------------------------------------------------------
     def _go(
@@ -693,14 +696,17 @@ def _since_began(instance: dict[str, Any], summaries: list[dict[str, Any]], key:
     ``Engine._ended_before_entry``) or at or after its entry, oldest first."""
     entered = instance["entered"]
     trigger_ts = instance["trigger"].get("ts", entered)
-    events = _recent_events(summaries, key, min(entered, trigger_ts), None)
-    return [e for e in events if e.ts > trigger_ts or e.ts >= entered]
+    return _as_events([s for s in summaries if s["ts"] > trigger_ts or s["ts"] >= entered], key)
 
 
 def _recent_events(summaries: list[dict[str, Any]], key: str, since: float, until: float | None) -> list[Event]:
     """A profile's recent events from ``since`` to ``until`` (open if None), oldest first."""
-    kept = [s for s in summaries if s["ts"] >= since and (until is None or s["ts"] <= until)]
-    return [_from_recent(summary, key) for summary in sorted(kept, key=lambda s: s["ts"])]
+    return _as_events([s for s in summaries if s["ts"] >= since and (until is None or s["ts"] <= until)], key)
+
+
+def _as_events(summaries: list[dict[str, Any]], key: str) -> list[Event]:
+    """Recent events kept as summaries, as events again, oldest first."""
+    return [_from_recent(summary, key) for summary in sorted(summaries, key=lambda s: s["ts"])]
 
 
 def _from_recent(summary: dict[str, Any], key: str) -> Event:
