@@ -161,3 +161,4 @@ def test_a_worker_joining_after_a_burst_loses_nothing(own_prefix: str, tmp_path:
         second.launch()  # joins while the first still has much of the burst ahead of it
         found = wait_for_counts(own_prefix, sent)
         assert found == sent, missing(sent, found) + "\n" + first.log_tail()
+        second.wait_ready()  # it joined: the burst met a rebalance, not one worker alone
