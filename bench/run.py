@@ -7,6 +7,8 @@
   remembered); the engine's other speed-ups stay on in all three.
 * journey tally: where a stored profile is in its journeys, the profile decoded whole vs the
   ``journeys`` field read alone (the worker asks it of both values of every write).
+* read model: one customer's profile (state, stage, ranked actions) as JSON, encoded with the
+  standard library (as it was) vs orjson (as it is); a worker encodes one per customer per flush.
 * timer index: resident memory and the cost of one tick with 1,000,000 pending waits in
   a RocksDB index laid out like the worker's ``due`` table (target: < 2 GB; a tick reads
   only what is due).
@@ -39,6 +41,7 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
+from orchestrator.readmodel import encode_profile, profile
 from orchestrator.replay import Replay
 from orchestrator.replay_split import default_processes, replay_split
 from orchestrator.simulator import Simulator
@@ -242,6 +245,28 @@ def bench_journey_tally(events: list[Event]) -> None:
     )
 
 
+def bench_profile_encoding(events: list[Event]) -> None:
+    """The read model's profile documents, as a worker with the built-in rules and the journeys
+    leaves them, encoded both ways side by side (the document itself is built once, apart)."""
+    player = Replay(Policy(), engine())
+    for _ in player.run(events):
+        pass
+    now = events[-1].ts
+    docs = [profile(r.state, now) for r in player.records.values() if isinstance(r, records.Profile)]
+    figures = []
+    for encode in (lambda doc: json.dumps(doc).encode(), encode_profile):
+        started = time.perf_counter()
+        for _ in range(5):
+            for doc in docs:
+                encode(doc)
+        figures.append((time.perf_counter() - started) / 5 / len(docs) * 1e6)
+    size = sum(len(encode_profile(doc)) for doc in docs) / len(docs)
+    print(
+        f"read model, {len(docs):,} profiles ({size:,.0f} bytes each): json {figures[0]:.1f} us, "
+        f"orjson {figures[1]:.1f} us ({figures[0] / figures[1]:.1f}x less)"
+    )
+
+
 def bench_timer_index(pending: int = 1_000_000, fired: int = 100_000) -> None:
     """The due index alone: fill, one tick, then the tick again after ``fired`` waits fired.
 
@@ -319,6 +344,7 @@ def main() -> None:
     bench_replay(events)
     bench_replay_file(steps)
     bench_journey_tally(events)
+    bench_profile_encoding(events)
     bench_timer_index()
     print("Timer lateness on a live worker under load: make bench-timers (see bench/README.md).")
 

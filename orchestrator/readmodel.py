@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
@@ -119,8 +120,15 @@ def records(prefix: str, state: CustomerState, now: float, policy: Policy = DEFA
     """Every key one customer owns in the read model: the profile and an alias per identifier."""
     key = state.key.encode()
     found = {alias_key(prefix, token): key for token in alias_tokens(state)}
-    found[profile_key(prefix, state.key)] = json.dumps(profile(state, now, policy)).encode()
+    found[profile_key(prefix, state.key)] = encode_profile(profile(state, now, policy))
     return found
+
+
+def encode_profile(doc: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON. orjson, not ``json``: a profile with its ranked actions is some
+    kilobytes, and a worker renders one per customer per flush (3x faster: ``make bench``).
+    Non-string keys become strings, as ``json.dumps`` makes them."""
+    return orjson.dumps(doc, option=orjson.OPT_NON_STR_KEYS)
 
 
 def alias_tokens(state: CustomerState) -> list[str]:

@@ -7,7 +7,7 @@ import json
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.readmodel import alias_key, profile, profile_key, records
+from orchestrator.readmodel import alias_key, encode_profile, profile, profile_key, records
 
 T0 = 1_800_000_000.0
 
@@ -94,3 +94,8 @@ def test_keys_merged_into_a_customer_keep_finding_it():
     written = records("p.", state, T0)
     assert written["p.alias:cookie:ck-0"] == b"c-42"
     assert written["p.alias:customer_id:c-old"] == b"c-42"
+
+
+def test_a_profile_is_encoded_as_the_standard_library_would_read_it():
+    doc = profile(customer(), T0) | {"note": "Zoë 😀", "by_day": {20261124: 2}, "ratio": 0.1 + 0.2}
+    assert json.loads(encode_profile(doc)) == json.loads(json.dumps(doc))
