@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     fetch_min_bytes: int = Field(
         default=65536, ge=1, description="Bytes a worker's fetch asks for before the broker answers; 1: at once."
     )
+    producer_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description="How long a worker's producer holds a record to batch it with others for the same "
+        "partition: fewer, larger produce requests under load, for at most this much latency per hop; 0: at once.",
+    )
     rebalance_stuck_s: float = Field(
         default=120.0,
         ge=0,
