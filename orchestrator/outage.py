@@ -23,7 +23,9 @@ class Outage:
         self.said_at = 0.0  # monotonic time of the last warning
 
     def failed(self, why: object) -> None:
-        now = time.monotonic()
+        """``why`` is logged as text: a log record that held the exception would keep its
+        traceback, and the sockets in its frames, alive for as long as a handler keeps it."""
+        now, why = time.monotonic(), str(why)
         if self.since is None:
             self.since = self.said_at = now
             again = "quietly until it works" if self.repeat_s is None else "and saying so now and then"

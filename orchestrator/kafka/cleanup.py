@@ -16,6 +16,8 @@ import redis
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from orchestrator.kafka.clients import AdminClient
+
 UNLINK_BATCH = 5_000
 
 
@@ -34,7 +36,7 @@ def remove_prefix(bootstrap: str, redis_url: str, prefix: str, *, settle_s: floa
     """Delete the topics, the consumer group (``<prefix>orchestrator``) and the Redis keys
     under ``prefix``. ``settle_s``: wait that long and delete again, for when a client
     that is still closing may re-create a topic by asking for it."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=60_000)
+    admin = AdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=60_000)
     try:
         topics = _delete_topics(admin, prefix)
         if settle_s > 0:

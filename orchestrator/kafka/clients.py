@@ -29,6 +29,40 @@ def _unreachable(bootstrap: str, exc: Exception) -> CliError:
     return CliError(f"Kafka at {bootstrap}: {exc}")
 
 
+class Consumer(KafkaConsumer):
+    """Workaround: kafka-python 3.0's consumer and admin client start their network thread
+    before they look for a broker, and a constructor that finds none (``bootstrap_timeout_ms``)
+    raises without stopping it. The thread and its socket stayed for good: a worker's topic
+    discovery leaked one every ``ORCH_TOPIC_DISCOVERY_INTERVAL_S`` while Kafka was down. These
+    subclasses close what the constructor started when it fails."""
+
+    def __init__(self, **configs: Any) -> None:
+        try:
+            super().__init__(**configs)
+        except BaseException:
+            _close_half_built(self)
+            raise
+
+
+class AdminClient(KafkaAdminClient):
+    """:class:`Consumer`'s workaround, for the admin client."""
+
+    def __init__(self, **configs: Any) -> None:
+        try:
+            super().__init__(**configs)
+        except BaseException:
+            _close_half_built(self)
+            raise
+
+
+def _close_half_built(client: Any) -> None:
+    """Stop the network thread (and close the sockets) of a client whose constructor failed."""
+    inner = getattr(client, "_client", None)
+    if inner is not None:
+        with contextlib.suppress(Exception):
+            inner.close()
+
+
 def producer(bootstrap: str) -> KafkaProducer:
     try:
         return KafkaProducer(
@@ -45,7 +79,7 @@ def producer(bootstrap: str) -> KafkaProducer:
 def consumer(bootstrap: str, **options: Any) -> KafkaConsumer:
     """A group-less consumer: tools read, they never commit offsets."""
     try:
-        return KafkaConsumer(
+        return Consumer(
             bootstrap_servers=bootstrap.split(","),
             group_id=None,
             enable_auto_commit=False,
@@ -84,7 +118,7 @@ def ensure_topics(
     NotLeaderForPartition, and aiokafka's producer has been seen to hang for good after it
     (a worker that stopped consuming in the bad-input test)."""
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
+        admin = AdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=TIMEOUT_MS)
     except (KafkaError, OSError) as exc:
         raise _unreachable(bootstrap, exc) from exc
     try:

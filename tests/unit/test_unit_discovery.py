@@ -10,11 +10,15 @@ import gc
 import logging
 import re
 import socket
+import threading
 from collections.abc import Iterator
 
 import pytest
+from kafka.errors import KafkaError
 
 from agents.discovery import ChannelWatch
+from orchestrator.errors import CliError
+from orchestrator.kafka.clients import AdminClient, list_topics
 from orchestrator.outage import Outage
 
 
@@ -26,10 +30,18 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-# kafka-python 3.0 leaves the socket of a refused connection for the garbage collector to close.
+@pytest.fixture
+def refused_sockets_collected() -> Iterator[None]:
+    """kafka-python 3.0 leaves the socket of a refused connection for the garbage collector to
+    close. Collected after the test, once its frame no longer holds them, and while the test's
+    warning filter applies: collected later, they failed whichever test was running then."""
+    yield
+    gc.collect()
+
+
 @pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
 def test_an_unreachable_broker_finds_nothing_new_and_warns_once(
-    closed_port: int, caplog: pytest.LogCaptureFixture
+    refused_sockets_collected: None, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     watch = ChannelWatch(f"127.0.0.1:{closed_port}", re.compile(r"^events\."), timeout_ms=300)
     with caplog.at_level(logging.INFO, logger="agents.discovery"):
@@ -38,7 +50,22 @@ def test_an_unreachable_broker_finds_nothing_new_and_warns_once(
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert f"cannot reach Kafka at 127.0.0.1:{closed_port}" in caplog.records[0].getMessage()
     assert caplog.records[0].exc_info is None  # one line, no traceback
-    gc.collect()  # those sockets, while the filter above applies
+
+
+@pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
+def test_an_unreachable_broker_leaves_no_network_thread_behind(
+    refused_sockets_collected: None, closed_port: int
+) -> None:
+    """kafka-python 3.0 starts a client's network thread before it looks for a broker; a
+    constructor that found none left it running for good, one per check of an outage."""
+    bootstrap = f"127.0.0.1:{closed_port}"
+    before = set(threading.enumerate())
+    for _ in range(3):
+        with pytest.raises(CliError, match="cannot reach Kafka"):
+            list_topics(bootstrap, 300)
+    with pytest.raises(KafkaError):
+        AdminClient(bootstrap_servers=[bootstrap], bootstrap_timeout_ms=300)
+    assert [t.name for t in set(threading.enumerate()) - before] == []
 
 
 def test_an_outage_is_told_when_it_begins_and_when_it_ends(caplog: pytest.LogCaptureFixture) -> None:
