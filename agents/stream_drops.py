@@ -21,7 +21,7 @@ next owner reads them from the committed offset.
 One agent takes each topic (``decide`` the customer events, ``ingest`` the inbound ones), so
 one order per partition is enough. Every agent of the worker's consumer must ask :func:`skip`:
 the order keeps each delivered record until its agent takes it, so a topic whose agent never
-asks would keep all of its records' (a few dozen bytes each, never freed before a rebalance).
+asks would keep all of its records (a few dozen bytes each, never freed before a rebalance).
 
 A dropped record that no later record of its partition follows is found by the fetch guard
 instead, after a batch (:func:`tail_drops`): records of a partition it delivered that the agent

@@ -29,38 +29,30 @@ def _unreachable(bootstrap: str, exc: Exception) -> CliError:
     return CliError(f"Kafka at {bootstrap}: {exc}")
 
 
-class Consumer(KafkaConsumer):
+class _ClosedIfUnbuilt:
     """Workaround: kafka-python 3.0's consumer and admin client start their network thread
     before they look for a broker, and a constructor that finds none (``bootstrap_timeout_ms``)
     raises without stopping it. The thread and its socket stayed for good: a worker's topic
-    discovery leaked one every ``ORCH_TOPIC_DISCOVERY_INTERVAL_S`` while Kafka was down. These
-    subclasses close what the constructor started when it fails."""
+    discovery leaked one every ``ORCH_TOPIC_DISCOVERY_INTERVAL_S`` while Kafka was down. A
+    failed constructor here closes the network client it made, which stops the thread."""
 
     def __init__(self, **configs: Any) -> None:
         try:
             super().__init__(**configs)
         except BaseException:
-            _close_half_built(self)
+            inner = getattr(self, "_client", None)
+            if inner is not None:
+                with contextlib.suppress(Exception):
+                    inner.close()
             raise
 
 
-class AdminClient(KafkaAdminClient):
-    """:class:`Consumer`'s workaround, for the admin client."""
-
-    def __init__(self, **configs: Any) -> None:
-        try:
-            super().__init__(**configs)
-        except BaseException:
-            _close_half_built(self)
-            raise
+class Consumer(_ClosedIfUnbuilt, KafkaConsumer):
+    """A consumer whose failed constructor leaves no network thread behind."""
 
 
-def _close_half_built(client: Any) -> None:
-    """Stop the network thread (and close the sockets) of a client whose constructor failed."""
-    inner = getattr(client, "_client", None)
-    if inner is not None:
-        with contextlib.suppress(Exception):
-            inner.close()
+class AdminClient(_ClosedIfUnbuilt, KafkaAdminClient):
+    """An admin client whose failed constructor leaves no network thread behind."""
 
 
 def producer(bootstrap: str) -> KafkaProducer:

@@ -33,8 +33,9 @@ def closed_port() -> Iterator[int]:
 @pytest.fixture
 def refused_sockets_collected() -> Iterator[None]:
     """kafka-python 3.0 leaves the socket of a refused connection for the garbage collector to
-    close. Collected after the test, once its frame no longer holds them, and while the test's
-    warning filter applies: collected later, they failed whichever test was running then."""
+    close. Collected while the test's warning filter applies, and after the fixtures listed
+    after this one (caplog's records) let them go: collected later, they failed whichever
+    test was running then. List it first."""
     yield
     gc.collect()
 
