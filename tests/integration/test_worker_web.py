@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 import socket
@@ -114,7 +113,9 @@ def test_a_worker_whose_rebalance_outlasts_the_limit_exits_to_be_restarted(prefi
 
 
 @pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
-def test_topic_discovery_says_when_kafka_answers_again(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_topic_discovery_says_when_kafka_answers_again(
+    refused_sockets_collected: None, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """The check that found Kafka unreachable (a closed port, then the real broker's address)
     says once that it works again and finds the topics it missed meanwhile."""
     names = TopicNames(prefix)
@@ -127,7 +128,6 @@ def test_topic_discovery_says_when_kafka_answers_again(prefix: str, caplog: pyte
             watch.bootstrap = BOOTSTRAP
             found = asyncio.run(watch.new_topics(set()))
             again = asyncio.run(watch.new_topics(found))
-        gc.collect()  # the refused sockets kafka-python leaves to the collector (see the filter)
 
     assert (missed, again) == (set(), set())
     assert names.events("recovered") in found

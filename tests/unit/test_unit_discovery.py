@@ -6,7 +6,6 @@ some 30 s into a broker restart; the check must say so once and go on."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import re
 import socket
@@ -28,16 +27,6 @@ def closed_port() -> Iterator[int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def refused_sockets_collected() -> Iterator[None]:
-    """kafka-python 3.0 leaves the socket of a refused connection for the garbage collector to
-    close. Collected while the test's warning filter applies, and after the fixtures listed
-    after this one (caplog's records) let them go: collected later, they failed whichever
-    test was running then. List it first."""
-    yield
-    gc.collect()
 
 
 @pytest.mark.filterwarnings(r"ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning")
