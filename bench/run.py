@@ -41,7 +41,7 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
-from orchestrator.readmodel import encode_profile, profile
+from orchestrator.readmodel import decode_profile, encode_profile, profile
 from orchestrator.replay import Replay
 from orchestrator.replay_split import default_processes, replay_split
 from orchestrator.simulator import Simulator
@@ -247,24 +247,31 @@ def bench_journey_tally(events: list[Event]) -> None:
 
 def bench_profile_encoding(events: list[Event]) -> None:
     """The read model's profile documents, as a worker with the built-in rules and the journeys
-    leaves them, encoded both ways side by side (the document itself is built once, apart)."""
+    leaves them, encoded both ways side by side (the document itself is built once, apart), then
+    decoded both ways, as the API reads one per request."""
     player = Replay(Policy(), engine())
     for _ in player.run(events):
         pass
     now = events[-1].ts
     docs = [profile(r.state, now) for r in player.records.values() if isinstance(r, records.Profile)]
-    figures = []
-    for encode in (lambda doc: json.dumps(doc).encode(), encode_profile):
-        started = time.perf_counter()
-        for _ in range(5):
-            for doc in docs:
-                encode(doc)
-        figures.append((time.perf_counter() - started) / 5 / len(docs) * 1e6)
-    size = sum(len(encode_profile(doc)) for doc in docs) / len(docs)
-    print(
-        f"read model, {len(docs):,} profiles ({size:,.0f} bytes each): json {figures[0]:.1f} us, "
-        f"orjson {figures[1]:.1f} us ({figures[0] / figures[1]:.1f}x less)"
-    )
+    encoded = [encode_profile(doc) for doc in docs]
+    size = sum(map(len, encoded)) / len(docs)
+    writes = [per_item(encode, docs) for encode in (lambda doc: json.dumps(doc).encode(), encode_profile)]
+    reads = [per_item(decode, encoded) for decode in (json.loads, decode_profile)]
+    for verb, (plain, fast) in (("encoding", writes), ("decoding", reads)):
+        print(
+            f"read model, {len(docs):,} profiles ({size:,.0f} bytes each), {verb}: json {plain:.1f} us, "
+            f"orjson {fast:.1f} us ({plain / fast:.1f}x less)"
+        )
+
+
+def per_item(work: Callable[[Any], Any], items: list[Any], rounds: int = 5) -> float:
+    """Microseconds ``work`` takes per item, over ``rounds`` passes."""
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for item in items:
+            work(item)
+    return (time.perf_counter() - started) / rounds / len(items) * 1e6
 
 
 def bench_timer_index(pending: int = 1_000_000, fired: int = 100_000) -> None:

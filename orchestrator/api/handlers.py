@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +11,7 @@ from aiohttp import web
 from orchestrator.api.errors import ApiError
 from orchestrator.api.store import ProfileStore
 from orchestrator.core.nba import CHANNEL_NAME, MAX_PER_CHANNEL
+from orchestrator.readmodel import decode_profile
 
 STORE = web.AppKey("store", ProfileStore)
 MAX_ID = 320  # longest plausible identifier (an email address is at most 320 characters)
@@ -35,7 +35,7 @@ async def next_best_action(request: web.Request) -> web.Response:
     """Ranked actions for one channel, or the best across all channels (each naming its channel)."""
     channel, limit = _channel(request.query), _limit(request.query)
     key, raw = await _find(request)
-    doc = json.loads(raw)
+    doc = decode_profile(raw)
     actions = ranked(doc.get("next_best_actions") or {}, channel)[:limit]
     return web.json_response(
         {"customer": key, "channel": channel, "actions": actions, "generated_at": doc.get("updated_at")}

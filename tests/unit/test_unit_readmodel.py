@@ -7,7 +7,7 @@ import json
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.readmodel import alias_key, encode_profile, profile, profile_key, records
+from orchestrator.readmodel import alias_key, decode_profile, encode_profile, profile, profile_key, records
 
 T0 = 1_800_000_000.0
 
@@ -99,3 +99,9 @@ def test_keys_merged_into_a_customer_keep_finding_it():
 def test_a_profile_is_encoded_as_the_standard_library_would_read_it():
     doc = profile(customer(), T0) | {"note": "Zoë 😀", "by_day": {20261124: 2}, "ratio": 0.1 + 0.2}
     assert json.loads(encode_profile(doc)) == json.loads(json.dumps(doc))
+
+
+def test_a_profile_is_decoded_as_the_standard_library_reads_it_whoever_wrote_it():
+    doc = profile(customer(), T0) | {"note": "Zoë 😀", "by_day": {20261124: 2}, "ratio": 0.1 + 0.2, "big": 2**63}
+    for written in (encode_profile(doc), json.dumps(doc).encode(), json.dumps(doc, ensure_ascii=False)):
+        assert decode_profile(written) == json.loads(written)
