@@ -235,7 +235,12 @@ class CountedTable:
 
     ``counts`` tallies the keys (``orchestrator_customers``); each of ``tallies``, what
     their values hold. The decide agent writes through this; Faust's own recovery writes to
-    RocksDB directly, which is why a rebalance starts the count of each partition again."""
+    RocksDB directly, which is why a rebalance starts the count of each partition again.
+
+    A write needs the value it replaces. The decide agent has just read it (it reads a
+    customer, decides, writes), so the last value read or written is kept and a write of
+    that key takes it instead of reading RocksDB again (a tenth of what a write cost). It
+    holds within a rebalance generation only: every other write goes through here."""
 
     def __init__(
         self,
@@ -245,23 +250,37 @@ class CountedTable:
         tallies: Sequence[Tally] = (),
     ) -> None:
         self.table = table
+        self.app = app
         self.counts = KeyCounts(app, counts)
         self.tallies = [KeyCounts(app, tally=tally) for tally in tallies]
+        self._last: tuple[int, bytes, bytes | None] | None = None  # generation, key, value
 
     def get(self, key: bytes, default: Any = None) -> Any:
-        return self.table.get(key, default)
+        value = self.table.get(key)
+        self._last = (rebalances(self.app), key, value)
+        return default if value is None else value
 
     def __setitem__(self, key: bytes, value: bytes) -> None:
-        old = self.table.get(key)
+        old = self._current(key)
         self.table[key] = value
         self._changed(key, old, value)
 
     def __delitem__(self, key: bytes) -> None:
-        old = self.table.get(key)
+        old = self._current(key)
         del self.table[key]
         self._changed(key, old, None)
 
+    def _current(self, key: bytes) -> bytes | None:
+        """What ``key`` holds: the value last read or written, if that was this key's in this
+        generation, else from the table."""
+        last = self._last
+        if last is not None and last[1] == key and last[0] == rebalances(self.app):
+            return last[2]
+        value: bytes | None = self.table.get(key)
+        return value
+
     def _changed(self, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        self._last = (rebalances(self.app), key, new)
         partition = current_partition()
         for counts in (self.counts, *self.tallies):
             counts.wrote(partition, key, old, new)

@@ -11,6 +11,7 @@ import bisect
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from aiokafka import TopicPartition
 from stories import JOURNEYS_ONLY, T0
 
 from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key, due_limit
-from agents.web import KEYS, OFFSET_KEY, KeyCounts
+from agents.web import KEYS, OFFSET_KEY, CountedTable, KeyCounts
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -347,6 +348,55 @@ def test_the_journey_tally_follows_a_customer_from_the_wait_out_of_the_journey()
     assert tally.advance([(0, db)]) == {("j", "1", step): 1}
     tally.wrote(0, b"c-1", stored, None)  # deleted (merged away, erased)
     assert tally.advance([(0, db)]) == {}
+
+
+class TableOver:
+    """A Faust table as CountedTable sees it: get, set and delete over one partition's
+    RocksDB; it counts its reads."""
+
+    def __init__(self, db: FakeDB) -> None:
+        self.db, self.reads = db, 0
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        self.reads += 1
+        value = self.db.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.db.put(key, value)
+
+    def __delitem__(self, key: bytes) -> None:
+        self.db.delete(key)
+
+
+def test_a_counted_write_takes_the_value_it_replaces_from_the_read_before_it(monkeypatch) -> None:
+    monkeypatch.setattr("agents.web.current_partition", lambda: 0)  # Faust's current event: partition 0
+    app = SimpleNamespace(rebalancing_count=0)
+    db = FakeDB()
+    table = TableOver(db)
+    counted = CountedTable(table, app, counts=lambda value: value != b"pointer")
+    counted.counts.advance([(0, db)])
+
+    counted[b"c-1"] = b"profile"  # nothing read before it: the table is read
+    assert table.reads == 1
+    assert counted.get(b"c-1") == b"profile"
+    counted[b"c-1"] = b"pointer"  # as the decide agent does: read, decide, write
+    assert table.reads == 2 and counted.counts.exact() == {0: {KEYS: 0}}
+    counted[b"c-1"] = b"profile"  # again: the value just written is the one replaced
+    assert table.reads == 2 and counted.counts.exact() == {0: {KEYS: 1}}
+
+    assert counted.get(b"c-2") is None
+    counted[b"c-1"] = b"pointer"  # the last read was another key's
+    assert table.reads == 4 and counted.counts.exact() == {0: {KEYS: 0}}
+
+    counted.get(b"c-1")
+    app.rebalancing_count = 1  # recovery may have rewritten it since: read again
+    db.put(b"c-1", b"profile")
+    counted[b"c-1"] = b"profile"
+    assert table.reads == 6
+    counted.counts.advance([(0, db)])
+    del counted[b"c-1"]
+    assert table.reads == 6 and counted.counts.exact() == {0: {KEYS: 0}} and db.get(b"c-1") is None
 
 
 def test_the_journey_tally_reads_a_profile_whose_data_spells_the_field_name() -> None:
