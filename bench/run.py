@@ -222,22 +222,14 @@ def bench_journey_tally(events: list[Event]) -> None:
     """Where each stored profile is in its journeys: what the worker's journey tally asks of the
     old and the new value of every write, and of every profile after a rebalance. Side by side:
     the profile decoded whole (as it was) and the ``journeys`` field read alone (as it is)."""
-    player = Replay(Policy(rules=frozenset()), engine())
-    for _ in player.run(events):
-        pass
-    stored = [raw for raw in map(records.encode, player.records.values()) if raw and not raw.startswith(records.MARK)]
+    left = replayed(events, Policy(rules=frozenset()))
+    stored = [raw for raw in map(records.encode, left) if raw and not raw.startswith(records.MARK)]
     inside = sum(1 for raw in stored if records.journey_places(raw))
 
     def whole(raw: bytes) -> Any:
         return {(j, i["v"], i["step"]): 1 for j, i in (msgpack.unpackb(raw, raw=False)["journeys"] or {}).items()}
 
-    figures = []
-    for tally in (whole, records.journey_places):
-        started = time.perf_counter()
-        for _ in range(10):
-            for raw in stored:
-                tally(raw)
-        figures.append((time.perf_counter() - started) / 10 / len(stored) * 1e6)
+    figures = [per_item(tally, stored, rounds=10) for tally in (whole, records.journey_places)]
     print(
         f"journey tally, {len(stored):,} profiles ({inside:,} in a journey, {sum(map(len, stored)) / len(stored):,.0f} "
         f"bytes each): decoded whole {figures[0]:.1f} us, the field alone {figures[1]:.1f} us "
@@ -249,11 +241,8 @@ def bench_profile_encoding(events: list[Event]) -> None:
     """The read model's profile documents, as a worker with the built-in rules and the journeys
     leaves them, encoded both ways side by side (the document itself is built once, apart), then
     decoded both ways, as the API reads one per request."""
-    player = Replay(Policy(), engine())
-    for _ in player.run(events):
-        pass
     now = events[-1].ts
-    docs = [profile(r.state, now) for r in player.records.values() if isinstance(r, records.Profile)]
+    docs = [profile(r.state, now) for r in replayed(events, Policy()) if isinstance(r, records.Profile)]
     encoded = [encode_profile(doc) for doc in docs]
     size = sum(map(len, encoded)) / len(docs)
     writes = [per_item(encode, docs) for encode in (lambda doc: json.dumps(doc).encode(), encode_profile)]
@@ -263,6 +252,14 @@ def bench_profile_encoding(events: list[Event]) -> None:
             f"read model, {len(docs):,} profiles ({size:,.0f} bytes each), {verb}: json {plain:.1f} us, "
             f"orjson {fast:.1f} us ({plain / fast:.1f}x less)"
         )
+
+
+def replayed(events: list[Event], policy: Policy) -> list[records.Record]:
+    """Every stored record a replay of ``events`` with the shipped journeys leaves."""
+    player = Replay(policy, engine())
+    for _ in player.run(events):
+        pass
+    return list(player.records.values())
 
 
 def per_item(work: Callable[[Any], Any], items: list[Any], rounds: int = 5) -> float:
