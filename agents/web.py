@@ -6,8 +6,11 @@ The ``orchestrator_customers``, ``orchestrator_timers_pending`` and
 included, so it read about twice the truth). A :class:`CountedTable` wraps a table and
 keeps tallies per partition (:class:`KeyCounts`: how many keys, or what their values hold,
 such as the journey steps customers are at): each write through it adds its difference,
-and after a start or a rebalance each active partition is counted once, in chunks between
-other work (:meth:`KeyCounts.advance`), because recovery writes to RocksDB directly.
+and after a start or a rebalance each active partition is counted once, because recovery
+writes to RocksDB directly. That count runs in steps of a few milliseconds with other work
+between them (:meth:`KeyCounts.advance`), up to a budget each second (:func:`spend`): a
+fixed share of a core however many partitions there are to count, and no stall longer than
+a step for the records waiting behind it.
 Writes that arrive while a partition is being counted are exact too: a write to a key the
 count has already passed adds its difference; one ahead of it is seen when the count
 gets there.
@@ -15,6 +18,7 @@ gets there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -31,9 +35,10 @@ from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 OFFSET_KEY = b"__faust\0offset__"  # Faust's own key in every partition's RocksDB
-COUNT_CHUNK = 20_000  # keys counted per partition and step: a few milliseconds
-DECODE_CHUNK = 2_500  # keys per partition and step when each value is read (~5 us each): ~12 ms
+COUNT_CHUNK = 2_500  # keys counted per step: ~5 ms (a value read and checked: ~2 us)
+DECODE_CHUNK = 500  # keys per step when where a profile is in its journeys is read: ~4 ms (~8 us each)
 COUNT_INTERVAL_S = 1.0
+COUNT_BUDGET_S = 0.2  # counting after a start or rebalance takes at most this of each interval
 KEYS = "keys"  # what a plain count tallies: one per key that counts
 Tally = Callable[[bytes], Mapping[Any, int]]
 
@@ -64,16 +69,36 @@ def attach_web(app: faust.App, table: CountedTable, runtime: Any, settings: Sett
     async def count_customers() -> None:
         if app.rebalancing:
             return
-        dbs = active_dbs(app, table)
-        total = table.counts.advance(dbs)
-        if total is not None:
-            metrics.CUSTOMERS.set(total[KEYS])
+        await spend(COUNT_BUDGET_S, lambda: count_step(app, table))
         for tallies in table.tallies:  # one: where customers are in their journeys
-            if (places := tallies.advance(dbs, DECODE_CHUNK)) is not None:
-                metrics.set_journey_customers(places)
             await inside.publish(tallies.exact(), time.time())  # for 'orchestrator journeys list'
 
     on_shutdown(app, inside.close)
+
+
+def count_step(app: faust.App, table: CountedTable) -> bool:
+    """Count a chunk more and set the gauges that are complete; whether there is nothing
+    more to count now (all counted, or a rebalance began between steps)."""
+    if app.rebalancing:
+        return True
+    dbs = active_dbs(app, table)
+    total = table.counts.advance(dbs)
+    if total is not None:
+        metrics.CUSTOMERS.set(total[KEYS])
+    complete = total is not None
+    for tallies in table.tallies:
+        if (places := tallies.advance(dbs, DECODE_CHUNK)) is not None:
+            metrics.set_journey_customers(places)
+        complete = complete and places is not None
+    return complete
+
+
+async def spend(budget_s: float, step: Callable[[], bool], clock: Callable[[], float] = time.monotonic) -> None:
+    """Run ``step`` until it is done or ``budget_s`` is spent, letting the agents run between
+    steps: the worker keeps deciding while it counts."""
+    started = clock()
+    while not step() and clock() - started < budget_s:
+        await asyncio.sleep(0)
 
 
 def on_shutdown(app: faust.App, then: Callable[[], Awaitable[None]]) -> None:
@@ -184,7 +209,8 @@ class KeyCounts:
         return Counter({label: n for label, n in delta.items() if n})
 
     def advance(self, dbs: list[tuple[int, Any]], chunk: int = COUNT_CHUNK) -> Counter[Hashable] | None:
-        """Count a little more; the tallies over ``dbs`` once every one is counted, else None."""
+        """Count ``chunk`` keys more, partition after partition; the tallies over ``dbs`` once
+        every one is counted, else None."""
         generation = rebalances(self.app)
         if generation != self.generation:  # a rebalance: recovery wrote behind our back
             self.parts.clear()
@@ -192,12 +218,12 @@ class KeyCounts:
         active = {p for p, _ in dbs}
         for stale in [p for p in self.parts if p not in active]:
             del self.parts[stale]
-        complete = True
+        complete, left = True, chunk
         for partition, db in dbs:
             part = self.parts.setdefault(partition, PartitionCount())
-            if not part.done:
-                self._count_some(part, db, chunk)
-                complete = complete and part.done
+            if not part.done and left > 0:
+                left -= self._count_some(part, db, left)
+            complete = complete and part.done
         if not complete:
             return None
         total: Counter[Hashable] = Counter()
@@ -205,9 +231,10 @@ class KeyCounts:
             total.update(self.parts[p].count)
         return Counter({label: n for label, n in total.items() if n})
 
-    def _count_some(self, part: PartitionCount, db: Any, chunk: int) -> None:
+    def _count_some(self, part: PartitionCount, db: Any, chunk: int) -> int:
+        """Count up to ``chunk`` keys of the partition; how many were seen."""
         start = b"" if part.passed is None else part.passed + b"\0"
-        keys = 0  # a plain count adds up here: a Counter update per key costs a microsecond
+        keys = seen = 0  # a plain count adds up here: a Counter update per key costs a microsecond
         try:
             for seen, (key, value) in enumerate(self._entries(db, start), 1):
                 part.passed = key
@@ -218,8 +245,9 @@ class KeyCounts:
                 elif value is None or self.counts is None or self.counts(value):
                     keys += 1
                 if seen >= chunk:
-                    return
+                    return seen
             part.done = True
+            return seen
         finally:
             if keys:
                 part.count[KEYS] += keys

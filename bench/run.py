@@ -7,6 +7,9 @@
   remembered); the engine's other speed-ups stay on in all three.
 * journey tally: where a stored profile is in its journeys, the profile decoded whole vs the
   ``journeys`` field read alone (the worker asks it of both values of every write).
+* recount: after a start or a rebalance, a worker counts its partitions' profiles again
+  (customers, and where they are in journeys) in steps, within a budget of each second; the
+  same profiles counted as it did before, a fixed chunk per partition per second.
 * read model: one customer's profile (state, stage, ranked actions) as JSON, encoded with the
   standard library (as it was) vs orjson (as it is); a worker encodes one per customer per flush.
 * timer index: resident memory and the cost of one tick with 1,000,000 pending waits in
@@ -30,6 +33,7 @@ from typing import Any
 import msgpack
 from rocksdict import Options, Rdict
 
+from agents import web
 from agents.journeys import DueCursor
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import decide
@@ -237,6 +241,53 @@ def bench_journey_tally(events: list[Event]) -> None:
     )
 
 
+def bench_recount(events: list[Event], profiles: int = 100_000, partitions: int = 4) -> None:
+    """The worker's count after a start or a rebalance (``agents.web.count_step``), on
+    ``profiles`` stored profiles in ``partitions`` RocksDB partitions: the steps it takes now,
+    within ``COUNT_BUDGET_S`` of each second, and the fixed chunks per partition it took once
+    per second before, side by side. A step stalls the agents; the budget bounds the share."""
+    left = replayed(events, Policy())
+    stored = [raw for raw in map(records.encode, left) if raw and not raw.startswith(records.MARK)]
+    folder = Path(tempfile.mkdtemp(prefix="recount-bench-"))
+    try:
+        dbs = [(p, Rdict(str(folder / str(p)), Options(raw_mode=True))) for p in range(partitions)]
+        for i in range(profiles):
+            dbs[i % partitions][1].put(f"c-{i:08d}".encode(), stored[i % len(stored)])
+        steps = recount([dbs], web.COUNT_CHUNK, web.DECODE_CHUNK)
+        before = recount([[db] for db in dbs], 20_000, 2_500)  # each partition its own chunks, each second
+        print(
+            f"recount, {profiles:,} profiles in {partitions} partitions: {sum(steps) / profiles * 1e6:.1f} us each; "
+            f"steps of {max(steps) * 1e3:.0f} ms at most, {web.COUNT_BUDGET_S:.1f} s of each second: done in "
+            f"{sum(steps) / web.COUNT_BUDGET_S * web.COUNT_INTERVAL_S:.1f} s (before: {len(before)} s, "
+            f"stalls of {max(before) * 1e3:.0f} ms, {sum(before) / len(before) * 1e3:.0f} ms of each second)"
+        )
+        for _, db in dbs:
+            db.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def recount(groups: list[list[tuple[int, Any]]], chunk: int, decode: int) -> list[float]:
+    """Seconds each step of a whole count takes. A step counts the customers ``chunk`` keys
+    further, and where they are in journeys ``decode`` keys further, in each group of
+    partitions, as ``count_step`` does in all of a worker's partitions."""
+    counters = [
+        (
+            group,
+            web.KeyCounts(None, counts=lambda value: not value.startswith(records.MARK)),
+            web.KeyCounts(None, tally=records.journey_places),
+        )
+        for group in groups
+    ]
+    took = []
+    while True:
+        started = time.perf_counter()
+        done = [(counts.advance(group, chunk), tally.advance(group, decode)) for group, counts, tally in counters]
+        took.append(time.perf_counter() - started)
+        if all(total is not None and places is not None for total, places in done):
+            return took
+
+
 def bench_profile_encoding(events: list[Event]) -> None:
     """The read model's profile documents, as a worker with the built-in rules and the journeys
     leaves them, encoded both ways side by side (the document itself is built once, apart), then
@@ -349,6 +400,7 @@ def main() -> None:
     bench_replay_file(steps)
     bench_journey_tally(events)
     bench_profile_encoding(events)
+    bench_recount(events)
     bench_timer_index()
     print("Timer lateness on a live worker under load: make bench-timers (see bench/README.md).")
 

@@ -7,6 +7,7 @@ tests can check what a tick touches instead of timing it.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from aiokafka import TopicPartition
 from stories import JOURNEYS_ONLY, T0
 
 from agents.journeys import RETRY_AFTER_S, DueCursor, InFlight, JourneyRuntime, due_key, due_limit
-from agents.web import KEYS, OFFSET_KEY, CountedTable, KeyCounts
+from agents.web import KEYS, OFFSET_KEY, CountedTable, KeyCounts, spend
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
@@ -267,6 +268,48 @@ def test_a_count_in_chunks_is_exact_while_writes_land_before_and_after_where_it_
     db.put(b"zzz", b"p")
     counts.wrote(0, b"zzz", None, b"p")
     assert counts.advance([(0, db)]) == {KEYS: 100}
+
+
+def test_a_step_counts_its_chunk_across_partitions_so_its_cost_does_not_grow_with_them() -> None:
+    dbs = [(p, FakeDB()) for p in range(4)]
+    for p, db in dbs:
+        for i in range(5 + p):
+            db.put(f"p{p}-{i}".encode(), b"p")
+    counts = KeyCounts(app=None)
+    steps = 1
+    while (total := counts.advance(dbs, chunk=4)) is None:
+        steps += 1
+        assert sum(part.count[KEYS] for part in counts.parts.values()) <= 4 * steps
+    assert total == {KEYS: 5 + 6 + 7 + 8}
+    assert counts.exact() == {0: {KEYS: 5}, 1: {KEYS: 6}, 2: {KEYS: 7}, 3: {KEYS: 8}}
+
+
+def test_counting_stops_when_done_or_when_its_budget_is_spent_and_lets_other_work_run_between_steps() -> None:
+    now = [0.0]
+    steps: list[str] = []
+
+    def step(until: int) -> bool:
+        steps.append("count")
+        now[0] += 0.25
+        return len([s for s in steps if s == "count"]) >= until
+
+    async def other() -> None:
+        for _ in range(20):
+            steps.append("other")
+            await asyncio.sleep(0)
+
+    async def run(budget_s: float, until: int) -> None:
+        task = asyncio.ensure_future(other())
+        await asyncio.sleep(0)
+        await spend(budget_s, lambda: step(until), clock=lambda: now[0])
+        task.cancel()
+
+    asyncio.run(run(2.0, until=3))
+    assert steps.count("count") == 3  # done before the budget
+    assert "other" in steps[steps.index("count") : len(steps) - steps[::-1].index("count")]
+    steps.clear()
+    asyncio.run(run(1.0, until=100))
+    assert steps.count("count") == 4  # a quarter of a second each: the budget is spent after the fourth
 
 
 def test_only_the_values_that_count_are_counted() -> None:
