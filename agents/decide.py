@@ -62,7 +62,7 @@ def attach_decide(
     table = CountedTable(  # counts profiles exactly for orchestrator_customers
         app.Table("customers", partitions=settings.partitions, key_type=bytes, value_type=bytes, default=None),
         app,
-        counts=lambda value: not value.startswith(records.MARK),  # not a pointer or a suppression
+        counts=records.is_profile,  # not a pointer or a suppression
         tallies=[records.journey_places],  # orchestrator_journey_customers
     )
     ctx = Context(settings.policy(), runtime.engine, hasher=settings.hasher())

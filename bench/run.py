@@ -226,8 +226,7 @@ def bench_journey_tally(events: list[Event]) -> None:
     """Where each stored profile is in its journeys: what the worker's journey tally asks of the
     old and the new value of every write, and of every profile after a rebalance. Side by side:
     the profile decoded whole (as it was) and the ``journeys`` field read alone (as it is)."""
-    left = replayed(events, Policy(rules=frozenset()))
-    stored = [raw for raw in map(records.encode, left) if raw and not raw.startswith(records.MARK)]
+    stored = stored_profiles(events, Policy(rules=frozenset()))
     inside = sum(1 for raw in stored if records.journey_places(raw))
 
     def whole(raw: bytes) -> Any:
@@ -246,8 +245,7 @@ def bench_recount(events: list[Event], profiles: int = 100_000, partitions: int 
     ``profiles`` stored profiles in ``partitions`` RocksDB partitions: the steps it takes now,
     within ``COUNT_BUDGET_S`` of each second, and the fixed chunks per partition it took once
     per second before, side by side. A step stalls the agents; the budget bounds the share."""
-    left = replayed(events, Policy())
-    stored = [raw for raw in map(records.encode, left) if raw and not raw.startswith(records.MARK)]
+    stored = stored_profiles(events, Policy())
     folder = Path(tempfile.mkdtemp(prefix="recount-bench-"))
     try:
         dbs = [(p, Rdict(str(folder / str(p)), Options(raw_mode=True))) for p in range(partitions)]
@@ -274,7 +272,7 @@ def recount(groups: list[list[tuple[int, Any]]], chunk: int, decode: int) -> lis
     counters = [
         (
             group,
-            web.KeyCounts(None, counts=lambda value: not value.startswith(records.MARK)),
+            web.KeyCounts(None, counts=records.is_profile),
             web.KeyCounts(None, tally=records.journey_places),
         )
         for group in groups
@@ -311,6 +309,11 @@ def replayed(events: list[Event], policy: Policy) -> list[records.Record]:
     for _ in player.run(events):
         pass
     return list(player.records.values())
+
+
+def stored_profiles(events: list[Event], policy: Policy) -> list[bytes]:
+    """The profiles a replay of ``events`` leaves, as the customers table stores them."""
+    return [raw for raw in map(records.encode, replayed(events, policy)) if raw and records.is_profile(raw)]
 
 
 def per_item(work: Callable[[Any], Any], items: list[Any], rounds: int = 5) -> float:

@@ -29,6 +29,12 @@ ERASED_KEY = "\udcc1E"
 OUTBOX = "_outbox"  # stored beside the state's fields, which it can never be mistaken for
 
 
+def is_profile(raw: bytes) -> bool:
+    """Whether a stored value is a customer's profile, not a pointer or a mark: what
+    ``orchestrator_customers`` counts."""
+    return not raw.startswith(MARK)
+
+
 @dataclass(frozen=True)
 class Missing:
     """Nothing is known under this key: a new profile starts here."""
@@ -154,7 +160,7 @@ def journey_places(raw: bytes) -> dict[tuple[str, str, str], int]:
     profile is read again after a rebalance, so the profile is not decoded whole (a decode
     costs 12-40 us, most of a worker's counting): every profile has the field, so when its
     name occurs once in the bytes, that is the field, and only the value after it is read."""
-    if raw.startswith(MARK):
+    if not is_profile(raw):
         return {}
     try:
         journeys = _journeys_field(raw)

@@ -316,7 +316,7 @@ def test_only_the_values_that_count_are_counted() -> None:
     db = FakeDB()
     db.put(b"c-1", b"\x85profile")
     db.put(b"cookie:1", records.FORWARD + b"c-1")
-    counts = KeyCounts(app=None, counts=lambda value: not value.startswith(records.MARK))
+    counts = KeyCounts(app=None, counts=records.is_profile)
     assert counts.advance([(0, db)]) == {KEYS: 1}
 
 
