@@ -81,16 +81,25 @@ def count_step(app: faust.App, table: CountedTable) -> bool:
     more to count now (all counted, or a rebalance began between steps)."""
     if app.rebalancing:
         return True
-    dbs = active_dbs(app, table)
-    total = table.counts.advance(dbs)
+    total, places = count_more(table.counts, table.tallies, active_dbs(app, table))
     if total is not None:
         metrics.CUSTOMERS.set(total[KEYS])
-    complete = total is not None
-    for tallies in table.tallies:
-        if (places := tallies.advance(dbs, DECODE_CHUNK)) is not None:
-            metrics.set_journey_customers(places)
-        complete = complete and places is not None
-    return complete
+    for found in places:
+        if found is not None:
+            metrics.set_journey_customers(found)
+    return total is not None and all(found is not None for found in places)
+
+
+def count_more(
+    counts: KeyCounts,
+    tallies: Sequence[KeyCounts],
+    dbs: list[tuple[int, Any]],
+    chunk: int = COUNT_CHUNK,
+    decode: int = DECODE_CHUNK,
+) -> tuple[Counter[Hashable] | None, list[Counter[Hashable] | None]]:
+    """One step of the recount: the keys ``chunk`` further, where profiles are in their
+    journeys ``decode`` further; each total once it is complete, else None."""
+    return counts.advance(dbs, chunk), [tally.advance(dbs, decode) for tally in tallies]
 
 
 async def spend(budget_s: float, step: Callable[[], bool], clock: Callable[[], float] = time.monotonic) -> None:

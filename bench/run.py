@@ -240,6 +240,9 @@ def bench_journey_tally(events: list[Event]) -> None:
     )
 
 
+OLD_CHUNKS = (20_000, 2_500)  # keys, and profiles read for their journeys, per partition per second, as it was
+
+
 def bench_recount(events: list[Event], profiles: int = 100_000, partitions: int = 4) -> None:
     """The worker's count after a start or a rebalance (``agents.web.count_step``), on
     ``profiles`` stored profiles in ``partitions`` RocksDB partitions: the steps it takes now,
@@ -252,7 +255,7 @@ def bench_recount(events: list[Event], profiles: int = 100_000, partitions: int 
         for i in range(profiles):
             dbs[i % partitions][1].put(f"c-{i:08d}".encode(), stored[i % len(stored)])
         steps = recount([dbs], web.COUNT_CHUNK, web.DECODE_CHUNK)
-        before = recount([[db] for db in dbs], 20_000, 2_500)  # each partition its own chunks, each second
+        before = recount([[db] for db in dbs], *OLD_CHUNKS)  # each partition its own chunks, each second
         print(
             f"recount, {profiles:,} profiles in {partitions} partitions: {sum(steps) / profiles * 1e6:.1f} us each; "
             f"steps of {max(steps) * 1e3:.0f} ms at most, {web.COUNT_BUDGET_S:.1f} s of each second: done in "
@@ -266,9 +269,8 @@ def bench_recount(events: list[Event], profiles: int = 100_000, partitions: int 
 
 
 def recount(groups: list[list[tuple[int, Any]]], chunk: int, decode: int) -> list[float]:
-    """Seconds each step of a whole count takes. A step counts the customers ``chunk`` keys
-    further, and where they are in journeys ``decode`` keys further, in each group of
-    partitions, as ``count_step`` does in all of a worker's partitions."""
+    """Seconds each step of a whole count takes: a step is the worker's (``count_more``) in
+    each group of partitions, with ``chunk`` and ``decode`` keys."""
     counters = [
         (
             group,
@@ -280,9 +282,9 @@ def recount(groups: list[list[tuple[int, Any]]], chunk: int, decode: int) -> lis
     took = []
     while True:
         started = time.perf_counter()
-        done = [(counts.advance(group, chunk), tally.advance(group, decode)) for group, counts, tally in counters]
+        done = [web.count_more(counts, [tally], group, chunk, decode) for group, counts, tally in counters]
         took.append(time.perf_counter() - started)
-        if all(total is not None and places is not None for total, places in done):
+        if all(total is not None and None not in places for total, places in done):
             return took
 
 
