@@ -159,7 +159,8 @@ def unreached_steps(journey: Shape, graph: dict[str, list[Link]]) -> list[Proble
         step_id = entries.pop()
         if step_id not in reached:
             reached.add(step_id)
-            entries += [link.target for link in graph[step_id] if link.target is not None]
+            # .get: a migration rule may name a step that does not exist (refused on its own line)
+            entries += [link.target for link in graph.get(step_id, ()) if link.target is not None]
     also = " or a step a migration rule moves customers onto" if journey.migrate else ""
     why = f"no path leads to it from the first step '{first}'{also}"
     return [

@@ -245,6 +245,17 @@ def test_a_bad_duration_hides_none_of_the_other_errors_and_warnings_of_the_file(
     ]
 
 
+def test_a_migration_rule_onto_a_step_that_does_not_exist_is_an_error_when_the_steps_are_fine(tmp_path):
+    """Every step passes, so the paths through them are followed, from the rule's new steps too:
+    one that names no step is the rule's error, not a crash of the path check."""
+    text = "id: j\nversion: 2\ntrigger: {event: signup}\nmigrate: {from: 1, steps: {w1: nowhere}}\n"
+    text += "steps:\n  - id: w2\n    wait: 2h\n"
+    errors = errors_in(tmp_path, text)
+    assert [(e.line, e.message) for e in errors] == [
+        (line_with(text, "nowhere"), "migrate.steps.w1: goes to unknown step 'nowhere', which version 2 lacks")
+    ]
+
+
 def test_every_unknown_step_a_file_names_is_an_error_not_only_the_first(tmp_path):
     text = (
         HEAD
