@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import yaml
@@ -18,6 +19,9 @@ class YamlError(ValueError):
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
 PLAIN = (str, int, float, bool, type(None))  # what JSON, msgpack and CEL all carry
+_LONE_SURROGATE = (
+    "text with a lone surrogate (an escape like \\ud800, half of a character) cannot be sent: write the whole character"
+)
 _TIMESTAMP, _NUMBERS = "tag:yaml.org,2002:timestamp", ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
@@ -79,26 +83,64 @@ def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, 
         raise YamlError(line, f"nested deeper than {MAX_DEPTH} levels")
     lines[path] = line
     if isinstance(node, yaml.MappingNode):
-        out = {}
+        out: dict[Any, Any] = {}
+        written: dict[Any, str] = {}  # each key as the file spells it: 1 and true are one key once read
         for key_node, value_node in node.value:
+            key_line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                raise YamlError(key_node.start_mark.line + 1, "keys must be plain names, not lists or maps")
-            key = loader.construct_object(key_node, deep=True)
+                raise YamlError(key_line, "keys must be plain names, not lists or maps")
+            key = _scalar(loader, key_node, key_line)
             if key in out:  # YAML would keep the last silently, hiding the first
-                raise YamlError(key_node.start_mark.line + 1, f"key {key!r} appears twice")
+                raise YamlError(key_line, _twice(written[key], key_node.value))
+            written[key] = key_node.value
             out[key] = _walk(loader, value_node, (*path, key), lines, seen)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(loader, child, (*path, i), lines, seen) for i, child in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
+    return _scalar(loader, node, line)
+
+
+def _scalar(loader: JourneyLoader, node: yaml.Node, line: int) -> Any:
+    """A scalar that JSON, msgpack and CEL can all carry as it is, or a :class:`YamlError`:
+    commands carry journey values to channels as msgpack or JSON, which have no NaN or
+    infinity, no text with a lone surrogate, and no integer beyond 64 bits."""
+    try:
+        value = loader.construct_object(node, deep=True)
+    except ValueError:  # an integer of thousands of digits: Python refuses to read it
+        if node.tag not in _NUMBERS:
+            raise
+        raise YamlError(line, _too_large(node.value)) from None
     if type(value) not in PLAIN:  # !!binary, !!timestamp: nothing downstream can carry them
         kind = node.tag.rsplit(":", 1)[-1]
         raise YamlError(
             line, f"a {kind} value cannot go into a journey (only text, numbers, true/false and null): quote it"
         )
     if type(value) is int and not -(2**63) <= value < 2**63:
-        raise YamlError(line, f"the number {str(value)[:24]} is too large for a journey (beyond 2^63): quote it")
+        raise YamlError(line, _too_large(node.value))
+    if type(value) is float and not math.isfinite(value):
+        raise YamlError(line, f"{node.value} is not a number JSON can carry: quote it, or use a number")
+    if type(value) is str and not _encodable(value):
+        raise YamlError(line, _LONE_SURROGATE)
     return value
+
+
+def _twice(first: str, again: str) -> str:
+    if first == again:
+        return f"key {again!r} appears twice"
+    return f"key {again!r} is the same key as {first!r} once read: quote one of them"
+
+
+def _too_large(written: str) -> str:
+    number = written if len(written) <= 24 else f"{written[:24]}…"
+    return f"the number {number} is too large for a journey (beyond 2^63): quote it"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int:

@@ -112,6 +112,40 @@ def test_a_whole_number_beyond_64_bits_is_refused_on_its_line():
     assert "too large" in error.message
 
 
+def test_a_number_of_thousands_of_digits_is_refused_on_its_line_named_by_its_first_digits():
+    """Python refuses to read an integer of over 4,300 digits at all (a ValueError, not a
+    number out of range), so this is the loader's own error, not a traceback."""
+    text = with_payload("n: " + "9" * 5000)
+    error = only_error(text)
+    assert error.line == line_with(text, "n: 9")
+    assert error.message == f"the number {'9' * 24}… is too large for a journey (beyond 2^63): quote it"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", ".NaN"])
+def test_a_number_json_cannot_carry_is_refused_on_its_line(value):
+    text = with_payload(f"n: {value}")
+    error = only_error(text)
+    assert (error.line, error.message) == (
+        line_with(text, f"n: {value}"),
+        f"{value} is not a number JSON can carry: quote it, or use a number",
+    )
+
+
+@pytest.mark.parametrize("entry", ['v: "a\\ud800b"', '"\\udfff": v'], ids=["in a value", "in a key"])
+def test_text_with_a_lone_surrogate_is_refused_on_its_line(entry):
+    """No channel can be sent it: msgpack and JSON both need text that is UTF-8."""
+    text = with_payload(entry)
+    error = only_error(text)
+    assert error.line == line_with(text, "ud")
+    assert error.message.startswith("text with a lone surrogate")
+
+
+def test_two_keys_that_read_as_one_are_named_as_written():
+    text = with_payload("n: {1: a, true: b}")
+    error = only_error(text)
+    assert error.message == "key 'true' is the same key as '1' once read: quote one of them"
+
+
 def test_a_payload_with_an_unquoted_date_replays_to_json(tmp_path):
     write(tmp_path, with_payload("launch: 2024-01-01"))
     result = replay(tmp_path, SIGNUP, "--json")
