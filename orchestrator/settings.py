@@ -22,6 +22,8 @@ from orchestrator.ingest import Limits
 from schemas.events import CHANNEL_PATTERN
 
 CHANNEL = re.compile(CHANNEL_PATTERN)
+# A Kafka bootstrap server: a name or address ([..] for IPv6), and a port (Kafka's 9092 when left out).
+SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -50,7 +52,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".stack/worker")
     log_level: str = "info"
 
-    max_message_bytes: int = 64 * 1024
+    max_message_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest event taken in; a larger one goes to the dead letters."
+    )
     max_depth: int = Field(default=8, ge=2, description="Deepest nesting of maps/lists in an event.")
     max_future_skew_s: float = Field(default=300.0, ge=0)
     dedupe_window: int = Field(default=128, ge=1, description="Recent event ids kept per customer.")
@@ -158,6 +162,18 @@ class Settings(BaseSettings):
         )
         return value
 
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_servers(cls, value: str) -> str:
+        """The Kafka clients read this only when they connect: a port that is no number ends
+        in a traceback there, and no server at all in a wait for the connect timeout."""
+        servers = [server.strip() for server in value.split(",")]
+        _refuse(
+            [server for server in servers if not _server(server)],
+            "Kafka's servers are host:port, comma-separated (a port from 1 to 65535)",
+        )
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -217,6 +233,11 @@ class Settings(BaseSettings):
             max_depth=self.max_depth,
             max_future_skew_s=self.max_future_skew_s,
         )
+
+
+def _server(server: str) -> bool:
+    found = SERVER.fullmatch(server)
+    return found is not None and (found[1] is None or 1 <= int(found[1]) <= 65535)
 
 
 def _refuse(bad: Iterable[str], why: str) -> None:

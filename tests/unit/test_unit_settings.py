@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import subprocess
 import sys
@@ -79,6 +81,8 @@ def test_the_app_id_carries_the_topic_prefix():
         ("ORCH_READMODEL_BATCH_MAX", "0"),
         ("ORCH_REMARKETING_DISCOUNT_PERCENT", "150"),
         ("ORCH_TOPIC_DISCOVERY_INTERVAL_S", "0"),
+        ("ORCH_MAX_MESSAGE_BYTES", "-1"),
+        ("ORCH_MAX_MESSAGE_BYTES", "1023"),
     ],
 )
 def test_nonsense_settings_are_refused_at_start(monkeypatch, name, value):
@@ -120,3 +124,31 @@ def test_the_cli_names_a_bad_default_time_zone_in_one_line(tmp_path):
         "orchestrator: error: bad setting default_timezone: "
         "'Nowhere/Zone' is not a time zone name like UTC or Europe/Paris"
     ]
+
+
+@pytest.mark.parametrize(
+    "servers", ["127.0.0.1:9092", "kafka", "a:9092, b:9093", "[::1]:9092", "broker-1.example.com:19092"]
+)
+def test_kafka_servers_as_host_and_port_are_taken(monkeypatch, servers):
+    monkeypatch.setenv("ORCH_KAFKA_BOOTSTRAP", servers)
+    assert Settings().kafka_bootstrap == servers
+
+
+@pytest.mark.parametrize(
+    ("servers", "named"),
+    [
+        ("notahost:xx", "notahost:xx"),
+        ("", ""),
+        ("a:b:c", "a:b:c"),
+        ("h:99999", "h:99999"),
+        ("h:0", "h:0"),
+        ("a:9092,", ""),
+        ("a b:9092", "a b:9092"),
+    ],
+)
+def test_kafka_servers_the_clients_could_not_read_are_refused_at_start_by_name(monkeypatch, servers, named):
+    """The Kafka clients would read them only when connecting: a traceback, or a wait for the
+    connect timeout with no server to connect to."""
+    monkeypatch.setenv("ORCH_KAFKA_BOOTSTRAP", servers)
+    with pytest.raises(ValidationError, match=f"{re.escape(repr(named))}: Kafka's servers are host:port"):
+        Settings()
