@@ -7,7 +7,9 @@ included, pay about 0.8 s before doing anything.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 
 import typer
@@ -52,3 +54,15 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as exc:  # what no command turns into a CliError: the output cannot be written (a full disk)
+        _stdout_to_nowhere()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"orchestrator: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _stdout_to_nowhere() -> None:
+    """Standard output that failed a write is pointed at /dev/null, so the interpreter's
+    flush at exit does not fail again with a traceback of its own after the one-line error."""
+    with contextlib.suppress(OSError, ValueError):  # no descriptor to repoint (a test's captured output)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -26,7 +27,9 @@ def simulate(
     duration: Annotated[float, typer.Option(min=0, help="Seconds to run; 0 runs until Ctrl-C.")] = 0.0,
     broken_every: Annotated[int, typer.Option(min=0, help="Every Nth record is malformed (0: never).")] = 25,
     seed: Annotated[int, typer.Option(help="Random seed, for repeatable traffic.")] = 7,
-    output: Annotated[Path | None, typer.Option(help="Write a history file (JSON lines) instead.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write a history file (JSON lines) instead; - writes standard output.")
+    ] = None,
     count: Annotated[int, typer.Option(min=0, help="With --output: how many steps.")] = 10_000,
     span: Annotated[str, typer.Option(help="With --output: the history ends now and spans this long.")] = "30d",
     bootstrap: Bootstrap = None,
@@ -69,19 +72,26 @@ def _write_history(path: Path, sim: Simulator, count: int, span: float) -> None:
     """``count`` steps spread evenly over ``span`` seconds ending now, in time order."""
     start = time.time() - span
     written = 0
-    with _created(path) as out, progress_bar(f"writing {path}", total=count) as advance:
-        for i in range(count):
-            for record in sim.records(start + span * i / max(1, count)):
-                if record.event is not None:
-                    out.write(json.dumps({**record.event, "channel": record.channel}) + "\n")
-                    written += 1
-            advance()
-    typer.echo(f"wrote {written} event(s) to {path}", err=True)
+    to_stdout = str(path) == "-"
+    name = "standard output" if to_stdout else str(path)
+    try:
+        with _created(path) as out, progress_bar(f"writing {name}", total=count) as advance:
+            for i in range(count):
+                for record in sim.records(start + span * i / max(1, count)):
+                    if record.event is not None:
+                        out.write(json.dumps({**record.event, "channel": record.channel}) + "\n")
+                        written += 1
+                advance()
+    except OSError as exc:  # a full disk, a closed pipe
+        raise CliError(f"cannot write {name}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {written} event(s) to {name}", err=True)
 
 
 def _created(path: Path) -> TextIO:
-    """The history file, opened for writing; a folder that is missing (or a path that is one)
-    is a one-line error before anything is simulated."""
+    """The history file, opened for writing (``-``: standard output, left open); a folder that
+    is missing (or a path that is one) is a one-line error before anything is simulated."""
+    if str(path) == "-":
+        return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
     try:
         return path.open("w", encoding="utf-8")
     except OSError as exc:

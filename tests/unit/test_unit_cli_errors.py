@@ -4,8 +4,10 @@ of its range; never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,6 +89,41 @@ def test_simulate_says_when_it_cannot_write_the_history_file(tmp_path: Path) -> 
         f"cannot write {missing}: No such file or directory"
     )
     assert one_line_error(cli("simulate", "--output", str(tmp_path))) == f"cannot write {tmp_path}: Is a directory"
+
+
+def test_simulate_says_when_the_disk_is_full(tmp_path: Path) -> None:
+    assert one_line_error(cli("simulate", "--output", "/dev/full", "--count", "10")) == (
+        "cannot write /dev/full: No space left on device"
+    )
+
+
+def test_simulate_writes_the_history_to_standard_output_for_a_dash(tmp_path: Path) -> None:
+    result = cli("simulate", "--output", "-", "--count", "20", "--customers", "3")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(json.loads(line)["event_id"] for line in lines)
+    assert f"wrote {len(lines)} event(s) to standard output" in result.stderr
+    assert not (Path.cwd() / "-").exists()
+
+
+def test_replay_says_in_one_line_when_its_output_cannot_be_written(tmp_path: Path) -> None:
+    """A full disk under standard output: one line and exit 1, not a traceback, and not a
+    second one from the interpreter's own flush at exit."""
+    signup = tmp_path / "signup.jsonl"
+    signup.write_text(EVENT.replace('"search"', '"signup"') + "\n")  # the welcome journey greets them
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | NOWHERE
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "replay", str(signup), "-j", str(JOURNEYS)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["orchestrator: error: No space left on device"]
 
 
 @pytest.mark.parametrize("rate", ["0", "-1", "nan"])
