@@ -28,7 +28,15 @@ from pydantic import ValidationError
 from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.forked import fork_each, reap
-from orchestrator.ingest import Limits, bounds_problem, content_problem, depth_of, describe, to_event
+from orchestrator.ingest import (
+    Limits,
+    bounds_problem,
+    content_problem,
+    depth_of,
+    describe,
+    size_problem,
+    to_event,
+)
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import keys_of, plan_keys, replay_shared
 from schemas.codec import JSON, DecodeError, check_json_integers, decode_payload
@@ -74,6 +82,8 @@ def event_parser(channel: str, limits: Limits = DEFAULT_LIMITS) -> Parse:
     seconds), then ingestion."""
 
     def parse(line: bytes) -> Event:
+        if problem := size_problem(line, limits):
+            raise ValueError(problem)
         check_json_integers(line)
         doc = _validated(line, limits)
         if problem := bounds_problem(line, doc, limits):

@@ -50,8 +50,8 @@ def ingest(
     """Decode, bound, validate and normalise one inbound record."""
     if not payload:
         return Rejection("empty", "the message has no value")
-    if len(payload) > limits.max_message_bytes:
-        return Rejection("too_large", f"{len(payload)} bytes > limit {limits.max_message_bytes}")
+    if too_large := size_problem(payload, limits):
+        return Rejection("too_large", too_large)
     try:
         doc = decode_payload(payload, content_type_of(headers))
     except DecodeError as exc:
@@ -93,10 +93,16 @@ def timestamp_problem(ts: float) -> str | None:
     return None
 
 
-def bounds_problem(line: bytes, event: ChannelEvent, limits: Limits) -> str | None:
-    """The stream's bounds for a replayed line: its size, its nesting and its time."""
+def size_problem(line: bytes, limits: Limits) -> str | None:
+    """A record (or a replayed line) too large to take in: checked first, live and in replay,
+    so a huge one is never parsed, and a replay says it as the dead letter does."""
     if len(line) > limits.max_message_bytes:
         return f"{len(line)} bytes > limit {limits.max_message_bytes}"
+    return None
+
+
+def bounds_problem(line: bytes, event: ChannelEvent, limits: Limits) -> str | None:
+    """The stream's other bounds for a replayed line (after :func:`size_problem`): its nesting and its time."""
     if depth_of(event.properties, limits.max_depth - 1) > limits.max_depth - 1:  # the event itself is one level
         return f"nested deeper than {limits.max_depth} levels"
     return content_problem(_content(event)) or timestamp_problem(event.ts)

@@ -110,6 +110,7 @@ def test_a_history_of_one_event_replays_over_many_processes() -> None:
             % (b"x" * 70_000),
             "bytes > limit",
         ),
+        (b'{"a": "%s"}' % (b"x" * 70_000), "70009 bytes > limit 65536"),  # too large first, as the stream says
         (
             b'{"event_id": "x", "type": "search", "ts": 1790000000, "customer_id": "c", "properties": {"a": %s}}'
             % (b"[" * 8 + b"]" * 8),
@@ -135,7 +136,17 @@ def test_a_history_of_one_event_replays_over_many_processes() -> None:
             "not valid JSON: integer -9223372036854775809 out of 64-bit range",
         ),
     ],
-    ids=["milliseconds", "1990", "too large", "too deep", "lone surrogate", "NaN", "above 64 bits", "below 64 bits"],
+    ids=[
+        "milliseconds",
+        "1990",
+        "too large",
+        "too large and not an event",
+        "too deep",
+        "lone surrogate",
+        "NaN",
+        "above 64 bits",
+        "below 64 bits",
+    ],
 )
 def test_a_line_the_stream_would_refuse_is_refused_by_replay_too(line: bytes, reason: str) -> None:
     lines = as_lines(history(50, 4))
