@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -60,3 +61,13 @@ def duration_option(option: str, text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise CliError(f"{option}: {exc}") from None
+
+
+def events_file(path: Path) -> Path:
+    """A file of JSON lines to read: any that can be read (a pipe such as ``<(zcat h.gz)``, a
+    FIFO, /dev/stdin too), but not a folder, and one that is there."""
+    if path.is_dir():
+        raise CliError(f"{path} is a directory, not a file of JSON lines")
+    if not path.exists():
+        raise CliError(f"no such file: {path}")
+    return path

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.journeys import load_or_fail
-from orchestrator.cli.options import duration_option, settings
+from orchestrator.cli.options import duration_option, events_file, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.commands import Command
 from orchestrator.errors import CliError
@@ -22,6 +22,7 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import MAX_PROCESSES, default_processes, replay_split
+from orchestrator.settings import CHANNEL
 
 
 def replay(
@@ -45,6 +46,8 @@ def replay(
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
     conf = settings()
     after_s = duration_option("--after", after)
+    if not CHANNEL.fullmatch(channel):
+        raise CliError(f"--channel {channel!r}: a channel is lower-case letters, digits, '_' or '-'")
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     if journeys is None and not rules:
         raise CliError("nothing to replay with: give --journeys DIR, --rules, or both")
@@ -52,10 +55,8 @@ def replay(
     if journeys is not None:
         engine = Engine(Catalogue.of(load_or_fail(journeys)), conf.max_active_journeys, conf.default_timezone)
     from_stdin = str(events) == "-"
-    if not from_stdin and events.is_dir():
-        raise CliError(f"{events} is a directory, not a file of JSON lines")
-    if not from_stdin and not events.is_file():
-        raise CliError(f"no such file: {events}")
+    if not from_stdin:
+        events_file(events)
     started = time.perf_counter()
     lines = read_lines(sys.stdin.buffer if from_stdin else events)
     try:

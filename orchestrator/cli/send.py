@@ -11,7 +11,7 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.options import Bootstrap, Prefix, events_file, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.event import customer_key
 from orchestrator.errors import CliError
@@ -73,12 +73,7 @@ def _open(source: str) -> BinaryIO:
     refused line, not the end of the command."""
     if source == "-":
         return sys.stdin.buffer
-    path = Path(source)
-    if path.is_dir():
-        raise CliError(f"{source} is a directory, not a file of JSON lines")
-    if not path.is_file():
-        raise CliError(f"no such file: {source}")
-    return path.open("rb")
+    return events_file(Path(source)).open("rb")
 
 
 def _stdin_lines(stream: BinaryIO) -> Iterator[bytes]:

@@ -91,6 +91,20 @@ def test_simulate_says_when_it_cannot_write_the_history_file(tmp_path: Path) -> 
     assert one_line_error(cli("simulate", "--output", str(tmp_path))) == f"cannot write {tmp_path}: Is a directory"
 
 
+def test_replay_reads_a_file_that_is_no_regular_one_such_as_a_pipe() -> None:
+    """``<(zcat history.gz)`` names a pipe under /dev/fd: it is there, and can be read."""
+    result = cli("replay", "/dev/stdin", "-j", str(JOURNEYS), stdin=EVENT.replace('"search"', '"signup"') + "\n")
+    assert result.returncode == 0, result.stderr
+    assert " welcome " in result.stdout
+
+
+@pytest.mark.parametrize("channel", ["BAD CHANNEL", "", "x/../y", "Web", "a" * 65])
+def test_replay_refuses_a_default_channel_no_event_could_name(one_event: Path, channel: str) -> None:
+    assert one_line_error(cli("replay", str(one_event), "--rules", "--channel", channel)) == (
+        f"--channel {channel!r}: a channel is lower-case letters, digits, '_' or '-'"
+    )
+
+
 def test_simulate_says_when_the_disk_is_full(tmp_path: Path) -> None:
     assert one_line_error(cli("simulate", "--output", "/dev/full", "--count", "10")) == (
         "cannot write /dev/full: No space left on device"
