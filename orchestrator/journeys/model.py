@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.journeys.durations import parse_duration
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_VERSION = 10**9  # far beyond any journey's history; big enough numbers break msgpack
+# Exit reasons the engine gives (exit_on as exit_on:<type>; and migrated_to_v<N>); an exit step's is its own.
+ENGINE_EXITS = frozenset({"goal", "loop", "exit_on", "version_removed", "migration", "merged", "erased"})
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -117,6 +119,12 @@ class Action(Strict):
     # goes on, for a message that is worth nothing later.
     quiet_hours: Literal["delay", "skip"] = "delay"
 
+    @model_validator(mode="after")
+    def _lives(self) -> Action:
+        if self.ttl is not None and self.ttl <= 0:  # it would be held back as expired, every time
+            raise ValueError("an action's ttl must be longer than zero (leave it out for none)")
+        return self
+
 
 class Step(Strict):
     id: str = Field(pattern=ID)
@@ -135,6 +143,19 @@ class Step(Strict):
         if isinstance(data, dict) and isinstance(data.get("wait"), (str, int, float)):
             return {**data, "wait": {"for": data["wait"]}}
         return data
+
+    @field_validator("exit")
+    @classmethod
+    def _own_reason(cls, reason: str | None) -> str | None:
+        """An exit step's reason is counted and explained beside the engine's own: one that
+        looked like them (``goal``) would pass for a conversion that was never counted."""
+        if reason is None:
+            return reason
+        if not re.fullmatch(ID, reason):
+            raise ValueError(f"exit reason {reason!r} is a name: a lower-case letter, then letters, digits or '_'")
+        if reason in ENGINE_EXITS or re.fullmatch(r"migrated_to_v\d+", reason):
+            raise ValueError(f"exit reason {reason!r} is one the engine gives: name the step's own reason")
+        return reason
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:

@@ -146,6 +146,24 @@ def test_two_keys_that_read_as_one_are_named_as_written():
     assert error.message == "key 'true' is the same key as '1' once read: quote one of them"
 
 
+@pytest.mark.parametrize("reason", ["goal", "loop", "merged", "exit_on", "migrated_to_v3"])
+def test_an_exit_step_may_not_give_a_reason_the_engine_gives(reason):
+    """``exit: goal`` would count as a goal exit in the metrics with no conversion behind it."""
+    error = only_error(f"{HDR}steps:\n  - exit: {reason}\n")
+    assert error.message == f"steps.0.exit: exit reason '{reason}' is one the engine gives: name the step's own reason"
+
+
+@pytest.mark.parametrize("reason", ["''", "Done", "'no reason'"])
+def test_an_exit_reason_is_a_name(reason):
+    error = only_error(f"{HDR}steps:\n  - exit: {reason}\n")
+    assert "is a name: a lower-case letter, then letters, digits or '_'" in error.message
+
+
+def test_an_action_that_expires_at_once_is_refused():
+    error = only_error(f"{HDR}steps:\n  - action: {{channel: email, action: hi, ttl: 0s}}\n")
+    assert error.message == "steps.0.action: an action's ttl must be longer than zero (leave it out for none)"
+
+
 def test_a_payload_with_an_unquoted_date_replays_to_json(tmp_path):
     write(tmp_path, with_payload("launch: 2024-01-01"))
     result = replay(tmp_path, SIGNUP, "--json")
