@@ -54,14 +54,17 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # the reader of the output has all it wants (| head): no error to tell
+        stdout_to_nowhere()
+        sys.exit(1)
     except OSError as exc:  # what no command turns into a CliError: the output cannot be written (a full disk)
-        _stdout_to_nowhere()
+        stdout_to_nowhere()
         where = f": {exc.filename}" if exc.filename else ""
         print(f"orchestrator: error: {exc.strerror or exc}{where}", file=sys.stderr)
         sys.exit(1)
 
 
-def _stdout_to_nowhere() -> None:
+def stdout_to_nowhere() -> None:
     """Standard output that failed a write is pointed at /dev/null, so the interpreter's
     flush at exit does not fail again with a traceback of its own after the one-line error."""
     with contextlib.suppress(OSError, ValueError):  # no descriptor to repoint (a test's captured output)

@@ -10,6 +10,7 @@ from typing import Annotated, TextIO
 
 import typer
 
+from orchestrator.cli.main import stdout_to_nowhere
 from orchestrator.cli.options import Bootstrap, Prefix, above_zero, duration_option, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.errors import CliError
@@ -82,7 +83,10 @@ def _write_history(path: Path, sim: Simulator, count: int, span: float) -> None:
                         out.write(json.dumps({**record.event, "channel": record.channel}) + "\n")
                         written += 1
                 advance()
-    except OSError as exc:  # a full disk, a closed pipe
+    except BrokenPipeError:  # the reader has all it wants (| head), as for any command's output
+        stdout_to_nowhere()
+        return
+    except OSError as exc:  # a full disk
         raise CliError(f"cannot write {name}: {exc.strerror or exc}") from None
     typer.echo(f"wrote {written} event(s) to {name}", err=True)
 

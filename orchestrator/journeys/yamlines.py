@@ -106,10 +106,8 @@ def _scalar(loader: JourneyLoader, node: yaml.Node, line: int) -> Any:
     infinity, no text with a lone surrogate, and no integer beyond 64 bits."""
     try:
         value = loader.construct_object(node, deep=True)
-    except ValueError:  # an integer of thousands of digits: Python refuses to read it
-        if node.tag not in _NUMBERS:
-            raise
-        raise YamlError(line, _too_large(node.value)) from None
+    except ValueError as exc:  # an integer of thousands of digits (Python refuses to read it), a 13th month
+        raise YamlError(line, _too_large(node.value) if node.tag in _NUMBERS else f"not valid YAML: {exc}") from None
     if type(value) not in PLAIN:  # !!binary, !!timestamp: nothing downstream can carry them
         kind = node.tag.rsplit(":", 1)[-1]
         raise YamlError(

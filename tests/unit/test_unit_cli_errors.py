@@ -120,6 +120,19 @@ def test_simulate_writes_the_history_to_standard_output_for_a_dash(tmp_path: Pat
     assert not (Path.cwd() / "-").exists()
 
 
+def test_simulate_stops_quietly_when_the_reader_of_its_output_has_enough() -> None:
+    """``simulate --output - | head``: no error, no traceback, once head has its lines."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")} | NOWHERE
+    command = [sys.executable, "-m", "orchestrator", "simulate", "--output", "-", "--count", "20000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["event_id"]
+        proc.stdout.close()
+        errors = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0
+    assert "error" not in errors and "Traceback" not in errors
+
+
 def test_replay_says_in_one_line_when_its_output_cannot_be_written(tmp_path: Path) -> None:
     """A full disk under standard output: one line and exit 1, not a traceback, and not a
     second one from the interpreter's own flush at exit."""

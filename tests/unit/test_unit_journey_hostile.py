@@ -105,6 +105,12 @@ def test_a_tagged_value_no_command_can_carry_is_refused_on_its_line(value, kind)
     assert error.message.endswith("quote it")
 
 
+def test_a_tagged_value_yaml_cannot_read_is_refused_on_its_line():
+    text = with_payload("at: !!timestamp 2024-13-45")
+    error = only_error(text)
+    assert (error.line, error.message) == (line_with(text, "at:"), "not valid YAML: month must be in 1..12")
+
+
 def test_a_whole_number_beyond_64_bits_is_refused_on_its_line():
     text = with_payload("n: 99999999999999999999")
     error = only_error(text)
