@@ -35,7 +35,8 @@ class JourneyError:
     warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
+        where = f"{self.file}:{self.line}" if self.line else self.file  # line 0: the file as a whole
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 class InvalidJourney(ValueError):
@@ -141,7 +142,7 @@ def check_dir(folder: Path) -> Checked:
     good, errors, warnings = [], [], []
     for path in sorted(path for path in folder.iterdir() if path.suffix.lower() in (".yaml", ".yml")):
         if not path.is_file():
-            errors.append(JourneyError(str(path), 0, "cannot read it: not a regular file (a FIFO, a folder), not read"))
+            errors.append(JourneyError(str(path), 0, f"cannot read it: {_not_a_file(path)}, not read"))
             continue
         journey, problems, notes = _check_file(path)
         errors.extend(problems)
@@ -167,6 +168,14 @@ def _check_file(path: Path) -> tuple[Compiled | None, list[JourneyError], list[J
         return None, sorted([*exc.errors, *problems], key=lambda e: e.line), notes
     problems, notes = review(journey)
     return (None if problems else journey), problems, notes
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "a folder"
+    if path.is_symlink() and not path.exists():
+        return "a link to nothing"
+    return "not a regular file (a FIFO, a device)"
 
 
 def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:

@@ -448,6 +448,13 @@ def test_validate_refuses_a_fifo_or_a_folder_named_yaml_without_reading_it_inste
     write(tmp_path, f"{HDR}steps: [exit]\n")
     result = validate(tmp_path)  # reading the FIFO would block until the test's timeout
     assert result.returncode == 1, result.stderr
-    for name in ("pipe.yaml", "sub.yml"):
-        message = f"{tmp_path / name}:0: cannot read it: not a regular file (a FIFO, a folder), not read"
-        assert message in result.stderr.splitlines()
+    lines = result.stderr.splitlines()
+    assert f"{tmp_path / 'pipe.yaml'}: cannot read it: not a regular file (a FIFO, a device), not read" in lines
+    assert f"{tmp_path / 'sub.yml'}: cannot read it: a folder, not read" in lines
+
+
+def test_validate_says_a_link_to_nothing_is_one(tmp_path):
+    (tmp_path / "gone.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    result = validate(tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"{tmp_path / 'gone.yaml'}: cannot read it: a link to nothing, not read" in result.stderr.splitlines()
