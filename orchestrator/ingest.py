@@ -151,12 +151,12 @@ def _value_problem(value: Any, where: str) -> str | None:
     """The first non-finite number or lone surrogate in ``value``, with where it is."""
     kind = type(value)
     if kind is str:
-        return f"{where}: invalid unicode: lone surrogate" if _has_lone_surrogate(value) else None
+        return f"{where}: invalid unicode: lone surrogate" if has_lone_surrogate(value) else None
     if kind is float:
         return None if math.isfinite(value) else f"{where}: {json.dumps(value)} is not a finite number"
     items = value.items() if kind is dict else enumerate(value) if kind is list else ()
     for key, item in items:
-        if type(key) is str and _has_lone_surrogate(key):  # named by its escapes: the name cannot be printed
+        if type(key) is str and has_lone_surrogate(key):  # named by its escapes: the name cannot be printed
             return f"{_at(where, ascii(key))}: invalid unicode: lone surrogate"
         if problem := _value_problem(item, _at(where, key)):
             return problem
@@ -167,7 +167,8 @@ def _at(where: str, key: Any) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
-def _has_lone_surrogate(text: str) -> bool:
+def has_lone_surrogate(text: str) -> bool:
+    """Half of a character that no UTF-8 can carry: neither msgpack nor JSON can send it."""
     return not text.isascii() and LONE_SURROGATE.search(text) is not None
 
 

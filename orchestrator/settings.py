@@ -22,6 +22,7 @@ from orchestrator.ingest import Limits
 from schemas.events import CHANNEL_PATTERN
 
 CHANNEL = re.compile(CHANNEL_PATTERN)
+CHANNEL_RULE = "a channel is lower-case letters, digits, '_' or '-'"
 # A Kafka bootstrap server: a name or address ([..] for IPv6), and a port (Kafka's 9092 when left out).
 SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -157,9 +158,7 @@ class Settings(BaseSettings):
     def _channel_names(cls, value: frozenset[str]) -> frozenset[str]:
         """Channel names become topic names (``actions.<channel>``): a bad one would fail
         half-way through creating them, with Kafka's traceback."""
-        _refuse(
-            [name for name in value if not CHANNEL.match(name)], "a channel is lower-case letters, digits, '_' or '-'"
-        )
+        _refuse([name for name in value if not CHANNEL.match(name)], CHANNEL_RULE)
         return value
 
     @field_validator("kafka_bootstrap")

@@ -22,7 +22,7 @@ from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
 from orchestrator.replay import Replay, Summary
 from orchestrator.replay_split import MAX_PROCESSES, default_processes, replay_split
-from orchestrator.settings import CHANNEL
+from orchestrator.settings import CHANNEL, CHANNEL_RULE
 
 
 def replay(
@@ -47,7 +47,7 @@ def replay(
     conf = settings()
     after_s = duration_option("--after", after)
     if not CHANNEL.fullmatch(channel):
-        raise CliError(f"--channel {channel!r}: a channel is lower-case letters, digits, '_' or '-'")
+        raise CliError(f"--channel {channel!r}: {CHANNEL_RULE}")
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     if journeys is None and not rules:
         raise CliError("nothing to replay with: give --journeys DIR, --rules, or both")

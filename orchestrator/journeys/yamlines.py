@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.ingest import has_lone_surrogate
+
 Path = tuple[str | int, ...]
 
 
@@ -117,7 +119,7 @@ def _scalar(loader: JourneyLoader, node: yaml.Node, line: int) -> Any:
         raise YamlError(line, _too_large(node.value))
     if type(value) is float and not math.isfinite(value):
         raise YamlError(line, f"{node.value} is not a number JSON can carry: quote it, or use a number")
-    if type(value) is str and not _encodable(value):
+    if type(value) is str and has_lone_surrogate(value):
         raise YamlError(line, _LONE_SURROGATE)
     return value
 
@@ -131,14 +133,6 @@ def _twice(first: str, again: str) -> str:
 def _too_large(written: str) -> str:
     number = written if len(written) <= 24 else f"{written[:24]}…"
     return f"the number {number} is too large for a journey (beyond 2^63): quote it"
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def line_of(lines: dict[Path, int], path: Path) -> int:
