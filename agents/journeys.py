@@ -59,10 +59,9 @@ from agents.web import (
 from orchestrator import metrics
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event
-from orchestrator.errors import CliError
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.journeys.loader import InvalidJourney, load_dir
+from orchestrator.journeys.loader import InvalidJourney, valid_journeys
 from orchestrator.kafka.clients import COMPACTED, ensure_topics
 from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
@@ -168,10 +167,7 @@ def _group_clock(settings: Settings, session_timeout_s: float) -> GroupClock | N
 def _files(settings: Settings) -> list[Any]:
     if settings.journeys_dir is None:
         return []
-    journeys, errors = load_dir(settings.journeys_dir)
-    if errors:
-        raise CliError("journeys in " + str(settings.journeys_dir) + " are invalid:\n" + "\n".join(map(str, errors)))
-    return journeys
+    return valid_journeys(settings.journeys_dir)
 
 
 async def _follow_catalogue(bootstrap: str, topic: str, runtime: JourneyRuntime) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 EVENTS = "events."
 ACTIONS = "actions."
+# What Kafka takes as a topic's name (it refuses anything else when the topic is made or read).
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,10 @@ class TopicNames:
     def is_events_topic(self, topic: str) -> bool:
         """Whether ``topic`` is one the workers read events from (``events_pattern``)."""
         return re.fullmatch(self.events_pattern, topic) is not None
+
+    def is_actions_topic(self, topic: str) -> bool:
+        """Whether ``topic`` is one the workers send commands to (``actions_pattern``)."""
+        return re.fullmatch(self.actions_pattern, topic) is not None
 
     def resolve(self, name: str, kind: str = EVENTS) -> str:
         """Accept a bare channel (``ads``) or a full topic name (``actions.ads``)."""

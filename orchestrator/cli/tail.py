@@ -16,7 +16,7 @@ from rich.markup import escape
 from orchestrator.cli.options import Bootstrap, Prefix, settings
 from orchestrator.errors import CliError
 from orchestrator.kafka.tail import Record, follow
-from orchestrator.topics import ACTIONS, TopicNames
+from orchestrator.topics import ACTIONS, TOPIC_NAME, TopicNames
 from schemas.codec import DecodeError, content_type_of, decode_payload
 
 COLOURS = {"remarketing_ad": "yellow", "remarketing_stop": "red", "upsell": "green", "retention": "cyan"}
@@ -70,7 +70,19 @@ def _pattern(names: TopicNames, topics: list[str] | None, pattern: str | None) -
         return pattern
     if not topics:
         return names.actions_pattern
-    return "^(" + "|".join(re.escape(names.resolve(t, ACTIONS)) for t in topics) + ")$"
+    return "^(" + "|".join(re.escape(_topic(names, t)) for t in topics) + ")$"
+
+
+def _topic(names: TopicNames, name: str) -> str:
+    """The topic ``name`` stands for, refused here when no command can ever be on it; else
+    tail would wait for Kafka (up to 30 s), then follow it for ever and show nothing."""
+    topic = names.resolve(name, ACTIONS)
+    if topic.startswith(names.actions("")) and not names.is_actions_topic(topic):
+        wanted = names.actions("<channel>")
+        raise CliError(f"{topic!r} is not an actions topic: give a channel (ads) or a topic {wanted}")
+    if not TOPIC_NAME.fullmatch(topic):
+        raise CliError(f"{topic!r} is not a topic name: Kafka's are letters, digits, '.', '_' or '-'")
+    return topic
 
 
 def _decode(record: Record) -> dict[str, Any] | None:

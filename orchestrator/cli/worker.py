@@ -12,6 +12,7 @@ import typer
 from orchestrator.cli.locks import hold_data_dir, hold_web_port, port_taken
 from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
 from orchestrator.errors import CliError, Unreachable
+from orchestrator.journeys.loader import valid_journeys
 from orchestrator.kafka.clients import check_kafka
 
 
@@ -38,6 +39,8 @@ def worker(
         data_dir=data_dir,
         log_level=loglevel,
     )
+    if conf.journeys_dir is not None:
+        valid_journeys(conf.journeys_dir)  # a mistake in them is said at once, not after the wait for Kafka
     check_kafka(conf.kafka_bootstrap)
     check_redis(conf.redis_url)
     check_web_port(conf.web_host, conf.web_port)

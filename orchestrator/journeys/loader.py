@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from orchestrator.errors import CliError
 from orchestrator.journeys import graph
 from orchestrator.journeys.conditions import (
     Condition,
@@ -182,6 +183,15 @@ def load_dir(folder: Path) -> tuple[list[Compiled], list[JourneyError]]:
     """Every ``*.yaml``/``*.yml`` in ``folder``: the good ones and all errors of the bad ones."""
     checked = check_dir(folder)
     return checked.journeys, checked.errors
+
+
+def valid_journeys(folder: Path) -> list[Compiled]:
+    """Every journey in ``folder`` (a worker's ``ORCH_JOURNEYS_DIR``), or a :class:`CliError`
+    naming all the errors: a worker does not start on a folder it would half run."""
+    journeys, errors = load_dir(folder)
+    if errors:
+        raise CliError(f"journeys in {folder} are invalid:\n" + "\n".join(map(str, errors)))
+    return journeys
 
 
 def review(journey: Compiled) -> tuple[list[JourneyError], list[JourneyError]]:

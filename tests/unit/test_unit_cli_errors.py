@@ -218,3 +218,26 @@ def test_replay_with_neither_journeys_nor_rules_says_what_it_needs(one_event: Pa
     message = one_line_error(cli("replay", str(one_event)))
 
     assert message == "nothing to replay with: give --journeys DIR, --rules, or both"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("BAD CHAN", "'actions.BAD CHAN' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
+        ("actions.Ads", "'actions.Ads' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
+        ("my topic.x", "'my topic.x' is not a topic name: Kafka's are letters, digits, '.', '_' or '-'"),
+    ],
+)
+def test_tail_refuses_a_channel_or_topic_no_command_can_be_on_before_asking_kafka(name: str, message: str) -> None:
+    result = cli("tail", "ads", name)
+
+    assert one_line_error(result) == message
+
+
+def test_a_worker_refuses_its_journeys_before_asking_kafka(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("id: bad\n")
+
+    message = cli("worker", ORCH_JOURNEYS_DIR=str(tmp_path)).stderr
+
+    assert message.startswith(f"orchestrator: error: journeys in {tmp_path} are invalid:\n{tmp_path / 'bad.yaml'}")
+    assert "cannot reach Kafka" not in message
