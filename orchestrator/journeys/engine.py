@@ -15,7 +15,6 @@ pending wait's due time, so a late timer or a late event moves them the same way
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,19 +22,18 @@ from typing import Any
 from orchestrator.core.commands import Command, make_command
 from orchestrator.core.event import Event
 from orchestrator.core.fold import PREFERENCES
-from orchestrator.core.lifecycle import stage
 from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy, quiet_hours_end
 from orchestrator.core.rules import Held, who
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue, Move
-from orchestrator.journeys.conditions import Condition, Reads, Variables, prune, render_payload
+from orchestrator.journeys.conditions import Condition, render_payload
+from orchestrator.journeys.context import Context, summary
 from orchestrator.journeys.loader import Compiled
 from orchestrator.journeys.model import Match, Step
 
 MAX_STEPS_PER_RUN = 64  # waits of no length fired again and again in one call: a loop, stopped, not spun forever
 MAX_MIGRATION_HOPS = 64  # each move goes to a newer version, so a chain ends anyway: a guard, not a limit
-TRIGGER_PROPERTIES_MAX = 20
 AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conversion window after leaving
 ERASED_OUT = "erased"  # the exit reason of the journeys of a customer erased (no decision records it)
 MERGED_AWAY = "merged"  # the exit reason of an instance a merge replaced: the survivor was in the journey too
@@ -80,7 +78,7 @@ class Engine:
         until = now if until is None else until
         if self.migrate(state, now, run) and (wake := state.next_wake()) is not None and wake <= until:
             self.fire_due(state, until, run)  # a move may leave a wait that is already over
-        context = _Context(state, event, now)
+        context = Context(state, event, now)
         for jid in list(state.journeys):
             self._react(state, jid, event, context, run)
         if event.type == PREFERENCES:
@@ -110,11 +108,11 @@ class Engine:
                 continue
             step = journey.steps[instance["step"]]
             instance["wake"] = None
-            context = _Context(state, None, wake, trigger=instance["trigger"])
+            context = Context(state, None, wake, trigger=instance["trigger"])
             self._go(state, journey, jid, _after_wake(journey, step), context, run)
 
     # -- reacting to an event inside a journey -----------------------------------
-    def _react(self, state: CustomerState, jid: str, event: Event, context: _Context, run: JourneyRun) -> None:
+    def _react(self, state: CustomerState, jid: str, event: Event, context: Context, run: JourneyRun) -> None:
         journey = self._journey_of(state, jid, run)
         if journey is None:
             if jid in state.journeys:  # held: a worker that can load the version looks at it later
@@ -138,7 +136,7 @@ class Engine:
             instance["wake"] = None
             self._go(state, journey, jid, wait.on_event or journey.after(step), context, run)
 
-    def _credit_after_exit(self, state: CustomerState, event: Event, context: _Context, run: JourneyRun) -> None:
+    def _credit_after_exit(self, state: CustomerState, event: Event, context: Context, run: JourneyRun) -> None:
         """A goal reached within a journey's ``conversion_window`` after the customer left it
         (other than by the goal) is that journey's conversion, once: the ad that ended the
         journey worked if they buy the next day. It counts for the arm they were in."""
@@ -190,7 +188,7 @@ class Engine:
         """End ``journey`` at the first of ``events`` (oldest first, as a state's recent list
         keeps them) that is its goal (converted) or one of its exits; whether one was."""
         for event in events:
-            context = _Context(state, event, event.ts, trigger=instance["trigger"])
+            context = Context(state, event, event.ts, trigger=instance["trigger"])
             reason = self._ending(journey, event, context)
             if reason is not None:
                 self._end(state, journey, reason, event.ts, run, converted=reason == "goal")
@@ -210,12 +208,12 @@ class Engine:
             return
         left = after["until"] - float(journey.definition.conversion_window or 0.0)
         for event in _recent_events(summaries, state.key, left, after["until"]):
-            context = _Context(state, event, event.ts, trigger=after["trigger"])
+            context = Context(state, event, event.ts, trigger=after["trigger"])
             if self._matches(journey, goal, event, context, JourneyRun()):
                 _credit_after_exit(log, journey, run)
                 return
 
-    def _ending(self, journey: Compiled, event: Event, context: _Context) -> str | None:
+    def _ending(self, journey: Compiled, event: Event, context: Context) -> str | None:
         """``goal`` or ``exit_on:<type>`` if ``event`` ends ``journey``; conditions that fail
         on a partial event are not reported."""
         quiet = JourneyRun()
@@ -228,7 +226,7 @@ class Engine:
 
     # -- entering ---------------------------------------------------------------
     def _may_enter(
-        self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun
+        self, state: CustomerState, journey: Compiled, event: Event, context: Context, run: JourneyRun
     ) -> bool:
         definition = journey.definition
         context.trigger = None  # before entry, `trigger` is the event itself
@@ -256,13 +254,13 @@ class Engine:
             counted += journey is None or journey.definition.counts_towards_limit
         return counted
 
-    def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: _Context, run: JourneyRun) -> None:
+    def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: Context, run: JourneyRun) -> None:
         state.journeys[journey.id] = {
             "v": journey.version,
             "step": journey.first,
             "wake": None,
             "entered": context.now,
-            "trigger": _summary(event),
+            "trigger": summary(event),
             "variant": None,
             "holdout": False,
         }
@@ -292,7 +290,7 @@ class Engine:
 
     # -- walking the steps -----------------------------------------------------------
     def _go(
-        self, state: CustomerState, journey: Compiled, jid: str, target: str | None, context: _Context, run: JourneyRun
+        self, state: CustomerState, journey: Compiled, jid: str, target: str | None, context: Context, run: JourneyRun
     ) -> None:
         """Move to ``target`` and run steps until a wait is armed or the journey ends."""
         instance = state.journeys[jid]
@@ -326,7 +324,7 @@ class Engine:
         journey: Compiled,
         instance: dict[str, Any],
         step: Step,
-        context: _Context,
+        context: Context,
         run: JourneyRun,
     ) -> str | None:
         if step.action is not None:
@@ -350,7 +348,7 @@ class Engine:
         journey: Compiled,
         instance: dict[str, Any],
         step: Step,
-        context: _Context,
+        context: Context,
         run: JourneyRun,
     ) -> None:
         action = step.action
@@ -458,7 +456,7 @@ class Engine:
             # else: armed before waits remembered their start, and of unknown length: keep the due time
             return
         instance["wake"] = None
-        self._go(state, target, jid, move.step, _Context(state, None, at, trigger=instance["trigger"]), run)
+        self._go(state, target, jid, move.step, Context(state, None, at, trigger=instance["trigger"]), run)
 
     def _since(self, jid: str, instance: dict[str, Any], version: int, step_id: str) -> float | None:
         """When the instance reached its wait: remembered, or worked out from the old wait's length."""
@@ -501,12 +499,12 @@ class Engine:
         return now + float(wait.for_ if wait.for_ is not None else wait.timeout or 0.0)
 
     # -- conditions ------------------------------------------------------------------------
-    def _matches(self, journey: Compiled, match: Match, event: Event, context: _Context, run: JourneyRun) -> bool:
+    def _matches(self, journey: Compiled, match: Match, event: Event, context: Context, run: JourneyRun) -> bool:
         if event.type not in match.event or (match.channel and event.channel not in match.channel):
             return False
         return match.when is None or self._holds(journey, match.when, context, run)
 
-    def _holds(self, journey: Compiled, expression: str, context: _Context, run: JourneyRun) -> bool:
+    def _holds(self, journey: Compiled, expression: str, context: Context, run: JourneyRun) -> bool:
         condition = journey.conditions.get(expression)
         if condition is None:
             condition = Condition.compile(expression)
@@ -572,115 +570,6 @@ def _leave(
         log["conversions"] = log.get("conversions", 0) + 1
         run.outcomes.append(Outcome("convert", jid, version, variant=variant))
     run.outcomes.append(Outcome("exit", jid, version, reason, variant=variant))
-
-
-class _Context(Variables):
-    """What conditions and templates see, built once per decision and only when needed."""
-
-    NAMES = ("event", "state", "trigger", "now")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.NAMES)
-
-    def __len__(self) -> int:
-        return len(self.NAMES)
-
-    def __init__(
-        self,
-        state: CustomerState,
-        event: Event | None,
-        now: float,
-        trigger: dict[str, Any] | None = None,
-    ) -> None:
-        self.state, self.event, self.now, self.trigger = state, event, now, trigger
-        self._state_fields: dict[str, Any] = {}
-        self._event_view: dict[str, Any] | None = None
-
-    def __getitem__(self, name: str) -> Any:
-        """Views are built only when an expression asks for them, and once."""
-        if name == "state":
-            return {field: self._state_field(field) for field in _STATE_VIEW}
-        if name == "now":
-            return self.now
-        if self._event_view is None and self.event is not None:
-            self._event_view = _summary(self.event, most=None)
-        event = self._event_view if self.event is not None else self.trigger
-        if name == "event":
-            return event or {}
-        if name == "trigger":  # before entry the event, as entering will keep it
-            return self.trigger or _summary(self.event)
-        raise KeyError(name)
-
-    def select(self, name: str, reads: Reads) -> Any:
-        """Only the fields an expression reads are built (``stage`` walks the counts, an
-        event's summary copies its properties)."""
-        if reads is None:
-            return super().select(name, reads)
-        if name == "state":
-            return {f: prune(self._state_field(f), below) for f, below in reads if f in _STATE_VIEW}
-        if self.event is not None and (name == "event" or (name == "trigger" and not self.trigger)):
-            view = _EVENT_VIEW if name == "event" else _TRIGGER_VIEW
-            return {f: prune(view[f](self.event), below) for f, below in reads if f in view}
-        return super().select(name, reads)
-
-    def _state_field(self, field: str) -> Any:
-        """One field of the state view, built at first use. The fields do not change while
-        a context lives: the engine only moves journeys, which the view does not show."""
-        try:
-            return self._state_fields[field]
-        except KeyError:
-            value = self._state_fields[field] = _STATE_VIEW[field](self.state, self.now)
-            return value
-
-
-_STATE_VIEW: dict[str, Callable[[CustomerState, float], Any]] = {
-    "customer_id": lambda s, _now: s.customer_id or s.key,
-    "stage": stage,
-    "events": lambda s, _now: s.events,
-    "purchases": lambda s, _now: s.purchases,
-    "revenue": lambda s, _now: s.revenue,
-    "first_seen": lambda s, _now: s.first_seen,
-    "last_seen": lambda s, _now: s.last_seen,
-    "channel_counts": lambda s, _now: s.channel_counts,
-    "type_counts": lambda s, _now: s.type_counts,
-    "cart": lambda s, _now: s.cart,
-    "cart_size": lambda s, _now: len(s.cart),
-    "purchased": lambda s, _now: list(s.purchased),
-    "consent": lambda s, _now: s.consent,
-    "identifiers": lambda s, _now: s.identifiers,
-}  # what ``state`` means in a condition, field by field, in this order
-
-
-def _first_properties(event: Event) -> dict[str, Any]:
-    """The properties a summary keeps; the event's own map when it is short enough (the
-    caller copies what it keeps)."""
-    props = event.properties
-    return props if len(props) <= TRIGGER_PROPERTIES_MAX else dict(list(props.items())[:TRIGGER_PROPERTIES_MAX])
-
-
-_EVENT_VIEW: dict[str, Callable[[Event], Any]] = {
-    "event_id": lambda e: e.event_id,
-    "type": lambda e: e.type,
-    "channel": lambda e: e.channel,
-    "ts": lambda e: e.ts,
-    "properties": lambda e: e.properties,
-}  # what ``event`` means in a condition, field by field: the current event, all its properties
-_TRIGGER_VIEW = _EVENT_VIEW | {"properties": _first_properties}  # what :func:`_summary` holds
-
-
-def _summary(event: Event | None, most: int | None = TRIGGER_PROPERTIES_MAX) -> dict[str, Any]:
-    """An event as conditions see it; kept as an instance's trigger, with its first ``most``
-    properties only, so that what the state holds stays bounded."""
-    if event is None:
-        return {}
-    props = dict(list(event.properties.items())[:most])
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "channel": event.channel,
-        "ts": event.ts,
-        "properties": props,
-    }
 
 
 def _credit_after_exit(log: dict[str, Any], journey: Compiled, run: JourneyRun) -> None:

@@ -17,7 +17,8 @@ from orchestrator.core.localtime import next_local_time
 from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.catalogue import Catalogue
-from orchestrator.journeys.engine import TRIGGER_PROPERTIES_MAX, Engine, Outcome
+from orchestrator.journeys.context import TRIGGER_PROPERTIES_MAX
+from orchestrator.journeys.engine import Engine, Outcome
 from orchestrator.journeys.loader import Compiled, InvalidJourney, compile_text, review
 
 MINUTE = 60.0

@@ -555,8 +555,8 @@ def test_names_that_are_variables_bound_literals_or_types_pass(when):
 
 
 def test_the_fields_a_condition_may_name_are_the_ones_the_engine_shows():
-    from orchestrator.journeys import engine
+    from orchestrator.journeys import context
     from orchestrator.journeys.conditions import EVENT_FIELDS, STATE_FIELDS
 
-    assert tuple(engine._STATE_VIEW) == STATE_FIELDS
-    assert tuple(engine._EVENT_VIEW) == EVENT_FIELDS
+    assert tuple(context.STATE_VIEW) == STATE_FIELDS
+    assert tuple(context.EVENT_VIEW) == EVENT_FIELDS

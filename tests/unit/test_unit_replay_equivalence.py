@@ -24,7 +24,8 @@ from orchestrator.core.state import CustomerState
 from orchestrator.identity.records import Forward, Profile, Suppressed
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.conditions import Condition, prune
-from orchestrator.journeys.engine import Engine, _Context
+from orchestrator.journeys.context import Context
+from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import Compiled, compile_text, load_dir
 from orchestrator.replay import Replay
 from orchestrator.simulator import Simulator
@@ -239,12 +240,12 @@ def test_the_history_reaches_what_the_shortcuts_touch() -> None:
 def test_a_remembered_payload_is_never_shared_between_commands() -> None:
     condition = Condition.compile("state.cart")
     state = CustomerState(key="c", cart={"sku-a": {"qty": 1, "price": 10.0}})
-    given = [condition.value(_Context(state, None, T0)) for _ in range(3)]  # computed, then remembered twice
+    given = [condition.value(Context(state, None, T0)) for _ in range(3)]  # computed, then remembered twice
     given[0]["sku-a"]["qty"] = 98
     given[1]["sku-a"]["qty"] = 99
 
     assert given[2] == {"sku-a": {"qty": 1, "price": 10.0}}
-    assert condition.value(_Context(state, None, T0)) == given[2]
+    assert condition.value(Context(state, None, T0)) == given[2]
     assert state.cart["sku-a"]["qty"] == 1
 
 
@@ -262,7 +263,7 @@ def test_a_wait_due_exactly_when_the_next_event_arrives_fires_first() -> None:
 def test_typed_inputs_are_told_apart_when_remembered() -> None:
     condition = Condition.compile("type(trigger.properties.v) == int ? 'int' : string(trigger.properties.v)")
     results = [
-        condition.value(_Context(CustomerState(key="c"), None, T0, trigger={"properties": {"v": v}}))
+        condition.value(Context(CustomerState(key="c"), None, T0, trigger={"properties": {"v": v}}))
         for v in (1, 1.0, "1", 1, -0.0, 0.0, 2**63)
     ]
 
@@ -305,7 +306,7 @@ def test_a_condition_sees_what_it_would_see_whole(expression: str) -> None:
             assert _outcome(condition.value, context) == _outcome(partial(plain_value, condition), context)
 
 
-def _contexts() -> list[_Context]:
+def _contexts() -> list[Context]:
     state = CustomerState(
         key="c-1",
         customer_id="c-1",
@@ -324,14 +325,14 @@ def _contexts() -> list[_Context]:
     )
     trigger = {"event_id": "e-0", "type": "search", "channel": "search", "ts": T0, "properties": {"query": "q"}}
     return [
-        _Context(state, view, T0 + 60),
-        _Context(state, buy, T0 + 60, trigger=trigger),
-        _Context(CustomerState(key="anon"), None, T0, trigger=trigger),
-        _Context(CustomerState(key="anon"), None, T0),
+        Context(state, view, T0 + 60),
+        Context(state, buy, T0 + 60, trigger=trigger),
+        Context(CustomerState(key="anon"), None, T0, trigger=trigger),
+        Context(CustomerState(key="anon"), None, T0),
     ]
 
 
-def _outcome(evaluate: Any, context: _Context) -> tuple[str, Any]:
+def _outcome(evaluate: Any, context: Context) -> tuple[str, Any]:
     try:
         return ("value", evaluate(context))
     except Exception as exc:  # the engine counts any error as a condition error, by its repr
