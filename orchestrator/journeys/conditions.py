@@ -232,7 +232,7 @@ def check_boolean(condition: Condition) -> None:
     evaluated here. At run time such a value counts as a condition error (see ``holds``)."""
     expression = condition.expression.strip()
     if expression in MAPS or expression == "now":
-        kind = "timestamp" if expression == "now" else "map"
+        kind = "double" if expression == "now" else "map"  # now: seconds since 1970, as ts is
     elif condition.names or comprehension_depth(expression):
         return  # known only at run time (a comprehension could be slow: not run here)
     else:

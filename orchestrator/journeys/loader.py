@@ -12,10 +12,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.errors import CliError
-from orchestrator.journeys import graph
+from orchestrator.journeys import graph, probe
 from orchestrator.journeys.conditions import (
     Condition,
     ConditionError,
+    Template,
     check_boolean,
     check_names,
     compile_payload,
@@ -205,6 +206,7 @@ def review(journey: Compiled) -> tuple[list[JourneyError], list[JourneyError]]:
         JourneyError(journey.origin, line_of(lines, problem.path), problem.message)
         for problem in graph.problems(journey.definition)
     ]
+    errors += _tried_on_samples(doc, journey.origin, lines)
     return sorted(errors, key=lambda e: e.line), _unknown_event_types(doc, journey.origin, lines)
 
 
@@ -229,7 +231,7 @@ def review_invalid(text: str, name: str) -> tuple[list[JourneyError], list[Journ
         valid = [(i, step) for i, step in steps.items() if step is not None]
         problems = [problem for i, step in valid for problem in graph.step_problems(step, i)]
     errors = [JourneyError(name, line_of(lines, problem.path), problem.message) for problem in problems]
-    return errors, _unknown_event_types(doc, name, lines)
+    return errors + _tried_on_samples(doc, name, lines), _unknown_event_types(doc, name, lines)
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,71 @@ def _valid(model: Any, data: Any) -> Any:
         return model.model_validate(data)
     except ValidationError:
         return None
+
+
+def _tried_on_samples(doc: dict[str, Any], name: str, lines: dict[Any, int]) -> list[JourneyError]:
+    """Each condition and payload template that cannot work for any customer, found by trying
+    it on sample customers (see :mod:`probe`); one that does not compile is reported already."""
+    trigger = _first_type(doc.get("trigger")) or "page_view"
+    errors = []
+    for path, expression in _conditions_in(doc):
+        condition = _compiled(expression)
+        event_type = _event_type_at(doc, path, trigger)
+        if condition and (problem := probe.condition_problem(condition, event_type, trigger)):
+            errors.append(JourneyError(name, line_of(lines, path), str(ConditionError(expression, problem))))
+    for i, step in _items(doc.get("steps")):
+        action = step.get("action") if isinstance(step, dict) else None
+        payload = action.get("payload") if isinstance(action, dict) else None
+        for path, text in _strings(payload, ("steps", i, "action", "payload")):
+            template = _compiled_template(text)
+            if template and (problem := probe.template_problem(template, trigger)):
+                errors.append(JourneyError(name, line_of(lines, path), str(ConditionError(text, problem))))
+    return errors
+
+
+def _compiled(expression: str) -> Condition | None:
+    """``expression`` compiled and checked as a condition, or None if it is refused for that."""
+    try:
+        condition = Condition.compile(expression)
+        check_names(expression)
+        check_boolean(condition)
+    except ConditionError:
+        return None
+    return condition
+
+
+def _compiled_template(text: str) -> Template | None:
+    try:
+        template: Template = _checked(Template.compile(text))
+    except ConditionError:
+        return None
+    return template
+
+
+def _first_type(match: Any) -> str | None:
+    """The first event type a trigger, goal, exit or wait names, if it names one."""
+    names = match.get("event") if isinstance(match, dict) else None
+    names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+    return next((n for n in names if isinstance(n, str)), None)
+
+
+def _event_type_at(doc: dict[str, Any], path: tuple[Any, ...], trigger: str) -> str | None:
+    """The type of the event a condition at ``path`` is judged on: the trigger's for the trigger
+    and the audience, each match's own, and None (no event in hand) for a branch case."""
+    node: Any = doc
+    for part in path[:-1]:
+        node = node[part]
+    if path[0] in ("goal", "exit_on") or path[-2:-1] == ("wait",):
+        return _first_type(node) or trigger
+    return None if path[0] == "steps" else trigger
+
+
+def _strings(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every string in a payload, with its path."""
+    if isinstance(node, str):
+        yield path, node
+    for key, child in node.items() if isinstance(node, dict) else _items(node):
+        yield from _strings(child, (*path, key))
 
 
 def _unknown_event_types(doc: Any, name: str, lines: dict[Any, int]) -> list[JourneyError]:
@@ -421,13 +488,11 @@ def _checked(payload: Any) -> Any:
 
 def _bad_templates(node: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], ConditionError]]:
     """The path and error of every string in a payload that is not a good template."""
-    if isinstance(node, str):
+    for where, text in _strings(node, path):
         try:
-            _checked(compile_payload(node))
+            _checked(compile_payload(text))
         except ConditionError as exc:
-            yield path, exc
-    for key, child in node.items() if isinstance(node, dict) else _items(node):
-        yield from _bad_templates(child, (*path, key))
+            yield where, exc
 
 
 # -- migration rules -------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ def test_comprehensions_two_deep_or_one_after_another_are_fine(when):
 
 @pytest.mark.parametrize(
     ("when", "kind"),
-    [("1", "int"), ("'str'", "string"), ("state", "map"), ("now", "timestamp"), ("[true]", "list"), ("null", "null")],
+    [("1", "int"), ("'str'", "string"), ("state", "map"), ("now", "double"), ("[true]", "list"), ("null", "null")],
 )
 def test_a_condition_that_plainly_gives_no_boolean_is_refused_on_its_line(when, kind):
     error = only_error(condition(when))
