@@ -271,13 +271,18 @@ def _tried_on_samples(doc: dict[str, Any], name: str, lines: dict[Any, int]) -> 
 
 
 def _compiled(expression: str) -> Condition | None:
-    """``expression`` compiled and checked as a condition, or None if it is refused for that."""
+    """:func:`_condition`, or None where it refuses the expression (reported already)."""
     try:
-        condition = Condition.compile(expression)
-        check_names(expression)
-        check_boolean(condition)
+        return _condition(expression)
     except ConditionError:
         return None
+
+
+def _condition(expression: str) -> Condition:
+    """``expression`` compiled and checked as a condition; :class:`ConditionError` if it is not one."""
+    condition = Condition.compile(expression)
+    check_names(expression)
+    check_boolean(condition)
     return condition
 
 
@@ -450,9 +455,7 @@ def _compile_conditions(
     errors: list[JourneyError] = []
     for path, expression in _conditions_in(doc):
         try:
-            conditions[expression] = Condition.compile(expression)
-            check_names(expression)
-            check_boolean(conditions[expression])
+            conditions[expression] = _condition(expression)
         except ConditionError as exc:
             errors.append(JourneyError(name, line_of(lines, path), str(exc)))
     return conditions, errors
