@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # The event types the product knows and documents. Channels may send others (any name that
@@ -34,6 +36,11 @@ KNOWN_EVENT_TYPES = frozenset(
     }
 )
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
+# Properties that say yes or no, by event type: only true or false will do. Read as Python
+# does, "false" would count as true (an erasure suppressing the customer for ever); skipped, an
+# opt-out written "false" would do nothing at all, and the customer would still be contacted.
+SWITCHES = {"consent": ("granted", "do_not_contact"), "erase": ("suppress",)}
+SWITCH_MAPS = {"consent": "channels"}  # a map of channel to true or false
 IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
@@ -135,6 +142,20 @@ class ChannelEvent(BaseModel):
     )
     action_id: Text | None = Field(default=None, description="Set on responses to a command.")
 
+    @field_validator("properties")
+    @classmethod
+    def _switches_are_true_or_false(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("type")
+        for name in SWITCHES.get(str(kind), ()):
+            if name in value and type(value[name]) is not bool:
+                raise PydanticCustomError("switch", f"{name} must be true or false, not {_json(value[name])}")
+        name = SWITCH_MAPS.get(str(kind))
+        if name is not None and name in value:
+            switches = value[name]
+            if not isinstance(switches, dict) or any(type(on) is not bool for on in switches.values()):
+                raise PydanticCustomError("switch", f"{name} must map each channel to true or false")
+        return value
+
     @field_validator("ts", mode="before")
     @classmethod
     def _parse_ts(cls, value: Any) -> float:
@@ -147,7 +168,30 @@ class ChannelEvent(BaseModel):
         return self
 
 
+def _json(value: Any) -> str:
+    """A value as a channel team wrote it, shortened: "false" (a string), 1, null."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _switch_rules() -> list[dict[str, Any]]:
+    """SWITCHES and SWITCH_MAPS as JSON Schema: for each such type, its switches are booleans."""
+    rules = []
+    for kind in sorted({*SWITCHES, *SWITCH_MAPS}):
+        fields: dict[str, Any] = {name: {"type": "boolean"} for name in SWITCHES.get(kind, ())}
+        if kind in SWITCH_MAPS:
+            fields[SWITCH_MAPS[kind]] = {"type": "object", "additionalProperties": {"type": "boolean"}}
+        rules.append(
+            {
+                "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},
+                "then": {"properties": {"properties": {"properties": fields}}},
+            }
+        )
+    return rules
+
+
 ChannelEvent.model_config["json_schema_extra"] = {
+    "allOf": _switch_rules(),
     "anyOf": [
         {"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
         {"required": ["identifiers"], "properties": {"identifiers": {"type": "object", "minProperties": 1}}},

@@ -175,6 +175,23 @@ def test_a_schema_violation_is_rejected_as_invalid_naming_the_field(changes, fie
     assert field in result.detail
 
 
+@pytest.mark.parametrize(
+    ("kind", "properties", "detail"),
+    [
+        ("erase", {"suppress": "false"}, 'properties: suppress must be true or false, not "false"'),
+        ("consent", {"channel": "ads", "granted": "false"}, 'properties: granted must be true or false, not "false"'),
+        ("consent", {"do_not_contact": "true"}, 'properties: do_not_contact must be true or false, not "true"'),
+        ("consent", {"channels": {"ads": "no"}}, "properties: channels must map each channel to true or false"),
+    ],
+)
+def test_a_yes_or_no_that_is_not_true_or_false_is_dead_lettered_not_guessed(kind, properties, detail):
+    """A string "false" would read as true (a suppression for ever), or be skipped (an opt-out
+    that does nothing): the channel team hears of it instead."""
+    result = rejected(run(encode_payload(doc(type=kind, properties=properties))), "invalid")
+
+    assert result.detail == detail
+
+
 def test_a_missing_identity_is_rejected_as_invalid_with_a_readable_detail():
     result = rejected(run(encode_payload(doc(customer_id=...))), "invalid")
     assert "customer_id or at least one identifier" in result.detail

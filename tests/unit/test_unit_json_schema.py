@@ -80,6 +80,15 @@ AGREEMENT = [
     pytest.param(doc(identifiers={"email": ""}), False, id="empty-identifier-value"),
     pytest.param(doc(identifiers={f"k{i}": "v" for i in range(17)}), False, id="too-many-identifiers"),
     pytest.param(doc(properties=["query"]), False, id="properties-as-list"),
+    pytest.param(doc(type="consent", properties={"channel": "ads", "granted": False}), True, id="consent"),
+    pytest.param(doc(type="consent", properties={"channels": {"ads": False}}), True, id="consent-channels"),
+    pytest.param(doc(type="erase", properties={"suppress": True}), True, id="erase-suppress"),
+    pytest.param(doc(type="search", properties={"granted": "x"}), True, id="granted-outside-consent"),
+    pytest.param(doc(type="consent", properties={"granted": "false"}), False, id="consent-granted-as-text"),
+    pytest.param(doc(type="consent", properties={"do_not_contact": 1}), False, id="do-not-contact-as-number"),
+    pytest.param(doc(type="consent", properties={"channels": {"ads": "no"}}), False, id="consent-channels-as-text"),
+    pytest.param(doc(type="consent", properties={"channels": ["ads"]}), False, id="consent-channels-as-list"),
+    pytest.param(doc(type="erase", properties={"suppress": "false"}), False, id="erase-suppress-as-text"),
 ]
 
 
