@@ -7,7 +7,16 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -149,11 +158,11 @@ class ChannelEvent(BaseModel):
         for name in SWITCHES.get(str(kind), ()):
             if name in value and type(value[name]) is not bool:
                 raise PydanticCustomError("switch", f"{name} must be true or false, not {_json(value[name])}")
-        name = SWITCH_MAPS.get(str(kind))
-        if name is not None and name in value:
-            switches = value[name]
+        listed = SWITCH_MAPS.get(str(kind))
+        if listed is not None and listed in value:
+            switches = value[listed]
             if not isinstance(switches, dict) or any(type(on) is not bool for on in switches.values()):
-                raise PydanticCustomError("switch", f"{name} must map each channel to true or false")
+                raise PydanticCustomError("switch", f"{listed} must map each channel to true or false")
         return value
 
     @field_validator("ts", mode="before")
@@ -174,11 +183,11 @@ def _json(value: Any) -> str:
     return text if len(text) <= 40 else text[:39] + "…"
 
 
-def _switch_rules() -> list[dict[str, Any]]:
+def _switch_rules() -> list[JsonValue]:
     """SWITCHES and SWITCH_MAPS as JSON Schema: for each such type, its switches are booleans."""
-    rules = []
+    rules: list[JsonValue] = []
     for kind in sorted({*SWITCHES, *SWITCH_MAPS}):
-        fields: dict[str, Any] = {name: {"type": "boolean"} for name in SWITCHES.get(kind, ())}
+        fields: dict[str, JsonValue] = {name: {"type": "boolean"} for name in SWITCHES.get(kind, ())}
         if kind in SWITCH_MAPS:
             fields[SWITCH_MAPS[kind]] = {"type": "object", "additionalProperties": {"type": "boolean"}}
         rules.append(
