@@ -28,7 +28,7 @@ def bearer_auth(tokens: frozenset[str]) -> Middleware:
         given = _bearer(request.headers.get("Authorization", ""))
         if given is None:
             return json_error(401, "a bearer token is required", headers={"WWW-Authenticate": REALM})
-        if not _matches(given.encode(), known):
+        if not _matches(given.encode("utf-8", "surrogateescape"), known):  # as aiohttp decoded the bytes
             challenge = f'{REALM}, error="invalid_token"'
             return json_error(401, "the bearer token is not valid", headers={"WWW-Authenticate": challenge})
         return await handler(request)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,16 @@ def test_a_wrong_token_is_refused(api: Server) -> None:
     assert status == 401
     assert "not valid" in body["error"]
     assert 'error="invalid_token"' in headers["WWW-Authenticate"]
+
+
+def test_a_token_that_is_not_utf8_is_refused_not_an_error(api: Server) -> None:
+    """aiohttp keeps such bytes as surrogates, which a plain encode() refused with a 500."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as conn:
+        conn.sendall(b"GET /v1/customers/c-alice HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s\xffcret\r\n")
+        conn.sendall(b"Connection: close\r\n\r\n")
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert "Traceback" not in api.log()
 
 
 # -- profiles -----------------------------------------------------------------------------------
