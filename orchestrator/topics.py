@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 EVENTS = "events."
 ACTIONS = "actions."
-# What Kafka takes as a topic's name (it refuses anything else when the topic is made or read).
-TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+CHANNEL_NAME = r"[a-z][a-z0-9_-]{0,63}"  # schemas.events.CHANNEL_PATTERN: longer, Kafka would refuse the topic
 
 
 @dataclass(frozen=True)
@@ -20,11 +19,11 @@ class TopicNames:
     @property
     def events_pattern(self) -> str:
         """Inbound topics, matched by pattern so a new channel needs no code change."""
-        return f"^{re.escape(self.prefix + EVENTS)}[a-z][a-z0-9_-]*$"
+        return f"^{re.escape(self.prefix + EVENTS)}{CHANNEL_NAME}$"
 
     @property
     def actions_pattern(self) -> str:
-        return f"^{re.escape(self.prefix + ACTIONS)}[a-z][a-z0-9_-]*$"
+        return f"^{re.escape(self.prefix + ACTIONS)}{CHANNEL_NAME}$"
 
     @property
     def dlq(self) -> str:

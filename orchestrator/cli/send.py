@@ -23,7 +23,7 @@ from schemas.codec import JSON, DecodeError, content_type_header, decode_payload
 
 def send(
     source: Annotated[str, typer.Argument(help="File of JSON lines, or - for stdin.")] = "-",
-    topic: Annotated[str, typer.Option("--topic", "-t", help="Channel (web) or full topic (events.web).")] = "web",
+    topic: Annotated[str, typer.Option("--topic", "-t", help="Channel (web) or topic (events.web, prefixed).")] = "web",
     validate: Annotated[
         bool, typer.Option(help="Refuse each line the worker's ingest would dead-letter (see README).")
     ] = True,

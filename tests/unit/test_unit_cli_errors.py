@@ -225,13 +225,31 @@ def test_replay_with_neither_journeys_nor_rules_says_what_it_needs(one_event: Pa
     [
         ("BAD CHAN", "'actions.BAD CHAN' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
         ("actions.Ads", "'actions.Ads' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
-        ("my topic.x", "'my topic.x' is not a topic name: Kafka's are letters, digits, '.', '_' or '-'"),
+        ("my topic.x", "'my topic.x' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
+        (
+            "orchestrator.dlq",
+            "'orchestrator.dlq' is not an actions topic: give a channel (ads) or a topic actions.<channel>",
+        ),
+        ("a" * 65, f"'actions.{'a' * 65}' is not an actions topic: give a channel (ads) or a topic actions.<channel>"),
     ],
 )
 def test_tail_refuses_a_channel_or_topic_no_command_can_be_on_before_asking_kafka(name: str, message: str) -> None:
     result = cli("tail", "ads", name)
 
     assert one_line_error(result) == message
+
+
+@pytest.mark.parametrize("name", ["actions.ads", "actions.Ads", "actions."])
+def test_tail_wants_the_actions_topics_behind_the_prefix_as_send_wants_its_events_topics(name: str) -> None:
+    message = one_line_error(cli("tail", name, ORCH_TOPIC_PREFIX="qa1."))
+
+    assert message == f"{name!r} is not an actions topic: give a channel (ads) or a topic qa1.actions.<channel>"
+
+
+def test_send_refuses_a_channel_longer_than_kafka_allows_in_one_line() -> None:
+    message = one_line_error(cli("send", "-", "--topic", "a" * 240, stdin=EVENT + "\n"))
+
+    assert message.startswith(f"'events.{'a' * 240}' is not an events topic")
 
 
 def test_a_worker_refuses_its_journeys_before_asking_kafka(tmp_path: Path) -> None:
