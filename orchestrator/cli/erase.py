@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgpack
 import typer
 
-from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.options import Bootstrap, Prefix, seconds_or_zero, settings
 from orchestrator.core.event import Event
 from orchestrator.errors import CliError
 from orchestrator.identity.graph import ERASE, control
@@ -33,7 +33,10 @@ IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,31}:.+$")
 def erase(
     customer: Annotated[str, typer.Argument(help="Customer id, or an identifier as kind:value (email:a@b.com).")],
     suppress: Annotated[bool, typer.Option(help="Drop later events with these identifiers.")] = False,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the worker's confirmation; 0 to not wait.")] = 30.0,
+    wait: Annotated[
+        float,
+        typer.Option(callback=seconds_or_zero, help="Seconds to wait for the worker's confirmation; 0 to not wait."),
+    ] = 30.0,
     requested_by: Annotated[str | None, typer.Option(help="Who asked, for the audit record.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the audit record as JSON.")] = False,
     bootstrap: Bootstrap = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,14 @@ def above_zero(value: float) -> float:
     or negative, rather than failing later in a division or a sleep."""
     if not value > 0:  # NaN too
         raise typer.BadParameter(f"must be above 0, not {value:g}")
+    return value
+
+
+def seconds_or_zero(value: float | None) -> float | None:
+    """An option's callback for a wait in seconds: zero or more and finite, refused up front (a
+    usage error); NaN passed click's range check, and ``erase --wait nan`` erased, then failed."""
+    if value is not None and not (0 <= value < math.inf):
+        raise typer.BadParameter(f"must be 0 or more seconds, not {value:g}")
     return value
 
 

@@ -14,7 +14,7 @@ from orchestrator.errors import CliError
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (env ORCH_API_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on (env ORCH_API_PORT).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port to listen on (env ORCH_API_PORT).")] = None,
     redis_url: RedisUrl = None,
     prefix: Prefix = None,
 ) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from orchestrator.cli.options import Bootstrap, Prefix, settings
+from orchestrator.cli.options import Bootstrap, Prefix, seconds_or_zero, settings
 from orchestrator.errors import CliError
 from orchestrator.kafka.tail import Record, follow
 from orchestrator.topics import ACTIONS, TopicNames
@@ -30,7 +30,9 @@ def tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest command, not the newest.")] = False,
     max_count: Annotated[int | None, typer.Option("--max", min=1, help="Exit 0 after this many commands.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=0, help="Give up after this many seconds (0: never).")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(callback=seconds_or_zero, help="Give up after this many seconds (0: never).")
+    ] = None,
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:

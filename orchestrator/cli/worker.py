@@ -20,7 +20,9 @@ def worker(
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
     redis_url: RedisUrl = None,
-    web_port: Annotated[int | None, typer.Option(help="Port for /metrics (env ORCH_WEB_PORT).")] = None,
+    web_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port for /metrics (env ORCH_WEB_PORT).")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="RocksDB folder (env ORCH_DATA_DIR).")] = None,
     loglevel: Annotated[
         str | None, typer.Option("--loglevel", "-l", help="debug, info, warning, error (env ORCH_LOG_LEVEL).")

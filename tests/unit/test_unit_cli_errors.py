@@ -193,9 +193,17 @@ def test_a_topic_prefix_kafka_would_refuse_is_a_bad_setting() -> None:
     assert message == "bad setting topic_prefix: String should match pattern '^[A-Za-z0-9._-]*$'"
 
 
-@pytest.mark.parametrize(("option", "value"), [("--max", "0"), ("--timeout", "-1")])
+@pytest.mark.parametrize(("option", "value"), [("--max", "0"), ("--timeout", "-1"), ("--timeout", "nan")])
 def test_tail_refuses_a_count_or_timeout_out_of_range(option: str, value: str) -> None:
     usage_error(cli("tail", option, value), option)
+
+
+@pytest.mark.parametrize("wait", ["nan", "-1", "inf"])
+def test_erase_refuses_a_wait_that_is_no_number_of_seconds_before_asking_for_anything(wait: str) -> None:
+    result = cli("erase", "c-1", "--wait", wait)
+
+    usage_error(result, "--wait")
+    assert "must be 0 or more seconds" in result.stderr
 
 
 def test_journeys_validate_says_a_file_is_not_a_folder(tmp_path: Path) -> None:
@@ -259,3 +267,9 @@ def test_a_worker_refuses_its_journeys_before_asking_kafka(tmp_path: Path) -> No
 
     assert message.startswith(f"orchestrator: error: journeys in {tmp_path} are invalid:\n{tmp_path / 'bad.yaml'}")
     assert "cannot reach Kafka" not in message
+
+
+@pytest.mark.parametrize(("command", "option"), [("serve", "--port"), ("worker", "--web-port")])
+@pytest.mark.parametrize("port", ["0", "70000", "-5"])
+def test_a_port_out_of_range_is_a_usage_error(command: str, option: str, port: str) -> None:
+    usage_error(cli(command, option, port, ORCH_API_TOKENS="t"), option)
