@@ -15,7 +15,7 @@ from orchestrator.cli.options import Bootstrap, Prefix, events_file, settings
 from orchestrator.cli.progress import progress_bar
 from orchestrator.core.event import customer_key
 from orchestrator.errors import CliError
-from orchestrator.ingest import Limits, Rejection, ingest
+from orchestrator.ingest import Limits, Rejection, content_problem, ingest
 from orchestrator.kafka.clients import ensure_topics, producer
 from orchestrator.topics import EVENTS, TopicNames
 from schemas.codec import JSON, DecodeError, content_type_header, decode_payload, encode_payload
@@ -109,6 +109,8 @@ def _prepare(line: bytes, check: _Check | None) -> tuple[bytes | None, bytes]:
         raise CliError(str(exc)) from None
     if not isinstance(doc, dict):
         raise CliError("each line must be a JSON object")
+    if check is not None and (problem := content_problem(doc)):  # what msgpack cannot carry, in the worker's words
+        raise CliError(f"invalid: {problem}")
     try:
         value = encode_payload(doc)
     except (ValueError, OverflowError, TypeError) as exc:  # a lone surrogate (\ud800) in a string

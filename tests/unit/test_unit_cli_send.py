@@ -50,7 +50,9 @@ def test_a_good_line_goes_out_as_msgpack_keyed_by_its_customer() -> None:
             "not valid JSON: integer 11805916207174113034... out of 64-bit range",
             id="integer beyond 64 bits",
         ),
-        pytest.param(line(properties={"v": "\ud800"}), "cannot be encoded as msgpack: ", id="lone surrogate"),
+        pytest.param(
+            line(properties={"v": "\ud800"}), "invalid: properties.v: invalid unicode: lone surrogate", id="lone surrogate"
+        ),
         pytest.param(b"\xff{}", "not valid JSON: ", id="not UTF-8"),
         pytest.param(b"[1]", "each line must be a JSON object", id="an array"),
     ],
@@ -60,6 +62,11 @@ def test_a_line_the_worker_would_dead_letter_is_refused_with_its_reason(text: by
         _prepare(text, CHECK)
 
     assert str(refused.value).startswith(refusal)
+
+
+def test_a_lone_surrogate_without_the_check_is_still_one_line() -> None:
+    with pytest.raises(CliError, match="cannot be encoded as msgpack: "):
+        _prepare(line(properties={"v": "\ud800"}), None)
 
 
 def test_a_time_within_the_workers_allowed_skew_is_sent() -> None:
