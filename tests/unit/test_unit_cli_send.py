@@ -51,7 +51,9 @@ def test_a_good_line_goes_out_as_msgpack_keyed_by_its_customer() -> None:
             id="integer beyond 64 bits",
         ),
         pytest.param(
-            line(properties={"v": "\ud800"}), "invalid: properties.v: invalid unicode: lone surrogate", id="lone surrogate"
+            line(properties={"v": "\ud800"}),
+            "invalid: properties.v: invalid unicode: lone surrogate",
+            id="lone surrogate",
         ),
         pytest.param(b"\xff{}", "not valid JSON: ", id="not UTF-8"),
         pytest.param(b"[1]", "each line must be a JSON object", id="an array"),
