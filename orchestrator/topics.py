@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from schemas.events import CHANNEL_PATTERN
+
 EVENTS = "events."
 ACTIONS = "actions."
-CHANNEL_NAME = r"[a-z][a-z0-9_-]{0,63}"  # schemas.events.CHANNEL_PATTERN: longer, Kafka would refuse the topic
+CHANNEL_NAME = CHANNEL_PATTERN.strip("^$")  # a longer channel would make a topic name Kafka refuses
 
 
 @dataclass(frozen=True)
