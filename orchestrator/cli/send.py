@@ -109,12 +109,11 @@ def _prepare(line: bytes, check: _Check | None) -> tuple[bytes | None, bytes]:
         raise CliError(str(exc)) from None
     if not isinstance(doc, dict):
         raise CliError("each line must be a JSON object")
-    if check is not None and (problem := content_problem(doc)):  # what msgpack cannot carry, in the worker's words
-        raise CliError(f"invalid: {problem}")
     try:
         value = encode_payload(doc)
     except (ValueError, OverflowError, TypeError) as exc:  # a lone surrogate (\ud800) in a string
-        raise CliError(f"cannot be encoded as msgpack: {exc}") from None
+        problem = content_problem(doc) if check is not None else None  # in the worker's words when checking
+        raise CliError(f"invalid: {problem}" if problem else f"cannot be encoded as msgpack: {exc}") from None
     if check is not None:
         check(value)
     key = _key_of(doc)
