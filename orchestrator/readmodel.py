@@ -291,6 +291,13 @@ def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:
     return profile_key(prefix, ident), alias_key(prefix, token)
 
 
+def not_found(ident: str) -> str:
+    """The answer for an id nothing is stored under, with the one spelling users miss: a
+    customer id with a colon in it is written as its token, or it reads as an identifier."""
+    hint = "" if ident.startswith(f"{CUSTOMER_ID}:") or ":" not in ident else f" (a customer id: {CUSTOMER_ID}:{ident})"
+    return f"no customer {ident!r} in the read model{hint}"
+
+
 def resolve_key(client: redis.Redis, prefix: str, ident: str, hasher: Hasher) -> str | None:
     """The customer key ``ident`` names (a key with a profile, or any identifier), or None."""
     raw, alias = client.mget(*lookup_keys(prefix, ident, hasher))

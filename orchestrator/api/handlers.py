@@ -11,7 +11,7 @@ from aiohttp import web
 from orchestrator.api.errors import ApiError
 from orchestrator.api.store import ProfileStore
 from orchestrator.core.nba import CHANNEL_NAME, MAX_PER_CHANNEL
-from orchestrator.readmodel import decode_profile
+from orchestrator.readmodel import decode_profile, not_found
 
 STORE = web.AppKey("store", ProfileStore)
 MAX_ID = 320  # longest plausible identifier (an email address is at most 320 characters)
@@ -56,7 +56,7 @@ async def _find(request: web.Request) -> tuple[str, bytes]:
         raise ApiError(400, f"id: longer than {MAX_ID} characters", parameter="id")
     found = await request.app[STORE].find(ident)
     if found is None:
-        raise ApiError(404, f"no customer {ident!r} in the read model")
+        raise ApiError(404, not_found(ident))
     return found
 
 

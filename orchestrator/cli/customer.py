@@ -10,7 +10,7 @@ import typer
 
 from orchestrator.cli.options import Prefix, RedisUrl, settings
 from orchestrator.errors import CliError, Unreachable
-from orchestrator.readmodel import read_profile
+from orchestrator.readmodel import not_found, read_profile
 
 
 def customer(
@@ -25,5 +25,5 @@ def customer(
     except (redis.RedisError, OSError) as exc:
         raise Unreachable.service("Redis", conf.redis_url, exc) from exc
     if doc is None:
-        raise CliError(f"no customer {customer_id!r} in the read model")
+        raise CliError(not_found(customer_id))
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))

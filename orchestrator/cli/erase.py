@@ -68,7 +68,7 @@ def routing_key(text: str, hasher: Hasher) -> str:
     if not text:
         raise CliError("give a customer id or an identifier such as email:a@b.com")
     if text.startswith(f"{CUSTOMER_ID}:"):
-        return text.split(":", 1)[1]
+        return profile_key_for(text)
     return profile_key_for(hasher.lookup_token(text)) if IDENTIFIER.match(text) else text
 
 

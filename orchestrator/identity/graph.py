@@ -13,6 +13,9 @@ points. Control events keep the graph right:
   which folds it in by the rules of :mod:`orchestrator.identity.merge`, and
   answers ``__merged__``: the loser's pointer then stops keeping the hand-over
   for a crash (see :mod:`agents.outbox`).
+* ``__adopt__`` moves a profile an older version kept under a customer id with a
+  colon in it (``crm:42``) to that id's key now (``customer_id:crm:42``): sent
+  once, when the new key starts a profile (see :func:`_adopt`).
 * ``erase`` (from a channel or ``orchestrator erase``) removes a profile and,
   through ``__erase_key__``, every pointer to it; with ``suppress`` the keys
   stay as suppression markers that drop later events. Without, each key erased
@@ -37,13 +40,14 @@ from orchestrator.core.policy import Policy
 from orchestrator.core.state import CustomerState, append_bounded
 from orchestrator.identity.merge import MAX_ALIASES, merge_states, survivor_order
 from orchestrator.identity.records import Erased, Forward, Missing, Profile, Record, Suppressed
-from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, profile_key_for, tokens_of
+from orchestrator.identity.tokens import CUSTOMER_ID, PLAIN, Hasher, legacy_key, profile_key_for, tokens_of
 from orchestrator.journeys.engine import ERASED_OUT, Engine, Outcome, exit_of
 
 LINK = "__link__"
 MERGE_IN = "__merge_in__"
 ERASE = "erase"
 ERASE_KEY = "__erase_key__"
+ADOPT = "__adopt__"  # a new ``customer_id:<id>`` profile to the key an older version gave it
 MERGED = "__merged__"  # the survivor to the loser's key: the hand-over arrived, keep no outbox for it
 IDENTIFY = "identify"
 MERGE_CONFIRMED = "merge_confirmed"  # what a pointer that drops its outbox counts
@@ -124,6 +128,8 @@ def _decide(key: str, profile: Profile | None, event: Event, now: float, ctx: Co
     if state is None:
         new.created_at = event.ts
     sends = _claim_identifiers(key, claims, new, now, merge=event.type == IDENTIFY)
+    if state is None:
+        sends += _adoption(key, new.created_at, now)
     record = profile if profile is not None and profile.state is new else Profile(new)  # updated in place
     return Effects(record=record, decision=decision, sends=sends, counted="decided")
 
@@ -159,6 +165,13 @@ def _claim_identifiers(key: str, claims: list[str], new: CustomerState, now: flo
         new.aliases = [*new.aliases, target][-MAX_ALIASES:]
         sends.append(control(LINK, target, now, key, target=key, created_at=new.created_at, merge=merge))
     return sends
+
+
+def _adoption(key: str, created_at: float, now: float) -> list[Event]:
+    """A new profile whose customer id has a colon asks the key an older version kept that
+    customer under (the bare id) to hand its profile over, if one is there."""
+    legacy = legacy_key(key)
+    return [] if legacy is None else [control(ADOPT, legacy, now, key, target=key, created_at=created_at)]
 
 
 def _known_keys(key: str, state: CustomerState | None) -> set[str]:
@@ -202,8 +215,36 @@ def _settle(key: str, state: CustomerState, other: str, other_created: float, no
     if survivor_order(key, state.created_at) < survivor_order(other, other_created):
         ask = control(LINK, other, now, key, target=key, created_at=state.created_at, merge=True)
         return Effects(sends=[ask], counted="merge_requested")
-    move = control(MERGE_IN, other, now, key, state=state.to_bytes(), loser=key)
+    return _move(key, state, other, now)
+
+
+def _move(key: str, state: CustomerState, other: str, now: float, **flags: Any) -> Effects:
+    """Hand this profile to ``other`` and leave a pointer to it here."""
+    move = control(MERGE_IN, other, now, key, state=state.to_bytes(), loser=key, **flags)
     return Effects(record=Forward(other), sends=[move], forget=[key], moved_to=other, counted="merged_out")
+
+
+def _adopt(key: str, record: Record, event: Event, now: float, ctx: Context) -> Effects:
+    """The profile of a customer id with a colon, kept by an older version under the bare id,
+    merges into the id's key now. It is the same customer id, so no ``identify`` is needed.
+    Where that profile has merged into another since (an ``identify``), the ask follows the
+    pointer, and the older of the two survives as in any merge. A key holding anything else
+    is an identifier's (``crm:42`` for ``identifiers: {crm: "42"}``) and is left alone."""
+    target = str(event.properties["target"])
+    legacy = legacy_key(target)
+    if isinstance(record, Forward):
+        return _forward(event, record.target, "adopt_forwarded")
+    if not isinstance(record, Profile) or key == target:
+        return Effects()
+    if key == legacy:
+        if record.state.customer_id != legacy:
+            return Effects()  # an anonymous profile of the identifier that reads like the id
+        # The old profile's history leads: a journey the new key's first event entered again
+        # ends (``merged``) and the old profile's instance, maybe mid-wait, goes on.
+        return _move(key, record.state, target, now, adopted=True)
+    if legacy not in record.state.aliases:
+        return Effects()
+    return _settle(key, record.state, target, float(event.properties.get("created_at", 0.0)), now)
 
 
 def _merged_again(key: str, target: str) -> Effects:
@@ -223,16 +264,25 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
         # The hand-over sent again after a crash: counts must not add twice; the read model
         # may have lost the merged profile.
         return Effects(sends=[confirm], restage=record.state, counted="duplicate")
-    loser = CustomerState.from_bytes(event.properties["state"])
-    winner = record.state if isinstance(record, Profile) else CustomerState(key=key)
+    handed = CustomerState.from_bytes(event.properties["state"])
+    here = record.state if isinstance(record, Profile) else CustomerState(key=key)
+    winner, loser = (_rekeyed(handed, key), here) if event.properties.get("adopted") else (here, handed)
     policy = ctx.policy
     merged = merge_states(winner, loser, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)
-    repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in loser.aliases if alias != key]
+    repoints = [control(LINK, alias, now, key, target=key, repoint=True) for alias in handed.aliases if alias != key]
     merged.aliases = [a for a in merged.aliases if a != key]
     doubled = {jid: instance for jid, instance in loser.journeys.items() if jid in winner.journeys}
     decision = decide_merged(merged, event, now, policy, ctx.engine, _events_elsewhere(winner, loser, merged), doubled)
     return Effects(record=Profile(merged), decision=decision, sends=[*repoints, confirm], counted="merged_in")
+
+
+def _rekeyed(state: CustomerState, key: str) -> CustomerState:
+    """An adopted profile as if it had always lived at ``key``: its old key becomes an alias."""
+    moved = state.thaw()
+    moved.aliases = [*state.aliases, state.key][-MAX_ALIASES:]
+    moved.key = key
+    return moved
 
 
 def _events_elsewhere(
@@ -332,4 +382,11 @@ def _audit(customer: str, event: Event, now: float, suppress: bool, *, aliases: 
     }
 
 
-_CONTROL = {LINK: _link, MERGE_IN: _merge_in, MERGED: _merged, ERASE: _erase, ERASE_KEY: _erase_key}
+_CONTROL = {
+    LINK: _link,
+    ADOPT: _adopt,
+    MERGE_IN: _merge_in,
+    MERGED: _merged,
+    ERASE: _erase,
+    ERASE_KEY: _erase_key,
+}

@@ -91,7 +91,19 @@ def profile_key_for(token: str) -> str:
     """The key a new profile gets when ``token`` is the first thing known of it.
 
     A customer id names its profile directly (so channels and the CLI can use
-    it); any other identifier names an anonymous profile as ``kind:value``.
+    it); any other identifier names an anonymous profile as ``kind:value``. A
+    customer id with a colon in it keeps its token (``customer_id:crm:42``):
+    taken bare it could be another identifier's key (``cookie:zz``), and the two
+    would share one profile without an ``identify``. So a key without a colon,
+    a key ``customer_id:...`` and any other ``kind:value`` never name the same
+    thing.
     """
     kind, _, value = token.partition(":")
-    return value if kind == CUSTOMER_ID else token
+    return value if kind == CUSTOMER_ID and ":" not in value else token
+
+
+def legacy_key(key: str) -> str | None:
+    """Where a profile of key ``key`` lived before customer ids with a colon kept their
+    token: the bare id, which an older version gave it. None for every other key."""
+    kind, _, value = key.partition(":")
+    return value if kind == CUSTOMER_ID and ":" in value else None

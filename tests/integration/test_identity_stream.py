@@ -62,6 +62,17 @@ def profile_when(store: redis.Redis, prefix: str, key: str, ready: Any) -> dict[
     raise AssertionError(f"profile {key} never got there; last seen: {json.dumps(seen)[:2000]}")
 
 
+def customer_cli(prefix: str, ident: str) -> subprocess.CompletedProcess[str]:
+    """``orchestrator customer IDENT`` as a user runs it, with this module's hash key."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "customer", ident],
+        env=cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def gone(store: redis.Redis, *keys: str) -> bool:
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
@@ -117,6 +128,25 @@ def test_a_purchase_racing_the_merge_still_stops_the_ad_the_anonymous_profile_ru
     assert [c["payload"]["subjects"] for c in stops] == [["product:sku-rr"]]
 
 
+def test_a_customer_id_that_reads_like_a_cookie_is_not_that_cookie(
+    worker: WorkerProcess, store: redis.Redis, prefix: str
+) -> None:
+    """``customer_id: cookie:zz`` and ``identifiers: {cookie: zz}`` are two people until an
+    ``identify`` says otherwise; the CLI finds the first as ``customer_id:cookie:zz``."""
+    docs = [ev("colon-1", "purchase", "cookie:zz-it", props={"value": 5})]
+    docs += [ev(f"colon-{i}", "page_view", cookie="zz-it") for i in (2, 3)]
+    for doc in docs:
+        worker.producer.send(worker.names.events("web"), value=json.dumps(doc).encode())
+    worker.producer.flush(timeout=30)
+
+    known = profile_when(store, prefix, "customer_id:cookie:zz-it", lambda p: p["events"] == 1)
+    anonymous = profile_when(store, prefix, "cookie:zz-it", lambda p: p["events"] == 2)
+    assert (known["purchases"], anonymous["purchases"]) == (1, 0)
+    found = customer_cli(prefix, "customer_id:cookie:zz-it")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["purchases"] == 1
+
+
 def test_identifiers_are_hashed_in_state_redis_and_internal_topics(
     worker: WorkerProcess, store: redis.Redis, prefix: str
 ) -> None:
@@ -135,13 +165,7 @@ def test_identifiers_are_hashed_in_state_redis_and_internal_topics(
     ]
     assert internal, "internal topics were read"
     assert not any(b"secret.person" in value.lower() for value in internal)
-    found = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "customer", "email:SECRET.person@example.com"],
-        env=cli_env(prefix, BOOTSTRAP, REDIS_URL, ORCH_IDENTITY_HASH_KEY=HASH_KEY),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    found = customer_cli(prefix, "email:SECRET.person@example.com")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["key"] == "hasher"
 

@@ -513,3 +513,101 @@ def test_a_merge_credits_a_goal_the_other_profile_reached_within_the_conversion_
     merged = graph.profile("c-alice")
     assert merged is not None and merged.journey_log[journey]["conversions"] == 1
     assert "after" not in merged.journey_log[journey]
+
+
+# -- customer ids with a colon ------------------------------------------------
+
+
+def test_a_customer_id_that_reads_like_an_identifier_has_a_key_of_its_own(graph: LocalGraph) -> None:
+    """``customer_id: cookie:zz`` once had the key of ``identifiers: {cookie: zz}``: the two
+    shared one profile though nothing said they were one person."""
+    graph.submit(ev("purchase", 0, customer_id="cookie:zz", props={"value": 5.0}), T0)
+    browse(graph, 2, start=1, cookie="zz")
+    known = graph.profile("customer_id:cookie:zz")
+    anonymous = graph.profile("cookie:zz")
+    assert known is not None and anonymous is not None and known is not anonymous
+    assert (known.customer_id, known.events, known.purchases) == ("cookie:zz", 1, 1)
+    assert (anonymous.customer_id, anonymous.events) == (None, 2)
+
+
+def test_customer_ids_with_and_without_a_colon_and_identifiers_never_share_a_key() -> None:
+    assert customer_key("c-1", None) == "c-1"
+    assert customer_key("crm:1", None) == "customer_id:crm:1"
+    assert customer_key(None, {"crm": "1"}) == "crm:1"
+    assert customer_key(None, {"customer_id": "crm:1"}) == customer_key("crm:1", None)
+    assert customer_key("customer_id:5", None) == "customer_id:customer_id:5" != customer_key("5", None)
+
+
+def test_an_identify_still_joins_a_colon_customer_id_to_its_identifier(graph: LocalGraph) -> None:
+    browse(graph, 2, cookie="zz")
+    graph.submit(ev("identify", 3, customer_id="cookie:zz", cookie="zz"), T0 + 3)
+    merged = graph.profile("customer_id:cookie:zz")
+    assert merged is not None and merged.events == 3
+    assert graph.record("cookie:zz") == records.Forward("customer_id:cookie:zz")
+
+
+def _legacy(graph: LocalGraph, key: str, customer_id: str | None, events: int) -> None:
+    """A profile as an older version kept it, under the bare customer id."""
+    state = CustomerState(key=key, customer_id=customer_id, events=events, created_at=T0 - 100)
+    encoded = records.encode(records.Profile(state))
+    assert encoded is not None
+    graph.table[key] = encoded
+
+
+def test_a_profile_kept_under_a_bare_colon_id_moves_to_its_key_with_the_next_event(graph: LocalGraph) -> None:
+    _legacy(graph, "crm:42", "crm:42", events=7)
+    graph.submit(ev("page_view", 0, customer_id="crm:42"), T0)
+    moved = graph.profile("customer_id:crm:42")
+    assert moved is not None and moved.events == 8 and "crm:42" in moved.aliases
+    assert graph.record("crm:42") == records.Forward("customer_id:crm:42")
+    graph.submit(ev("page_view", 1, customer_id="crm:42"), T0 + 1)
+    assert graph.profile("customer_id:crm:42").events == 9  # type: ignore[union-attr]
+
+
+def test_an_identifier_profile_under_the_bare_id_is_not_adopted(graph: LocalGraph) -> None:
+    _legacy(graph, "crm:42", None, events=3)  # identifiers: {crm: "42"}, no customer id
+    graph.submit(ev("page_view", 0, customer_id="crm:42"), T0)
+    assert graph.profile("customer_id:crm:42").events == 1  # type: ignore[union-attr]
+    assert graph.profile("crm:42").events == 3  # type: ignore[union-attr]
+
+
+def test_a_legacy_profile_merged_since_takes_the_new_key_in(graph: LocalGraph) -> None:
+    """An older version's ``identify`` moved customer ``crm:42`` into ``c-1``: the id's new
+    key follows it there, and the older profile survives as in any merge."""
+    _legacy(graph, "crm:42", "crm:42", events=2)
+    graph.submit(ev("identify", 0, customer_id="c-1", crm="42"), T0 - 50)
+    old = graph.profile("crm:42")
+    assert old is not None and old.key == "c-1"
+    graph.submit(ev("page_view", 1, customer_id="crm:42"), T0 + 1)
+    merged = graph.profile("customer_id:crm:42")
+    assert merged is not None and merged.key == "c-1" and merged.events == 4
+
+
+def test_erase_names_a_colon_customer_id_by_its_token() -> None:
+    assert routing_key("customer_id:crm:42", PLAIN) == "customer_id:crm:42"
+    assert routing_key("customer_id:c-1", PLAIN) == "c-1"
+    assert routing_key("crm:42", PLAIN) == "crm:42"  # an identifier, as typed
+
+
+def test_an_adopted_profile_s_journey_goes_on_and_the_one_entered_again_ends() -> None:
+    """Customer ``crm:42`` waits a day for an ad under the key an older version gave them. The
+    first view after the upgrade starts a profile at the new key and enters the journey
+    again; the hand-over keeps the old wait and ends the new one as ``merged``."""
+    graph = _graph_with(CHASE)
+    graph.submit(ev("product_view", 0, customer_id="crm-42", props={"product": "sku-1"}), T0)
+    old = graph.profile("crm-42")
+    assert old is not None and old.next_wake() == T0 + 86400
+    old.key = old.customer_id = "crm:42"  # as the older version stored it
+    encoded = records.encode(records.Profile(old))
+    assert encoded is not None
+    graph.table["crm:42"] = encoded
+    del graph.table["crm-42"]
+
+    graph.submit(ev("product_view", 3600, customer_id="crm:42", props={"product": "sku-2"}), T0 + 3600)
+    merged = graph.profile("customer_id:crm:42")
+    assert merged is not None and merged.key == "customer_id:crm:42" and merged.events == 2
+    assert merged.next_wake() == T0 + 86400 and "crm:42" in merged.aliases
+    assert ("exit", "chase", "merged") in _outcomes(graph)
+    wake = Event("timer", WAKE, T0 + 86400, "customer_id:crm:42", "timer", T0 + 86400)
+    graph.submit(wake, T0 + 86400)
+    assert [(c.action, c.payload.get("product")) for c in graph.commands] == [("remarketing_ad", "sku-1")]

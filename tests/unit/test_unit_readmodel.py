@@ -7,7 +7,7 @@ import json
 from orchestrator.core.decide import decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.readmodel import alias_key, decode_profile, encode_profile, profile, profile_key, records
+from orchestrator.readmodel import alias_key, decode_profile, encode_profile, not_found, profile, profile_key, records
 
 T0 = 1_800_000_000.0
 
@@ -105,3 +105,9 @@ def test_a_profile_is_decoded_as_the_standard_library_reads_it_whoever_wrote_it(
     doc = profile(customer(), T0) | {"note": "Zoë 😀", "by_day": {20261124: 2}, "ratio": 0.1 + 0.2, "big": 2**63}
     for written in (encode_profile(doc), json.dumps(doc).encode(), json.dumps(doc, ensure_ascii=False)):
         assert decode_profile(written) == json.loads(written)
+
+
+def test_an_unknown_id_with_a_colon_is_told_how_a_customer_id_is_written() -> None:
+    assert not_found("c-1") == "no customer 'c-1' in the read model"
+    assert not_found("crm:42") == "no customer 'crm:42' in the read model (a customer id: customer_id:crm:42)"
+    assert not_found("customer_id:crm:42") == "no customer 'customer_id:crm:42' in the read model"
