@@ -283,7 +283,7 @@ def _welcome(state: CustomerState, phase: str, policy: Policy) -> list[Candidate
             Candidate(
                 action="welcome",
                 score=0.5,
-                reason="signed up but has not engaged yet: welcome them and show how things work",
+                reason="known by a customer id but not engaged yet: welcome them and show how things work",
                 payload={"content": "getting_started"},
                 fit={"email": 1.0, "web": 1.0, "app": 1.0, "store": 0.8, "support": 0.6},
             )

@@ -42,7 +42,7 @@ def test_interests_not_bought_are_recommended_and_remarketed_newest_first():
     c.does("product_view", 3600, product="sku-9")
     ranked = next_best_actions(c.state, T0 + 7200, Policy(remarketing_discount_percent=12))
     assert [a["payload"] for a in ranked["web"][:2]] == [{"product": "sku-9"}, {"query": "tent"}]
-    assert actions(ranked, "web") == ["recommend", "recommend", "welcome"]  # signed up, not yet engaged
+    assert actions(ranked, "web") == ["recommend", "recommend", "welcome"]  # known, not yet engaged
     ad = ranked["ads"][0]
     assert ad["action"] == "remarketing_ad"
     assert ad["payload"]["incentive"]["percent"] == 12
@@ -110,6 +110,16 @@ def test_a_prospect_is_welcomed():
     c.does("page_view", 0)
     ranked = next_best_actions(c.state, T0 + 60, QUIET)
     assert actions(ranked, "email") == ["welcome"]
+
+
+def test_a_prospect_s_welcome_does_not_claim_a_sign_up():
+    """A prospect is known by a customer id and has done nothing engaging; a ``signup`` is
+    engaging, so whoever gets this welcome has not been seen signing up."""
+    c = shopper()
+    c.does("search", 0, query="tent")
+    [welcome] = [a for a in next_best_actions(c.state, T0 + 60, QUIET)["email"] if a["action"] == "welcome"]
+    assert welcome["reason"].startswith("known by a customer id but not engaged yet")
+    assert "signed up" not in welcome["reason"]
 
 
 def test_with_nothing_to_go_on_inbound_channels_personalise_or_listen_and_outbound_ones_stay_silent():
