@@ -27,7 +27,9 @@ def send(
     validate: Annotated[
         bool, typer.Option(help="Refuse each line the worker's ingest would dead-letter (see README).")
     ] = True,
-    raw: Annotated[bool, typer.Option(help="Send each line's bytes as they are (for testing the DLQ).")] = False,
+    raw: Annotated[
+        bool, typer.Option(help="Send each line's bytes as they are, blank and # lines too (for testing the DLQ).")
+    ] = False,
     bootstrap: Bootstrap = None,
     prefix: Prefix = None,
 ) -> None:
@@ -49,8 +51,8 @@ def send(
         with progress_bar(f"sending to {target}", total=len(lines) if lines is not None else None) as advance:
             for number, line in enumerate(items, start=1):
                 advance()
-                if not line.strip() or line.lstrip().startswith(b"#"):
-                    continue
+                if not raw and (not line.strip() or line.lstrip().startswith(b"#")):
+                    continue  # raw: every line is a record, a blank one an empty record
                 try:
                     key, value = (None, line.rstrip(b"\n")) if raw else _prepare(line, check)
                 except CliError as exc:

@@ -111,6 +111,23 @@ def test_send_refuses_an_action_topic_before_connecting(worker: WorkerProcess) -
     )
 
 
+def test_send_raw_sends_every_line_a_blank_one_as_an_empty_record(worker: WorkerProcess) -> None:
+    """``--raw`` is for trying the dead-letter topic: a blank line must reach it as ``empty``."""
+    env = cli_env(worker.prefix, worker.bootstrap, worker.redis_url)
+    before, after = event("r-1", "search", "rae", query="before"), event("r-2", "search", "rae", query="after")
+    lines = [as_json(before), "", as_json(after)]
+
+    result = run("send", "--topic", "raw", "--raw", env=env, stdin="\n".join(lines) + "\n")
+
+    assert result.returncode == 0, result.stderr
+    assert "sent 3 event(s)" in result.stderr
+    [dead] = worker.read(f"^{worker.names.dlq}$", count=1)
+    assert dead.value == b"" and ("dlq.reason", b"empty") in dead.headers
+    commands = worker.commands(2, customer="rae")  # unkeyed, so maybe on two partitions: any order
+    assert sorted(c["payload"]["query"] for c in commands) == ["after", "before"]
+    assert worker.metric("orchestrator_events_rejected_total", reason="empty") == 1
+
+
 def test_tail_filters_by_customer_and_action_and_prints_json(worker: WorkerProcess) -> None:
     worker.publish("web", event("t-1", "product_view", "tom", product="sku-a"))
     worker.publish("web", event("t-2", "purchase", "tom", product="sku-a", value=5))
