@@ -294,7 +294,8 @@ def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:
 def not_found(ident: str) -> str:
     """The answer for an id nothing is stored under, with the one spelling users miss: a
     customer id with a colon in it is written as its token, or it reads as an identifier."""
-    hint = "" if ident.startswith(f"{CUSTOMER_ID}:") or ":" not in ident else f" (a customer id: {CUSTOMER_ID}:{ident})"
+    spelt = ident.startswith(f"{CUSTOMER_ID}:") or ":" not in ident
+    hint = "" if spelt else f" (if that is a customer id: {CUSTOMER_ID}:{ident})"
     return f"no customer {ident!r} in the read model{hint}"
 
 

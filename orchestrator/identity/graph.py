@@ -241,7 +241,7 @@ def _adopt(key: str, record: Record, event: Event, now: float, ctx: Context) -> 
             return Effects()  # an anonymous profile of the identifier that reads like the id
         # The old profile's history leads: a journey the new key's first event entered again
         # ends (``merged``) and the old profile's instance, maybe mid-wait, goes on.
-        return _move(key, record.state, target, now, adopted=True)
+        return _move(key, record.state, target, now, adopted=target)
     if legacy not in record.state.aliases:
         return Effects()
     return _settle(key, record.state, target, float(event.properties.get("created_at", 0.0)), now)
@@ -266,7 +266,10 @@ def _merge_in(key: str, record: Record, event: Event, now: float, ctx: Context) 
         return Effects(sends=[confirm], restage=record.state, counted="duplicate")
     handed = CustomerState.from_bytes(event.properties["state"])
     here = record.state if isinstance(record, Profile) else CustomerState(key=key)
-    winner, loser = (_rekeyed(handed, key), here) if event.properties.get("adopted") else (here, handed)
+    # An adopted profile leads at the key it was sent to; forwarded on (that profile merged
+    # into another since), it is the loser, as in any merge: the survivor keeps its own id.
+    adopted = event.properties.get("adopted") == key
+    winner, loser = (_rekeyed(handed, key), here) if adopted else (here, handed)
     policy = ctx.policy
     merged = merge_states(winner, loser, recent_most=policy.recent_events, dedupe_most=policy.dedupe_window)
     append_bounded(merged.seen_ids, event.event_id, policy.dedupe_window)

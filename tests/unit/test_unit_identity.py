@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -611,3 +612,21 @@ def test_an_adopted_profile_s_journey_goes_on_and_the_one_entered_again_ends() -
     wake = Event("timer", WAKE, T0 + 86400, "customer_id:crm:42", "timer", T0 + 86400)
     graph.submit(wake, T0 + 86400)
     assert [(c.action, c.payload.get("product")) for c in graph.commands] == [("remarketing_ad", "sku-1")]
+
+
+def test_an_adopted_profile_handed_on_to_a_profile_merged_since_does_not_take_its_id(graph: LocalGraph) -> None:
+    """The new key's profile merged into ``c-1`` (an ``identify``) before the old profile's
+    hand-over arrived: forwarded to ``c-1``, the hand-over is an ordinary loser there."""
+    _legacy(graph, "crm:42", "crm:42", events=3)
+    graph.submit(ev("page_view", -10, customer_id="c-1"), T0 - 10)
+    graph.queue.append(ev("page_view", 0, customer_id="crm:42"))
+    graph.step(T0)
+    adopt = graph.queue.popleft()  # held back: the identify overtakes it
+    login = ev("identify", 1, customer_id="c-1")
+    graph.submit(dataclasses.replace(login, identifiers={"customer_id": "crm:42"}), T0 + 1)
+    assert graph.record("customer_id:crm:42") == records.Forward("c-1")
+    graph.queue.append(adopt)
+    graph.drain(T0 + 2)
+    merged = graph.profile("c-1")
+    assert merged is not None and merged.key == "c-1" and merged.customer_id == "c-1"
+    assert merged.events == 6 and graph.record("crm:42") == records.Forward("customer_id:crm:42")  # then c-1

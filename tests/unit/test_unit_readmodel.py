@@ -109,5 +109,6 @@ def test_a_profile_is_decoded_as_the_standard_library_reads_it_whoever_wrote_it(
 
 def test_an_unknown_id_with_a_colon_is_told_how_a_customer_id_is_written() -> None:
     assert not_found("c-1") == "no customer 'c-1' in the read model"
-    assert not_found("crm:42") == "no customer 'crm:42' in the read model (a customer id: customer_id:crm:42)"
+    hinted = "no customer 'crm:42' in the read model (if that is a customer id: customer_id:crm:42)"
+    assert not_found("crm:42") == hinted
     assert not_found("customer_id:crm:42") == "no customer 'customer_id:crm:42' in the read model"
