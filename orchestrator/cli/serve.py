@@ -20,9 +20,7 @@ def serve(
 ) -> None:
     """Serve profiles and next best actions over HTTP; needs ORCH_API_TOKENS."""
     conf = settings(api_host=host, api_port=port, redis_url=redis_url, topic_prefix=prefix)
-    from aiohttp import web
-
-    from orchestrator.api import create_app
+    from orchestrator.api import create_app, server
 
     app = create_app(conf)
     gc.collect()
@@ -30,12 +28,7 @@ def serve(
     logging.basicConfig(level=conf.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     where = f"http://{conf.api_host}:{conf.api_port}"
     try:
-        web.run_app(
-            app,
-            host=conf.api_host,
-            port=conf.api_port,
-            access_log=None,  # a log line per request would cost more than the request
-            print=lambda _: typer.echo(f"orchestrator: serving on {where} (Ctrl-C stops)", err=True),
-        )
+        announce = lambda: typer.echo(f"orchestrator: serving on {where} (Ctrl-C stops)", err=True)  # noqa: E731
+        server.run(app, conf.api_host, conf.api_port, announce)
     except OSError as exc:
         raise CliError(f"cannot listen on {conf.api_host}:{conf.api_port}: {exc.strerror or exc}") from None

@@ -168,6 +168,29 @@ def test_a_token_that_is_not_utf8_is_refused_not_an_error(api: Server) -> None:
     assert "Traceback" not in api.log()
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /v1/customers/c-alice HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        b"G@T /v1/customers/c-alice HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /v1/customers/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    ],
+    ids=["header-too-long", "bad-method", "raw-non-ascii-path", "bad-content-length"],
+)
+def test_what_the_http_parser_refuses_is_answered_in_json_too(api: Server, request_bytes: bytes) -> None:
+    """aiohttp answers these itself, before any middleware, in text/plain unless told otherwise."""
+    with socket.create_connection(("127.0.0.1", api.port), timeout=5) as conn:
+        conn.sendall(request_bytes)
+        answer = b"".join(iter(lambda: conn.recv(65536), b""))
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert b"Content-Type: application/json; charset=utf-8" in head.split(b"\r\n")
+    error = json.loads(body)["error"]
+    assert error.startswith("bad request: ") and "\n" not in error
+    assert "Traceback" not in api.log()
+
+
 # -- profiles -----------------------------------------------------------------------------------
 
 
