@@ -33,6 +33,8 @@ def validate(folder: Folder) -> None:
     """Check every journey file; print each error as file:line: message (exit 1 on any), and
     each warning as file:line: warning: message (warnings alone still exit 0)."""
     journeys = load_or_fail(folder)
+    for note in check_migrations(journeys, journeys)[1]:  # its errors are load_or_fail's already
+        typer.echo(f"note: {note}", err=True)
     for journey in journeys:
         typer.echo(f"ok  {journey.id} v{journey.version}  {journey.definition.description}")
         if journey.definition.migrate:

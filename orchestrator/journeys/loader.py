@@ -23,7 +23,7 @@ from orchestrator.journeys.conditions import (
     templates_in,
 )
 from orchestrator.journeys.model import Journey, Migration, Step, expand_shorthands
-from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines
+from orchestrator.journeys.yamlines import YamlError, line_of, load_with_lines, load_with_problems
 from schemas.events import KNOWN_EVENT_TYPES
 
 
@@ -78,14 +78,17 @@ class Compiled:
 def compile_text(text: str, name: str) -> Compiled:
     """Parse, validate and compile one journey file's text; raise :class:`InvalidJourney`."""
     try:
-        doc, lines = load_with_lines(text)
+        doc, lines, problems = load_with_problems(text)
     except YamlError as exc:
         raise InvalidJourney([JourneyError(name, exc.line, str(exc))]) from None
+    errors = [JourneyError(name, problem.line, str(problem)) for problem in problems]
     if not isinstance(doc, dict):
-        raise InvalidJourney([JourneyError(name, 1, "a journey file is a mapping with id, version, trigger, steps")])
+        errors.append(JourneyError(name, 1, "a journey file is a mapping with id, version, trigger, steps"))
+        raise InvalidJourney(errors)
     # Expressions, step references and migration rules are read from the mapping itself, so a
     # schema error elsewhere hides none of theirs.
-    conditions, errors = _compile_conditions(doc, name, lines)
+    conditions, condition_errors = _compile_conditions(doc, name, lines)
+    errors += condition_errors
     payloads, payload_errors = _compile_payloads(doc, name, lines)
     errors += payload_errors + _references(doc, name, lines) + _check_migrate(doc, name, lines)
     try:
@@ -216,7 +219,7 @@ def review_invalid(text: str, name: str) -> tuple[list[JourneyError], list[Journ
     step that fails, where it leads is unknown). When every step and migration rule passes
     and every target exists (the error is elsewhere, say in ``version``), the whole shape."""
     try:
-        doc, lines = load_with_lines(text)
+        doc, lines, _ = load_with_problems(text)  # its problems are among compile_text's errors
     except YamlError:
         return [], []
     if not isinstance(doc, dict):

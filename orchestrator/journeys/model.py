@@ -22,6 +22,8 @@ def _as_list(value: Any) -> Any:
 
 
 Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+CHANNEL = r"^[a-z][a-z0-9_-]{0,63}$"  # as events and commands spell a channel (``web``, not ``Web``)
+Channels = Annotated[list[Annotated[str, Field(pattern=CHANNEL)]], BeforeValidator(_as_list), Field(min_length=1)]
 
 
 def _clock_text(value: Any) -> Any:
@@ -39,7 +41,7 @@ class Match(Strict):
     """Which events count: by type, optionally channel, optionally a CEL condition."""
 
     event: Names
-    channel: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    channel: Channels | None = None  # an empty list would match every channel
     when: str | None = None
 
 
@@ -58,7 +60,7 @@ class Wait(Strict):
     """Exactly one of: ``for`` a duration, an ``event`` (with timeout), or ``until`` a local time."""
 
     for_: Duration | None = Field(default=None, alias="for")
-    event: Annotated[list[str] | None, BeforeValidator(_as_list)] = None
+    event: Names | None = None
     when: str | None = None
     timeout: Duration | None = None
     on_event: str | None = None
@@ -105,11 +107,15 @@ class Arm(Strict):
     def _named(self) -> Arm:
         if self.holdout == (self.variant is not None):
             raise ValueError("a split arm is either 'variant: name' or 'holdout: true'")
+        if self.variant is not None and (not self.variant.strip() or self.variant == "holdout"):
+            # reasons, metrics and the summary name the holdout 'holdout': an arm so named,
+            # or with no name, would pass for it while its customers are messaged
+            raise ValueError(f"a variant needs a name other than {self.variant!r} ('holdout' is the holdout's)")
         return self
 
 
 class Action(Strict):
-    channel: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    channel: str = Field(pattern=CHANNEL)
     action: str = Field(pattern=ID)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=50, ge=0, le=100)

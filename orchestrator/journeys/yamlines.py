@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import yaml
@@ -24,28 +25,61 @@ PLAIN = (str, int, float, bool, type(None))  # what JSON, msgpack and CEL all ca
 _LONE_SURROGATE = (
     "text with a lone surrogate (an escape like \\ud800, half of a character) cannot be sent: write the whole character"
 )
-_TIMESTAMP, _NUMBERS = "tag:yaml.org,2002:timestamp", ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_NUMBERS = (_INT, _FLOAT)
+_DIGITS = list("-+0123456789")
+# YAML 1.2's core schema, the one JSON agrees with, in place of PyYAML's YAML 1.1 rules
+# (tag, pattern, the characters a match can start with).
+_CORE_SCHEMA = (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", _DIGITS),
+    (_FLOAT, r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$", [*_DIGITS, "."]),
+    (_FLOAT, r"^(?:[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", ["-", "+", "."]),
+)
 
 
 class JourneyLoader(yaml.SafeLoader):
-    """The safe loader, reading unquoted scalars as YAML 1.2 and JSON do: ``2024-01-01`` and
-    ``10:00`` stay text. YAML 1.1 makes the first a date, which no command or state can
-    carry (JSON and msgpack refuse it), and the second the number 600 (base 60)."""
+    """The safe loader, reading unquoted scalars as YAML 1.2 and JSON do. YAML 1.1, PyYAML's
+    default, surprises in ways a marketer never sees coming: ``country: NO`` is false,
+    ``opt_in: yes`` true, ``code: 017`` the octal 15, ``2024-01-01`` a date (which no command
+    or state can carry), ``10:00`` the base-60 number 600, and ``1e3`` text. Here ``NO``,
+    ``yes``, ``on``, dates and times stay text, ``017`` is 17 (``0o17`` is octal, ``0x1f``
+    hex) and ``1e3`` is 1000.0."""
 
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        tag: str = super().resolve(kind, value, implicit)
-        if kind is yaml.ScalarNode and (tag == _TIMESTAMP or (tag in _NUMBERS and ":" in value)):
-            return self.DEFAULT_SCALAR_TAG
-        return tag
+    yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+
+    def construct_core_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text, 10)  # leading zeros are decimal, as in YAML 1.2 (YAML 1.1: octal)
+
+
+for _tag, _pattern, _first in _CORE_SCHEMA:
+    JourneyLoader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+JourneyLoader.add_constructor(_INT, JourneyLoader.construct_core_int)
 
 
 def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
-    """The document as plain Python, and ``{path: line}`` for each value in it.
+    """The document as plain Python, and ``{path: line}`` for each value in it; the first
+    problem :func:`load_with_problems` finds is raised."""
+    doc, lines, problems = load_with_problems(text)
+    if problems:
+        raise problems[0]
+    return doc, lines
+
+
+def load_with_problems(text: str) -> tuple[Any, dict[Path, int], list[YamlError]]:
+    """The document as plain Python, ``{path: line}`` for each value in it, and the problems
+    that leave the rest readable, so that every one is reported along with the file's other
+    errors: a key written twice (the first is kept) and an alias (read as null).
 
     Journey files are small and flat, so anything else is refused with a line
     number instead of being allowed to eat the stack or the CPU: aliases
     (``&``/``*``, the "billion laughs"), nesting deeper than 32, keys that are
-    not scalars or appear twice in a mapping, files over 256 KiB.
+    not scalars or appear twice in a mapping, files over 256 KiB. What leaves
+    nothing readable (bad syntax, the size, the depth) is raised.
     """
     if len(text.encode()) > MAX_BYTES:
         raise YamlError(1, f"the file is larger than {MAX_BYTES // 1024} KiB")
@@ -56,9 +90,10 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path, int]]:
     try:
         node = loader.get_single_node()
         if node is None:
-            return None, {}
+            return None, {}, []
         lines: dict[Path, int] = {}
-        return _walk(loader, node, (), lines, set()), lines
+        problems: list[YamlError] = []
+        return _walk(loader, node, (), lines, (set(), problems)), lines, problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc}") from None
@@ -76,10 +111,15 @@ def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlError:
     return YamlError(line, f"not valid YAML: unacceptable character #x{exc.character:04x}")
 
 
-def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], seen: set[int]) -> Any:
+_Walked = tuple[set[int], list[YamlError]]  # the nodes seen (an alias is one seen again), the problems found
+
+
+def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], walked: _Walked) -> Any:
     line = node.start_mark.line + 1
+    seen, problems = walked
     if id(node) in seen:
-        raise YamlError(line, "aliases (& and *) are not supported in journey files")
+        problems.append(YamlError(line, "aliases (& and *) are not supported in journey files"))
+        return None
     seen.add(id(node))
     if len(path) > MAX_DEPTH:
         raise YamlError(line, f"nested deeper than {MAX_DEPTH} levels")
@@ -93,12 +133,13 @@ def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, 
                 raise YamlError(key_line, "keys must be plain names, not lists or maps")
             key = _scalar(loader, key_node, key_line)
             if key in out:  # YAML would keep the last silently, hiding the first
-                raise YamlError(key_line, _twice(written[key], key_node.value))
+                problems.append(YamlError(key_line, _twice(written[key], key_node.value)))
+                continue
             written[key] = key_node.value
-            out[key] = _walk(loader, value_node, (*path, key), lines, seen)
+            out[key] = _walk(loader, value_node, (*path, key), lines, walked)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, child, (*path, i), lines, seen) for i, child in enumerate(node.value)]
+        return [_walk(loader, child, (*path, i), lines, walked) for i, child in enumerate(node.value)]
     return _scalar(loader, node, line)
 
 

@@ -63,6 +63,20 @@ def test_a_key_written_twice_is_refused_on_its_second_line(text, line, key):
     assert (error.line, error.message) == (line, f"key '{key}' appears twice")
 
 
+def test_every_key_written_twice_is_reported_with_the_file_s_other_errors():
+    text = (
+        "id: t\nversion: 1\ndescription: a\ndescription: b\ntrigger: {event: signup, when: 'state.nope > 1'}\n"
+        "steps:\n  - id: a\n    wait: 1h\n    wait: 2h\n  - id: b\n    wait: 1y\n"
+    )
+    found = [(error.line, error.message.split(" ")[0]) for error in errors_of(text)]
+    assert found == [(4, "key"), (5, "state"), (9, "key"), (11, "steps.1.wait.for:")]
+
+
+def test_an_alias_is_reported_with_the_file_s_other_errors():
+    text = "id: t\nversion: 1\ntrigger: &t {event: signup}\ngoal: *t\nsteps:\n  - wait: 1x\n"
+    assert [(e.line, e.message[:7]) for e in errors_of(text)] == [(3, "aliases"), (6, "steps.0")]
+
+
 # --- values nothing downstream can carry -----------------------------------------------------------
 
 PAYLOAD = HDR + "steps:\n  - action:\n      channel: email\n      action: hi\n      payload:\n        "
@@ -91,6 +105,21 @@ def replay(folder: Path, history: str, *options: str) -> subprocess.CompletedPro
 def test_unquoted_dates_and_times_stay_the_text_written(value, text):
     journey = compile_text(with_payload(f"at: {value}"), "j.yaml")
     assert journey.payloads["step1"]["at"].text == text
+
+
+def test_unquoted_values_are_read_as_yaml_1_2_and_json_read_them_not_as_yaml_1_1():
+    """YAML 1.1 reads NO as false, yes and on as true, 017 as the octal 15, and 1e3 as text."""
+    entries = "{country: NO, opt_in: yes, on: 1, code: 017, octal: 0o17, hex: 0x1f, ratio: 1e3, big: 1_000, t: TRUE}"
+    payload = compile_text(f"{PAYLOAD}{entries}\n", "j.yaml").payloads["step1"]
+    values = {key: (value.text if hasattr(value, "text") else value) for key, value in payload.items()}
+    assert values == {
+        "country": "NO", "opt_in": "yes", "on": 1, "code": 17, "octal": 15, "hex": 31, "ratio": 1000.0,
+        "big": "1_000", "t": True,
+    }  # fmt: skip
+
+
+def test_a_version_with_a_leading_zero_is_the_decimal_number_written():
+    assert compile_text("id: t\nversion: 010\ntrigger: {event: signup}\nsteps: [exit]\n", "j.yaml").version == 10
 
 
 @pytest.mark.parametrize(

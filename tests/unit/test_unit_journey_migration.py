@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from textwrap import dedent
 
@@ -692,6 +694,16 @@ def test_old_steps_are_not_checked_when_a_named_version_is_not_known_and_that_is
     assert [(n.line, n.message) for n in notes] == [
         (line_with(maybe, "from:"), "migrate.from: old steps are not checked: version 2 is not known here")
     ]
+
+
+def test_validate_prints_that_note_and_still_exits_0(tmp_path):
+    maybe = BASE.replace("first_wait: waiting", "only_in_v2: waiting")
+    command = [sys.executable, "-m", "orchestrator", "journeys", "validate", str(folder(tmp_path, OLD, maybe))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    line = line_with(maybe, "from:")
+    note = f"note: {tmp_path}/j1.yaml:{line}: migrate.from: old steps are not checked: version 2 is not known here"
+    assert note in result.stderr.splitlines()
 
 
 def test_from_all_is_checked_when_every_older_version_is_known(tmp_path):

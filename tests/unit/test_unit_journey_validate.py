@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.journeys.conditions import ConditionError
-from orchestrator.journeys.loader import JourneyError, check_dir, compile_text, load_dir
+from orchestrator.journeys.loader import InvalidJourney, JourneyError, check_dir, compile_text, load_dir
 
 HEAD = "id: j\nversion: 1\ntrigger: {event: signup}\n"
 
@@ -109,7 +109,7 @@ SHAPE_ERRORS = {
     "a variant called holdout beside the holdout": (
         "  - split:\n      - {holdout: true, percent: 50}\n      - {variant: holdout, percent: 50}\n",
         "variant: holdout",
-        "split 'step1': arm 2 is named 'holdout' like arm 1",
+        "steps.0.split.1: a variant needs a name other than 'holdout' ('holdout' is the holdout's)",
     ),
     "a second split": (
         "  - id: s1\n    split: [{variant: a, percent: 50}, {holdout: true, percent: 50}]\n  - wait: 1d\n"
@@ -374,3 +374,32 @@ def test_validate_prints_every_error_and_warning_in_file_order_and_exits_1(tmp_p
     assert lines[0].startswith(f"{tmp_path / 'a.yaml'}:3: warning: ")
     assert lines[1].startswith(f"{tmp_path / 'a.yaml'}:6: step 'step2' is never reached")
     assert lines[2].endswith(f"1 error(s) in {tmp_path}")
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("trigger: {event: signup, channel: Web}", "trigger.channel.0: String should match pattern"),
+        ("trigger: {event: signup, channel: []}", "trigger.channel: Value should have at least 1 item"),
+        ("trigger: {event: signup}\ngoal: {event: purchase, channel: [web, 'Store ']}", "goal.channel.1: String"),
+    ],
+    ids=["upper case", "an empty list (it matched every channel)", "a space"],
+)
+def test_a_channel_to_match_is_spelt_as_events_spell_channels(tmp_path, where, message):
+    text = f"id: j\nversion: 1\n{where}\nsteps: [exit]\n"
+    error = only_error(tmp_path, text)
+    assert error.message.startswith(message)
+    assert error.line == line_with(text, "channel")
+
+
+def test_a_wait_for_an_empty_list_of_events_is_refused():
+    with pytest.raises(InvalidJourney) as caught:
+        compile_text(HEAD + "steps:\n  - wait: {event: [], timeout: 1h}\n", "j.yaml")
+    assert caught.value.errors[0].message.startswith("steps.0.wait.event: Value should have at least 1 item")
+
+
+@pytest.mark.parametrize("name", ["holdout", "", "  "])
+def test_a_variant_may_not_pass_for_the_holdout_or_go_unnamed(tmp_path, name):
+    text = HEAD + f"steps:\n  - split: [{{variant: '{name}', percent: 50}}, {{variant: b, percent: 50}}]\n"
+    error = only_error(tmp_path, text)
+    assert error.message == f"steps.0.split.0: a variant needs a name other than {name!r} ('holdout' is the holdout's)"
