@@ -573,8 +573,8 @@ def test_in_the_hour_repeated_when_clocks_go_back_the_second_half_past_two_is_th
 
 def test_a_time_in_the_hour_skipped_when_clocks_go_forward_is_the_moment_after_the_gap():
     one = local("2027-03-28 01:00", "Europe/Berlin")
-    assert next_local_time(one, "02:30", "Europe/Berlin") == local("2027-03-28 03:30", "Europe/Berlin")
-    assert next_local_time(one, "02:30", "Europe/Berlin") - one == 1.5 * HOUR
+    assert next_local_time(one, "02:30", "Europe/Berlin") == local("2027-03-28 03:00", "Europe/Berlin")
+    assert next_local_time(one, "02:30", "Europe/Berlin") - one == 1 * HOUR  # 01:00 CET, then 03:00 CEST
 
 
 def test_exactly_at_ten_o_clock_the_next_ten_o_clock_is_tomorrow():
