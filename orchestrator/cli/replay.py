@@ -26,7 +26,10 @@ from orchestrator.settings import CHANNEL, CHANNEL_RULE
 
 
 def replay(
-    events: Annotated[Path, typer.Argument(help="JSON lines of ChannelEvents, any order; - reads standard input.")],
+    events: Annotated[
+        Path,
+        typer.Argument(help="JSON lines of ChannelEvents, any order (by ts; equal ts in file order); - reads stdin."),
+    ],
     journeys: Annotated[
         Path | None, typer.Option("--journeys", "-j", help="Folder of journey files (none: --rules alone).")
     ] = None,
