@@ -482,6 +482,8 @@ class Engine:
             journey = self.catalogue.get(jid, instance["v"])
             if instance.get("wake") is None or instance["wake"] <= now or journey is None:
                 continue  # overdue waits fire as they were set; retiming them would skip them
+            if instance["step"] not in journey.steps:
+                continue  # a version published again without it: the customer leaves at the wake
             step = journey.steps[instance["step"]]
             if step.wait is not None and step.wait.until is not None:
                 instance["wake"] = self._wake_time(state, step, now)
@@ -531,6 +533,10 @@ class Engine:
             if not self.catalogue.held(jid, instance["v"]):
                 state.journeys.pop(jid, None)
                 run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
+            return None
+        if instance["step"] not in journey.steps:  # removed, then published again with other steps
+            state.journeys.pop(jid, None)
+            run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
             return None
         if UNSEEN in instance and self._ended_while_held(state, journey, instance, run):
             return None

@@ -419,6 +419,22 @@ def test_customers_on_a_removed_version_leave_it_and_newcomers_enter_the_one_lef
     assert entries(stories.Customer(engine, customer_id="new").does("signup", at=60)) == [("j", 1)]
 
 
+@pytest.mark.parametrize("by", ["wake", "event"])
+def test_a_removed_version_published_again_without_their_step_lets_its_customers_leave_not_fail(by: str) -> None:
+    """Other content under a removed number: their step is not in it; they leave as if removed."""
+    catalogue = applied(record("j:1", text(1)))
+    engine = Engine(catalogue)
+    inside = stories.Customer(engine, customer_id="inside")
+    assert entries(inside.does("signup")) == [("j", 1)]
+    _apply_published(catalogue, b"j:1", None)
+    _apply_published(catalogue, b"j:1", text(1).replace("- wait: 1d", "- id: other_wait\n    wait: 2d").encode())
+
+    decision = inside.wakes(DAY) if by == "wake" else inside.does("page_view", at=60)
+    assert decision.commands == []
+    assert Outcome("exit", "j", 1, "version_removed") in decision.outcomes
+    assert inside.state is not None and "j" not in inside.state.journeys
+
+
 def test_any_value_under_the_marker_key_retires() -> None:
     """``retired_at`` is for people reading the topic; a worker never reads the marker's value."""
     catalogue = applied(record("j:1", text(1)), record("j:retired", b"anything at all"))
