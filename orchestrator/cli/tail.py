@@ -42,7 +42,8 @@ def tail(
     deadline = time.monotonic() + timeout if timeout else None
     console = terminal()
     shown, columns = 0, Columns()
-    for record in follow(conf.kafka_bootstrap, regex, from_beginning=from_beginning, deadline=deadline):
+    note = lambda text: print(f"orchestrator: {text}", file=sys.stderr, flush=True)  # noqa: E731
+    for record in follow(conf.kafka_bootstrap, regex, from_beginning=from_beginning, deadline=deadline, warn=note):
         command = _decode(record)
         if command is None or not _wanted(command, customer, action):
             continue

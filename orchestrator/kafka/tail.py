@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 
 from orchestrator.kafka.clients import consumer
 
@@ -26,26 +27,46 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
-def follow(bootstrap: str, pattern: str, *, from_beginning: bool, deadline: float | None = None) -> Iterator[Record]:
+def follow(
+    bootstrap: str,
+    pattern: str,
+    *,
+    from_beginning: bool,
+    deadline: float | None = None,
+    warn: Callable[[str], None] = lambda _: None,
+) -> Iterator[Record]:
     """Yield records from every topic matching ``pattern`` until ``deadline`` (monotonic).
 
     Topics that appear after we start are read from their beginning, so a
-    command that creates its channel's topic is not missed.
+    command that creates its channel's topic is not missed. A broker lost after
+    the start is waited for, as a worker waits: ``warn`` is told once when it
+    goes and once when it is back, and following goes on where it stopped.
     """
     matcher = re.compile(pattern)
     client = consumer(bootstrap, auto_offset_reset="earliest" if from_beginning else "latest")
     assigned: set[TopicPartition] = set()
     next_scan = 0.0
-    first_scan = True
+    first_scan, lost = True, False
     try:
         while deadline is None or time.monotonic() < deadline:
-            if time.monotonic() >= next_scan:
-                _assign_new(client, matcher, assigned, start_at_end=first_scan and not from_beginning)
-                first_scan, next_scan = False, time.monotonic() + RESCAN_S
-            if not assigned:
-                time.sleep(0.2)
-                continue
-            batches = client.poll(timeout_ms=200)
+            try:
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + RESCAN_S
+                    _assign_new(client, matcher, assigned, start_at_end=first_scan and not from_beginning)
+                    first_scan = False
+                    if lost:
+                        lost = False
+                        warn("the broker is back; following again")
+                batches = client.poll(timeout_ms=200) if assigned else {}
+            except KafkaError as exc:
+                if first_scan:
+                    raise
+                if not lost:
+                    lost = True
+                    warn(f"lost the broker ({exc}); still following, trying again every {RESCAN_S:g}s")
+                batches = {}
+            if not batches:
+                time.sleep(0.2 if not assigned or lost else 0)
             for records in batches.values():
                 for r in records:
                     yield Record(
