@@ -17,6 +17,33 @@ from orchestrator.settings import Settings
 from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, encode_payload
 
+DLQ_OVERHEAD = 4096  # the record's framing and batch header, with room to spare
+
+
+def dead_letter_body(
+    key: bytes | None, value: bytes, own: list[tuple[str, bytes]], where: list[tuple[str, bytes]], budget: int
+) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The dead letter's value and headers, within the producer's ``budget`` (its largest request).
+
+    The broker takes records up to about 1 MiB, the producer sends up to ``budget``: a record
+    refused close to the broker's limit, its copy a little larger with the ``dlq.*`` headers,
+    failed to send, crashed the agent and was lost. Such a copy keeps the start of the value
+    (``dlq.truncated``, with ``dlq.size`` the whole size; the whole record is still on its
+    topic at ``dlq.offset``) and drops the record's own headers if they alone take a quarter."""
+    room = budget - DLQ_OVERHEAD - len(key or b"") - _size(where)
+    if _size(own) > room // 4:
+        own, where = [], [*where, ("dlq.headers_dropped", str(len(own)).encode())]
+        room -= 64
+    room -= _size(own)
+    if len(value) <= room:
+        return value, [*own, *where]
+    cut = [("dlq.truncated", b"true"), ("dlq.size", str(len(value)).encode())]
+    return value[: max(0, room - 64)], [*own, *where, *cut]
+
+
+def _size(headers: list[tuple[str, bytes]]) -> int:
+    return sum(len(name.encode()) + len(value or b"") + 8 for name, value in headers)
+
 
 class Outbound:
     """What the worker writes to. The topics are created at start (:meth:`create_topics`);
@@ -62,16 +89,17 @@ class Outbound:
 
     async def dead_letter(self, message: Any, rejection: Rejection) -> None:
         """Keep the original bytes; say where they came from and why they were refused."""
-        headers = list(message.headers or [])
-        headers += [
+        where = [
             ("dlq.reason", rejection.reason.encode()),
             ("dlq.detail", rejection.detail[:1000].encode("utf-8", "replace")),
             ("dlq.topic", message.topic.encode()),
             ("dlq.partition", str(message.partition).encode()),
             ("dlq.offset", str(message.offset).encode()),
         ]
+        budget = self._app.conf.producer_max_request_size
+        value, headers = dead_letter_body(message.key, message.value or b"", list(message.headers or []), where, budget)
         await self._declare(self.dlq)
-        await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
+        await self.dlq.send(key=message.key, value=value, headers=headers)
         metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
 
     async def decision(self, record: dict[str, Any]) -> None:

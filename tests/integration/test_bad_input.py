@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import msgpack
 
+from orchestrator.kafka.tail import follow
 from tests.integration.harness import WorkerProcess, event
 
 GARBAGE = b"\xc1\xff\x00 definitely not msgpack"
@@ -59,6 +61,31 @@ def test_an_event_from_the_far_future_is_refused(worker: WorkerProcess) -> None:
 
     assert command["payload"]["query"] == "tents"
     assert worker.metric("orchestrator_events_rejected_total", reason="future_timestamp") == 1
+
+
+def test_a_record_near_the_broker_s_limit_is_dead_lettered_cut_to_fit_and_the_agent_goes_on(
+    worker: WorkerProcess,
+) -> None:
+    """The broker takes about 1 MiB, the worker's producer sends up to 1,000,000 bytes: the
+    whole copy with its dlq.* headers could not be sent, which crashed the agent and lost it."""
+    huge = b'{"event_id": "huge-1", "b": "' + b"x" * 1_040_000 + b'"}'
+    before = worker.metric("orchestrator_events_rejected_total", reason="too_large")
+    worker.publish("web", event("h-1", "search", "hal", query="before the huge one"))
+    worker.publish("web", raw=huge, key="hal")
+    worker.publish("web", event("h-2", "search", "hal", query="after the huge one"))
+
+    commands = worker.commands(2, customer="hal")
+    letter = next(
+        r
+        for r in follow(worker.bootstrap, f"^{worker.names.dlq}$", from_beginning=True, deadline=time.monotonic() + 45)
+        if dict(r.headers).get("dlq.truncated") == b"true"
+    )
+
+    assert [c["payload"]["query"] for c in commands] == ["before the huge one", "after the huge one"]
+    assert _header(letter.headers, "dlq.reason") == "too_large"
+    assert _header(letter.headers, "dlq.size") == str(len(huge))
+    assert letter.value is not None and 0 < len(letter.value) < 1_000_000 and huge.startswith(letter.value)
+    assert worker.metric("orchestrator_events_rejected_total", reason="too_large") == before + 1
 
 
 def _dead_letters(worker: WorkerProcess, count: int) -> list:

@@ -9,6 +9,7 @@ from dataclasses import asdict
 import msgpack
 import pytest
 
+from agents.outbound import DLQ_OVERHEAD, dead_letter_body
 from orchestrator.core.event import Event, customer_key
 from orchestrator.history import event_parser
 from orchestrator.ingest import EARLIEST_TS, Limits, Rejection, depth_of, ingest
@@ -324,3 +325,26 @@ def test_a_surrogate_pair_is_one_character_and_accepted():
     assert event_parser("web")(json.dumps(doc(properties={"q": "\U0001f600"})).encode()).properties == {
         "q": "\U0001f600"
     }
+
+
+# --- a dead letter fits the producer's largest request -------------------------------------------
+
+
+def test_a_dead_letter_that_fits_is_the_record_as_it_came_with_the_dlq_headers() -> None:
+    value, headers = dead_letter_body(b"k", b"abc", [("h", b"1")], [("dlq.reason", b"invalid")], 1_000_000)
+    assert (value, headers) == (b"abc", [("h", b"1"), ("dlq.reason", b"invalid")])
+
+
+def test_a_dead_letter_too_big_for_the_producer_keeps_the_start_and_says_how_big_it_was() -> None:
+    big = b"x" * 1_040_000
+    value, headers = dead_letter_body(b"k", big, [("h", b"1")], [("dlq.reason", b"too_large")], 1_000_000)
+    assert big.startswith(value) and 900_000 < len(value) < 1_000_000
+    assert headers[-2:] == [("dlq.truncated", b"true"), ("dlq.size", b"1040000")]
+    assert sum(len(n) + len(v) for n, v in headers) + len(value) + DLQ_OVERHEAD <= 1_000_000
+
+
+def test_headers_that_alone_would_crowd_the_letter_out_are_dropped_and_counted() -> None:
+    own = [(f"h{i}", b"y" * 10_000) for i in range(60)]
+    value, headers = dead_letter_body(None, b"abc", own, [("dlq.reason", b"invalid")], 1_000_000)
+    assert value == b"abc"
+    assert headers == [("dlq.reason", b"invalid"), ("dlq.headers_dropped", b"60")]
