@@ -105,8 +105,8 @@ class _Check:
 def _prepare(line: bytes, check: _Check | None) -> tuple[bytes | None, bytes]:
     """The line's key and msgpack value; the line is read as the stream reads JSON (an
     integer beyond 64 bits is refused, as msgpack could not carry it)."""
-    try:
-        doc: Any = decode_payload(line, JSON)
+    try:  # without its line end, so an error's position is the one the worker gives the same bytes
+        doc: Any = decode_payload(line.rstrip(b"\r\n"), JSON)
     except DecodeError as exc:
         raise CliError(str(exc)) from None
     if not isinstance(doc, dict):

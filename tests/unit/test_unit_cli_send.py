@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.cli.send import _Check, _prepare
 from orchestrator.errors import CliError
-from orchestrator.ingest import Limits
+from orchestrator.ingest import Limits, Rejection, ingest
 from orchestrator.topics import TopicNames
 
 CHECK = _Check("events.web", TopicNames(), Limits())
@@ -86,3 +86,12 @@ def test_without_the_check_a_line_is_only_read_and_encoded() -> None:
     _, value = _prepare(line(ts=915148800), None)
 
     assert msgpack.unpackb(value)["ts"] == 915148800
+
+
+def test_a_line_is_read_without_its_line_end_so_an_error_is_where_the_worker_says() -> None:
+    broken = b'{"event_id":"x1","type":"page_view",'
+    worker = ingest(broken, topic="events.web", headers=[], received_at=0.0, now=0.0, topics=TopicNames(), limits=Limits())
+    assert isinstance(worker, Rejection)
+    with pytest.raises(CliError) as refused:
+        _prepare(broken + b"\r\n", CHECK)
+    assert str(refused.value) == worker.detail
