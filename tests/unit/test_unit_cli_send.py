@@ -90,7 +90,9 @@ def test_without_the_check_a_line_is_only_read_and_encoded() -> None:
 
 def test_a_line_is_read_without_its_line_end_so_an_error_is_where_the_worker_says() -> None:
     broken = b'{"event_id":"x1","type":"page_view",'
-    worker = ingest(broken, topic="events.web", headers=[], received_at=0.0, now=0.0, topics=TopicNames(), limits=Limits())
+    worker = ingest(
+        broken, topic="events.web", headers=[], received_at=0.0, now=0.0, topics=TopicNames(), limits=Limits()
+    )
     assert isinstance(worker, Rejection)
     with pytest.raises(CliError) as refused:
         _prepare(broken + b"\r\n", CHECK)
