@@ -50,17 +50,20 @@ def simulate(
     headers = content_type_header("msgpack")
     started = time.monotonic()
     sent = 0
+    label = f"sending to {names.events('*')} (Ctrl-C stops)"
     try:
-        while not duration or time.monotonic() - started < duration:
-            for out in sim.records(time.time()):
-                if out.raw is not None:
-                    client.send(names.events(out.channel), value=out.raw)
-                elif out.event is not None:
-                    key = str(out.event["customer_id"]).encode()
-                    value = encode_payload(out.event)
-                    client.send(names.events(out.channel), key=key, value=value, headers=list(headers))
-                sent += 1
-            time.sleep(1.0 / rate)
+        with progress_bar(label, total=None) as advance:  # a live run has no end to measure against
+            while not duration or time.monotonic() - started < duration:
+                for out in sim.records(time.time()):
+                    if out.raw is not None:
+                        client.send(names.events(out.channel), value=out.raw)
+                    elif out.event is not None:
+                        key = str(out.event["customer_id"]).encode()
+                        value = encode_payload(out.event)
+                        client.send(names.events(out.channel), key=key, value=value, headers=list(headers))
+                    sent += 1
+                    advance()
+                time.sleep(1.0 / rate)
     except KeyboardInterrupt:
         pass
     finally:
