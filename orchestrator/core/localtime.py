@@ -42,7 +42,7 @@ def _moments(day: datetime, hour: int, minute: int) -> list[float]:
     offsets = first.utcoffset(), second.utcoffset()
     if offsets[0] is not None and offsets[1] is not None and offsets[1] > offsets[0]:  # a time the clocks skip
         return [_jump(second.timestamp(), first.timestamp(), day)]
-    repeated = second.utcoffset() != first.utcoffset() and second.timestamp() > first.timestamp()
+    repeated = offsets[1] != offsets[0] and second.timestamp() > first.timestamp()
     return [first.timestamp(), second.timestamp()] if repeated else [first.timestamp()]
 
 

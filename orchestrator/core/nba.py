@@ -26,11 +26,12 @@ from orchestrator.core.lifecycle import stage
 from orchestrator.core.policy import Policy, contactable, contacts_today
 from orchestrator.core.rules import promo_code
 from orchestrator.core.state import CustomerState
+from schemas.events import CHANNEL_PATTERN
 
 CHANNELS = ("web", "email", "ads", "app", "store", "support")
 # Channels the customer comes to: asking us there is not a contact we start, so no cap.
 INBOUND = frozenset({"web", "app", "store", "support"})
-CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # also what the HTTP API accepts
+CHANNEL_NAME = re.compile(CHANNEL_PATTERN)  # also what the HTTP API accepts
 
 DAY_S = 86400.0
 INTEREST_MAX_AGE_S = 30 * DAY_S  # older interests are not "recent" any more

@@ -529,12 +529,9 @@ class Engine:
         anything else: None too if one of those ended the journey."""
         instance = state.journeys[jid]
         journey = self.catalogue.get(jid, instance["v"])
-        if journey is None:
-            if not self.catalogue.held(jid, instance["v"]):
-                state.journeys.pop(jid, None)
-                run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
+        if journey is None and self.catalogue.held(jid, instance["v"]):
             return None
-        if instance["step"] not in journey.steps:  # removed, then published again with other steps
+        if journey is None or instance["step"] not in journey.steps:  # or published again without their step
             state.journeys.pop(jid, None)
             run.outcomes.append(Outcome("exit", jid, instance["v"], "version_removed"))
             return None

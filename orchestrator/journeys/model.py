@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.journeys.durations import parse_duration
+from schemas.events import CHANNEL_PATTERN
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID = r"^[a-z][a-z0-9_]{0,63}$"
@@ -22,8 +23,8 @@ def _as_list(value: Any) -> Any:
 
 
 Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
-CHANNEL = r"^[a-z][a-z0-9_-]{0,63}$"  # as events and commands spell a channel (``web``, not ``Web``)
-Channels = Annotated[list[Annotated[str, Field(pattern=CHANNEL)]], BeforeValidator(_as_list), Field(min_length=1)]
+Channel = Annotated[str, Field(pattern=CHANNEL_PATTERN)]  # as events and commands spell it: web, not Web
+Channels = Annotated[list[Channel], BeforeValidator(_as_list), Field(min_length=1)]
 
 
 def _clock_text(value: Any) -> Any:
@@ -115,7 +116,7 @@ class Arm(Strict):
 
 
 class Action(Strict):
-    channel: str = Field(pattern=CHANNEL)
+    channel: str = Field(pattern=CHANNEL_PATTERN)
     action: str = Field(pattern=ID)
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=50, ge=0, le=100)
