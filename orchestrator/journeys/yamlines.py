@@ -39,6 +39,11 @@ _CORE_SCHEMA = (
 )
 
 
+class _Alias(yaml.ScalarNode):
+    """Where a ``*name`` is written. PyYAML hands back the anchored node itself, whose line
+    is the anchor's, so an error would point at the ``&name`` instead of the alias."""
+
+
 class JourneyLoader(yaml.SafeLoader):
     """The safe loader, reading unquoted scalars as YAML 1.2 and JSON do. YAML 1.1, PyYAML's
     default, surprises in ways a marketer never sees coming: ``country: NO`` is false,
@@ -48,6 +53,16 @@ class JourneyLoader(yaml.SafeLoader):
     hex) and ``1e3`` is 1000.0."""
 
     yaml_implicit_resolvers: dict[Any, list[tuple[str, Any]]] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """An alias as its own node on its own line, never the anchored node again: nothing is
+        shared, so neither a recursive alias nor a "billion laughs" can be expanded."""
+        if not self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        event = self.get_event()
+        if event.anchor not in self.anchors:
+            raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+        return _Alias("tag:yaml.org,2002:null", "", event.start_mark, event.end_mark)
 
     def construct_core_int(self, node: yaml.ScalarNode) -> int:
         text = str(self.construct_scalar(node))
@@ -93,7 +108,7 @@ def load_with_problems(text: str) -> tuple[Any, dict[Path, int], list[YamlError]
             return None, {}, []
         lines: dict[Path, int] = {}
         problems: list[YamlError] = []
-        return _walk(loader, node, (), lines, (set(), problems)), lines, problems
+        return _walk(loader, node, (), lines, problems), lines, problems
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError((mark.line + 1) if mark else 1, f"not valid YAML: {exc.problem or exc}") from None
@@ -111,16 +126,11 @@ def _unreadable(text: str, exc: yaml.reader.ReaderError) -> YamlError:
     return YamlError(line, f"not valid YAML: unacceptable character #x{exc.character:04x}")
 
 
-_Walked = tuple[set[int], list[YamlError]]  # the nodes seen (an alias is one seen again), the problems found
-
-
-def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], walked: _Walked) -> Any:
+def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, int], problems: list[YamlError]) -> Any:
     line = node.start_mark.line + 1
-    seen, problems = walked
-    if id(node) in seen:
+    if isinstance(node, _Alias):
         problems.append(YamlError(line, "aliases (& and *) are not supported in journey files"))
         return None
-    seen.add(id(node))
     if len(path) > MAX_DEPTH:
         raise YamlError(line, f"nested deeper than {MAX_DEPTH} levels")
     lines[path] = line
@@ -136,10 +146,10 @@ def _walk(loader: JourneyLoader, node: yaml.Node, path: Path, lines: dict[Path, 
                 problems.append(YamlError(key_line, _twice(written[key], key_node.value)))
                 continue
             written[key] = key_node.value
-            out[key] = _walk(loader, value_node, (*path, key), lines, walked)
+            out[key] = _walk(loader, value_node, (*path, key), lines, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(loader, child, (*path, i), lines, walked) for i, child in enumerate(node.value)]
+        return [_walk(loader, child, (*path, i), lines, problems) for i, child in enumerate(node.value)]
     return _scalar(loader, node, line)
 
 
