@@ -78,6 +78,7 @@ class ConditionError(ValueError):
 
     def __init__(self, expression: str, detail: str) -> None:
         super().__init__(f"{_shortened(detail, 240)} in expression {_shortened(expression, 80)!r}")
+        self.expression, self.detail = expression, detail
         self.expression = expression
 
 
@@ -365,7 +366,7 @@ class Template:
     @classmethod
     def compile(cls, text: str) -> Template:
         spans = template_spans(text)
-        parts = tuple(Condition.compile(expression) for _, _, expression in spans)
+        parts = tuple(_template_part(expression) for _, _, expression in spans)
         lead = len(text) - len(text.lstrip())
         whole = len(spans) == 1 and spans[0][:2] == (lead, lead + len(text.strip()))  # nothing else around it
         return cls(text, parts, whole)
@@ -384,6 +385,18 @@ class Template:
         except NotText as exc:
             raise TypeError(f"{self.text!r} gives {exc}, which text cannot show") from None
         return "".join([*pieces, self.text[done:]])
+
+
+def _template_part(expression: str) -> Condition:
+    """One ``{{ expr }}``'s expression compiled. A quote left open almost always means text
+    holding ``}}``, which ended the template early: the error says so and how to write it."""
+    try:
+        return Condition.compile(expression)
+    except ConditionError as exc:
+        if STRINGS.sub("", expression).count("'") % 2 or STRINGS.sub("", expression).count('"') % 2:
+            hint = "; a template ends at the first }}, so write }} inside one as '}' + '}'"
+            raise ConditionError(exc.expression, exc.detail + hint) from None
+        raise
 
 
 def template_spans(text: str) -> list[tuple[int, int, str]]:

@@ -18,13 +18,26 @@ ENGINE_EXITS = frozenset({"goal", "loop", "exit_on", "version_removed", "migrati
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+_YAML_KINDS = {int: "a number", float: "a number", bool: "true/false", type(None): "null"}
 
 
-Names = Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+def _one_or_list(what: str) -> BeforeValidator:
+    """One name as a list of one; neither a name nor a list is an error in the user's words
+    (pydantic would say "Input should be a valid list" of ``event: 5``)."""
+
+    def as_list(value: Any) -> Any:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list):
+            return value
+        raise ValueError(f"give {what} or a list of them, not {_YAML_KINDS.get(type(value), 'a map')}")
+
+    return BeforeValidator(as_list)
+
+
+Names = Annotated[list[str], _one_or_list("an event name"), Field(min_length=1)]
 Channel = Annotated[str, Field(pattern=CHANNEL_PATTERN)]  # as events and commands spell it: web, not Web
-Channels = Annotated[list[Channel], BeforeValidator(_as_list), Field(min_length=1)]
+Channels = Annotated[list[Channel], _one_or_list("a channel"), Field(min_length=1)]
 
 
 def _clock_text(value: Any) -> Any:

@@ -72,9 +72,14 @@ def test_every_key_written_twice_is_reported_with_the_file_s_other_errors():
     assert found == [(4, "key"), (5, "state"), (9, "key"), (11, "steps.1.wait.for:")]
 
 
-def test_an_alias_is_reported_with_the_file_s_other_errors():
+def test_an_alias_is_reported_on_its_own_line_with_the_file_s_other_errors():
     text = "id: t\nversion: 1\ntrigger: &t {event: signup}\ngoal: *t\nsteps:\n  - wait: 1x\n"
-    assert [(e.line, e.message[:7]) for e in errors_of(text)] == [(3, "aliases"), (6, "steps.0")]
+    assert [(e.line, e.message[:7]) for e in errors_of(text)] == [(4, "aliases"), (6, "steps.0")]
+
+
+def test_an_alias_to_an_anchor_never_written_is_one_error_on_its_line():
+    text = "id: t\nversion: 1\ntrigger: {event: signup}\ngoal: *nowhere\nsteps:\n  - wait: 1h\n"
+    assert [(e.line, e.message) for e in errors_of(text)] == [(4, "not valid YAML: found undefined alias 'nowhere'")]
 
 
 # --- values nothing downstream can carry -----------------------------------------------------------
@@ -440,6 +445,29 @@ def test_a_template_renders_its_values_in_place_and_a_whole_one_is_its_value():
 
 def test_an_empty_template_is_refused_like_any_expression_that_does_not_parse():
     assert "in expression ''" in only_error(with_payload("a: 'x {{ }} y'")).message
+
+
+def test_text_holding_the_closing_braces_says_the_template_ended_early_and_how_to_write_them():
+    message = only_error(with_payload("a: \"{{ '}}' }}\"")).message
+    assert "a template ends at the first }}, so write }} inside one as '}' + '}'" in message
+    assert Template.compile("{{ '}' + '}' }}").render({}) == "}}"
+
+
+def test_a_template_that_fails_with_its_quotes_closed_gets_no_hint_about_braces():
+    assert "template ends" not in only_error(with_payload("a: \"{{ 'it' + ) }}\"")).message
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("5", "a number"), ("{a: 1}", "a map"), ("true", "true/false"), ("null", "null")]
+)
+def test_an_event_that_is_neither_a_name_nor_a_list_says_what_it_is(value, kind):
+    error = only_error(f"id: t\nversion: 1\ntrigger: {{event: {value}}}\nsteps: [exit]\n")
+    assert (error.line, error.message) == (3, f"trigger.event: give an event name or a list of them, not {kind}")
+
+
+def test_a_channel_that_is_neither_a_name_nor_a_list_says_what_it_is():
+    error = only_error("id: t\nversion: 1\ntrigger: {event: signup, channel: 5}\nsteps: [exit]\n")
+    assert (error.line, error.message) == (3, "trigger.channel: give a channel or a list of them, not a number")
 
 
 # --- step ids --------------------------------------------------------------------------------------
