@@ -18,6 +18,7 @@ from orchestrator.topics import TopicNames
 from schemas.codec import content_type_header, encode_payload
 
 DLQ_OVERHEAD = 4096  # the record's framing and batch header, with room to spare
+KEPT_KEY_BYTES = 1024  # of a key too long to keep whole in a dead letter
 
 
 def dead_letter_body(
@@ -39,6 +40,16 @@ def dead_letter_body(
         return value, [*own, *where]
     cut = [("dlq.truncated", b"true"), ("dlq.size", str(len(value)).encode())]
     return value[: max(0, room - 64)], [*own, *where, *cut]
+
+
+def dead_letter_key(key: bytes | None, budget: int) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter's key, and the headers that say it was cut. The dead-letter topic has one
+    partition, so the key only names the record; one of a quarter of the ``budget`` or more
+    would leave the letter no room (a key near 1 MiB could not be sent at all), so its start
+    is kept (``dlq.key_truncated``, with ``dlq.key_size`` the whole size)."""
+    if key is None or len(key) < budget // 4:
+        return key, []
+    return key[:KEPT_KEY_BYTES], [("dlq.key_truncated", b"true"), ("dlq.key_size", str(len(key)).encode())]
 
 
 def _size(headers: list[tuple[str, bytes]]) -> int:
@@ -97,9 +108,11 @@ class Outbound:
             ("dlq.offset", str(message.offset).encode()),
         ]
         budget = self._app.conf.producer_max_request_size
-        value, headers = dead_letter_body(message.key, message.value or b"", list(message.headers or []), where, budget)
+        key, key_cut = dead_letter_key(message.key, budget)
+        own = list(message.headers or [])
+        value, headers = dead_letter_body(key, message.value or b"", own, where + key_cut, budget)
         await self._declare(self.dlq)
-        await self.dlq.send(key=message.key, value=value, headers=headers)
+        await self.dlq.send(key=key, value=value, headers=headers)
         metrics.EVENTS_REJECTED.labels(rejection.reason).inc()
 
     async def decision(self, record: dict[str, Any]) -> None:

@@ -67,21 +67,22 @@ def test_a_record_near_the_broker_s_limit_is_dead_lettered_cut_to_fit_and_the_ag
     worker: WorkerProcess,
 ) -> None:
     """The broker takes about 1 MiB, the worker's producer sends up to 1,000,000 bytes: the
-    whole copy with its dlq.* headers could not be sent, which crashed the agent and lost it."""
+    whole copy with its dlq.* headers could not be sent, which crashed the agent and lost it.
+    So could a bad record whose key alone is near that size."""
     huge = b'{"event_id": "huge-1", "b": "' + b"x" * 1_040_000 + b'"}'
     before = worker.metric("orchestrator_events_rejected_total", reason="too_large")
     worker.publish("web", event("h-1", "search", "hal", query="before the huge one"))
     worker.publish("web", raw=huge, key="hal")
+    worker.publish("web", raw=b"{not json", key="K" * 1_000_000)
     worker.publish("web", event("h-2", "search", "hal", query="after the huge one"))
 
     commands = worker.commands(2, customer="hal")
-    letter = next(
-        r
-        for r in follow(worker.bootstrap, f"^{worker.names.dlq}$", from_beginning=True, deadline=time.monotonic() + 45)
-        if dict(r.headers).get("dlq.truncated") == b"true"
-    )
+    letters = follow(worker.bootstrap, f"^{worker.names.dlq}$", from_beginning=True, deadline=time.monotonic() + 45)
+    letter = next(r for r in letters if dict(r.headers).get("dlq.truncated") == b"true")
+    keyed = next(r for r in letters if dict(r.headers).get("dlq.key_truncated") == b"true")
 
     assert [c["payload"]["query"] for c in commands] == ["before the huge one", "after the huge one"]
+    assert (keyed.key, keyed.value, _header(keyed.headers, "dlq.key_size")) == (b"K" * 1024, b"{not json", "1000000")
     assert _header(letter.headers, "dlq.reason") == "too_large"
     assert _header(letter.headers, "dlq.size") == str(len(huge))
     assert letter.value is not None and 0 < len(letter.value) < 1_000_000 and huge.startswith(letter.value)

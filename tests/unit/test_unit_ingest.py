@@ -9,7 +9,7 @@ from dataclasses import asdict
 import msgpack
 import pytest
 
-from agents.outbound import DLQ_OVERHEAD, dead_letter_body
+from agents.outbound import DLQ_OVERHEAD, dead_letter_body, dead_letter_key
 from orchestrator.core.event import Event, customer_key
 from orchestrator.history import event_parser
 from orchestrator.ingest import EARLIEST_TS, Limits, Rejection, depth_of, ingest
@@ -341,6 +341,18 @@ def test_a_dead_letter_too_big_for_the_producer_keeps_the_start_and_says_how_big
     assert big.startswith(value) and 900_000 < len(value) < 1_000_000
     assert headers[-2:] == [("dlq.truncated", b"true"), ("dlq.size", b"1040000")]
     assert sum(len(n) + len(v) for n, v in headers) + len(value) + DLQ_OVERHEAD <= 1_000_000
+
+
+def test_a_key_that_would_crowd_the_letter_out_keeps_its_start_and_says_how_long_it_was() -> None:
+    key, cut = dead_letter_key(b"k" * 1_000_000, 1_000_000)
+    assert key == b"k" * 1024 and cut == [("dlq.key_truncated", b"true"), ("dlq.key_size", b"1000000")]
+    value, headers = dead_letter_body(key, b"x" * 990_000, [], [("dlq.reason", b"invalid"), *cut], 1_000_000)
+    assert len(key) + sum(len(n) + len(v) for n, v in headers) + len(value) + DLQ_OVERHEAD <= 1_000_000
+
+
+@pytest.mark.parametrize("key", [None, b"", b"c-42", b"k" * 249_999])
+def test_a_key_that_leaves_room_is_kept_whole(key: bytes | None) -> None:
+    assert dead_letter_key(key, 1_000_000) == (key, [])
 
 
 def test_headers_that_alone_would_crowd_the_letter_out_are_dropped_and_counted() -> None:
