@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
+import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -51,6 +54,9 @@ CHANNEL_PATTERN = r"^[a-z][a-z0-9_-]{0,63}$"
 SWITCHES = {"consent": ("granted", "do_not_contact"), "erase": ("suppress",)}
 SWITCH_MAPS = {"consent": "channels"}  # a map of channel to true or false
 IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+CLOCK_PATTERN = r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$"  # a local clock time, H:MM or HH:MM
+MAX_CONSENT_CHANNELS = 64  # channels in one consent's ``channels``
+_CHANNEL, _CLOCK = re.compile(CHANNEL_PATTERN), re.compile(CLOCK_PATTERN)
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
 LATEST_TS = 32503680000.0  # 3000-01-01: anything later is milliseconds (or worse), not seconds.
@@ -165,6 +171,38 @@ class ChannelEvent(BaseModel):
                 raise PydanticCustomError("switch", f"{listed} must map each channel to true or false")
         return value
 
+    @field_validator("properties")
+    @classmethod
+    def _consent_names_channels(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """A consent names channels as commands do (``email``): ``Email`` would be stored,
+        never match a command's channel, and the opt-out would do nothing."""
+        if info.data.get("type") != "consent":
+            return value
+        channel = value.get("channel")
+        if channel is not None and not (isinstance(channel, str) and _CHANNEL.match(channel)):
+            raise PydanticCustomError("channel", f"channel must be a channel name such as email, not {_json(channel)}")
+        named = value.get("channels")
+        if isinstance(named, dict):
+            if len(named) > MAX_CONSENT_CHANNELS:
+                raise PydanticCustomError("channel", f"channels may name at most {MAX_CONSENT_CHANNELS} channels")
+            wrong = next((name for name in named if not _CHANNEL.match(name)), None)
+            if wrong is not None:
+                message = f"channels must be channel names such as email, not {_json(wrong)}"
+                raise PydanticCustomError("channel", message)
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _preferences_are_readable(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """A preference nobody can read is refused, not ignored: quiet hours written
+        ``9pm`` would leave the customer messaged at night without anyone knowing."""
+        if info.data.get("type") != "preferences":
+            return value
+        problem = preferences_problem(value)
+        if problem is not None:
+            raise PydanticCustomError("preferences", problem)
+        return value
+
     @field_validator("ts", mode="before")
     @classmethod
     def _parse_ts(cls, value: Any) -> float:
@@ -177,19 +215,95 @@ class ChannelEvent(BaseModel):
         return self
 
 
+def preferences_problem(properties: dict[str, Any]) -> str | None:
+    """What is wrong with a ``preferences`` event's time zone, quiet hours or preferred
+    channels, in a sentence; None when each one given can be used."""
+    if "timezone" in properties and known_zone(properties["timezone"]) is None:
+        return f"timezone must be an IANA time zone such as Europe/Paris, not {_json(properties['timezone'])}"
+    if "quiet_hours" in properties and not _is_window(properties["quiet_hours"]):
+        return 'quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} with two different times, or null'
+    listed = properties.get("preferred_channels", [])
+    if not isinstance(listed, list) or not all(
+        isinstance(name, str) and _CHANNEL.match(name.strip().lower()) for name in listed
+    ):
+        return f"preferred_channels must be a list of channel names such as email, not {_json(listed)}"
+    return None
+
+
+def _is_window(value: Any) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict) or set(value) != {"start", "end"}:
+        return False
+    start, end = value["start"], value["end"]
+    return (
+        isinstance(start, str)
+        and isinstance(end, str)
+        and bool(_CLOCK.match(start) and _CLOCK.match(end))
+        and (_minutes(start) != _minutes(end))
+    )
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def known_zone(name: Any) -> str | None:
+    """The IANA time zone ``name`` stands for, in any case (``asia/tokyo`` is ``Asia/Tokyo``),
+    or None."""
+    return _zones().get(name.lower()) if isinstance(name, str) else None
+
+
+@functools.cache
+def _zones() -> dict[str, str]:
+    return {zone.lower(): zone for zone in zoneinfo.available_timezones()}
+
+
 def _json(value: Any) -> str:
     """A value as a channel team wrote it, shortened: "false" (a string), 1, null."""
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 40 else text[:39] + "…"
 
 
+_CLOCK_TEXT: JsonValue = {"type": "string", "pattern": CLOCK_PATTERN}
+# What the validators above check of a type's properties, as far as JSON Schema can say it
+# (not: that a time zone exists, that quiet hours start and end at different times).
+_PROPERTY_RULES: dict[str, dict[str, JsonValue]] = {
+    "consent": {
+        "channel": {"type": ["string", "null"], "pattern": CHANNEL_PATTERN},
+        "channels": {
+            "type": "object",
+            "maxProperties": MAX_CONSENT_CHANNELS,
+            "propertyNames": {"pattern": CHANNEL_PATTERN},
+        },
+    },
+    "preferences": {
+        "timezone": {"type": "string", "description": "an IANA time zone such as Europe/Paris (any case)"},
+        "quiet_hours": {
+            "type": ["object", "null"],
+            "required": ["start", "end"],
+            "additionalProperties": False,
+            "properties": {"start": _CLOCK_TEXT, "end": _CLOCK_TEXT},
+            "description": "local clock times H:MM or HH:MM, start and end different; null: none any more",
+        },
+        "preferred_channels": {
+            "type": "array",
+            "items": {"type": "string", "pattern": r"^\s*[A-Za-z][A-Za-z0-9_-]{0,63}\s*$"},
+        },
+    },
+}
+
+
 def _switch_rules() -> list[JsonValue]:
-    """SWITCHES and SWITCH_MAPS as JSON Schema: for each such type, its switches are booleans."""
+    """SWITCHES, SWITCH_MAPS and the other property rules as JSON Schema, one rule per type."""
     rules: list[JsonValue] = []
-    for kind in sorted({*SWITCHES, *SWITCH_MAPS}):
+    for kind in sorted({*SWITCHES, *SWITCH_MAPS, *_PROPERTY_RULES}):
         fields: dict[str, JsonValue] = {name: {"type": "boolean"} for name in SWITCHES.get(kind, ())}
+        fields |= _PROPERTY_RULES.get(kind, {})
         if kind in SWITCH_MAPS:
-            fields[SWITCH_MAPS[kind]] = {"type": "object", "additionalProperties": {"type": "boolean"}}
+            switches = dict(fields.get(SWITCH_MAPS[kind]) or {})  # type: ignore[arg-type]
+            fields[SWITCH_MAPS[kind]] = switches | {"type": "object", "additionalProperties": {"type": "boolean"}}
         rules.append(
             {
                 "if": {"properties": {"type": {"const": kind}}, "required": ["type"]},

@@ -193,6 +193,52 @@ def test_a_yes_or_no_that_is_not_true_or_false_is_dead_lettered_not_guessed(kind
     assert result.detail == detail
 
 
+QUIET = 'quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} with two different times, or null'
+A_CHANNEL = "must be a channel name such as email, not"
+ZONE = "timezone must be an IANA time zone such as Europe/Paris, not"
+PREFERRED = "preferred_channels must be a list of channel names such as email, not"
+
+
+@pytest.mark.parametrize(
+    ("kind", "properties", "detail"),
+    [
+        ("consent", {"channel": "Email", "granted": False}, f'channel {A_CHANNEL} "Email"'),
+        ("consent", {"channel": "", "granted": False}, f'channel {A_CHANNEL} ""'),
+        ("consent", {"channels": {"Email": False}}, 'channels must be channel names such as email, not "Email"'),
+        ("consent", {"channels": {f"c{i}": False for i in range(65)}}, "channels may name at most 64 channels"),
+        ("preferences", {"timezone": "Mars/Base"}, f'{ZONE} "Mars/Base"'),
+        ("preferences", {"timezone": 9}, f"{ZONE} 9"),
+        ("preferences", {"quiet_hours": {"start": "9pm", "end": "8am"}}, QUIET),
+        ("preferences", {"quiet_hours": {"start": "21:00:00", "end": "08:00:00"}}, QUIET),
+        ("preferences", {"quiet_hours": {"start": "21:00", "end": "21:00"}}, QUIET),
+        ("preferences", {"quiet_hours": {"start": "21:00"}}, QUIET),
+        ("preferences", {"quiet_hours": "21:00-08:00"}, QUIET),
+        ("preferences", {"preferred_channels": ["email", 7]}, f'{PREFERRED} ["email", 7]'),
+        ("preferences", {"preferred_channels": "email"}, f'{PREFERRED} "email"'),
+    ],
+)
+def test_consent_and_preferences_nobody_could_act_on_are_dead_lettered_not_ignored(kind, properties, detail):
+    """``Email: false`` would be stored and match no command's channel; quiet hours of ``9pm``
+    would be dropped: either way the customer is messaged against their word, unseen."""
+    result = rejected(run(encode_payload(doc(type=kind, properties=properties))), "invalid")
+
+    assert result.detail == f"properties: {detail}"
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"timezone": "asia/tokyo"},
+        {"quiet_hours": {"start": "9:30", "end": "07:00"}},
+        {"quiet_hours": None},
+        {"preferred_channels": [" Email ", "sms"]},
+        {"preferred_channels": []},
+    ],
+)
+def test_preferences_written_any_way_they_can_be_read_are_accepted(properties):
+    assert isinstance(run(encode_payload(doc(type="preferences", properties=properties))), Event)
+
+
 def test_a_missing_identity_is_rejected_as_invalid_with_a_readable_detail():
     result = rejected(run(encode_payload(doc(customer_id=...))), "invalid")
     assert "customer_id or at least one identifier" in result.detail

@@ -89,6 +89,23 @@ AGREEMENT = [
     pytest.param(doc(type="consent", properties={"channels": {"ads": "no"}}), False, id="consent-channels-as-text"),
     pytest.param(doc(type="consent", properties={"channels": ["ads"]}), False, id="consent-channels-as-list"),
     pytest.param(doc(type="erase", properties={"suppress": "false"}), False, id="erase-suppress-as-text"),
+    pytest.param(
+        doc(type="consent", properties={"channel": "Email", "granted": False}), False, id="consent-channel-case"
+    ),
+    pytest.param(doc(type="consent", properties={"channels": {"Email": False}}), False, id="consent-channels-case"),
+    pytest.param(doc(type="consent", properties={"channel": None, "granted": True}), True, id="consent-every-channel"),
+    pytest.param(doc(type="preferences", properties={"timezone": "Europe/Paris"}), True, id="preferences-zone"),
+    pytest.param(doc(type="preferences", properties={"timezone": 1}), False, id="preferences-zone-number"),
+    pytest.param(
+        doc(type="preferences", properties={"quiet_hours": {"start": "21:00", "end": "8:00"}}), True, id="quiet"
+    ),
+    pytest.param(doc(type="preferences", properties={"quiet_hours": None}), True, id="quiet-null"),
+    pytest.param(
+        doc(type="preferences", properties={"quiet_hours": {"start": "9pm", "end": "8am"}}), False, id="quiet-9pm"
+    ),
+    pytest.param(doc(type="preferences", properties={"quiet_hours": {"start": "21:00"}}), False, id="quiet-no-end"),
+    pytest.param(doc(type="preferences", properties={"preferred_channels": [" Email"]}), True, id="preferred"),
+    pytest.param(doc(type="preferences", properties={"preferred_channels": [7]}), False, id="preferred-number"),
 ]
 
 
