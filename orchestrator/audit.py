@@ -21,7 +21,6 @@ from orchestrator.core import policy as p
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
-from orchestrator.core.fold import ALL_CHANNELS
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
 
@@ -93,7 +92,7 @@ def reason_sentence(reason: str, command: Command, state: CustomerState) -> str:
 def _no_consent(command: Command, state: CustomerState) -> str:
     if state.consent.get(command.channel) is False:
         return f"the customer opted out of {command.channel}"
-    if state.consent.get(ALL_CHANNELS) is False:
+    if p.consent_on(state, command.channel) is False:
         return "the customer opted out of every channel"
     return f"the customer has not opted in to {command.channel}, which needs consent first"
 

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-import zoneinfo
 from typing import Any
 
 from orchestrator.core.event import Event
-from orchestrator.core.state import CustomerState, append_bounded, remember
-from schemas.events import CHANNEL_PATTERN
+from orchestrator.core.state import (
+    MAX_IDENTIFIER_KINDS,
+    MAX_KINDS,
+    CustomerState,
+    append_bounded,
+    remember,
+    trim_least,
+)
+from schemas.events import CHANNEL_PATTERN, CLOCK_PATTERN, KNOWN_EVENT_TYPES, known_zone
 
 INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
 ALL_CHANNELS = "*"
 PREFERENCES = "preferences"  # the event type that sets time zone, quiet hours and preferred channels
 MAX_PREFERRED = 10  # preferred channels kept
 _CHANNEL = re.compile(CHANNEL_PATTERN)
-_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CLOCK = re.compile(CLOCK_PATTERN)
 
 
 def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
@@ -39,15 +44,26 @@ def _touch(state: CustomerState, event: Event, subject: str | None, recent_most:
     if event.customer_id:
         state.customer_id = event.customer_id
     if event.identifiers:
-        state.identifiers = {**state.identifiers, **event.identifiers}
+        for kind, value in event.identifiers.items():
+            remember(state.identifiers, kind, value, MAX_IDENTIFIER_KINDS)
     state.channel_counts[event.channel] = state.channel_counts.get(event.channel, 0) + 1
     state.type_counts[event.type] = state.type_counts.get(event.type, 0) + 1
     state.last_touch[event.channel] = max(state.last_touch.get(event.channel, 0.0), event.ts)
+    if len(state.channel_counts) > MAX_KINDS or len(state.type_counts) > MAX_KINDS:
+        keep_counts_bounded(state)
     summary = {"event_id": event.event_id, "type": event.type, "channel": event.channel, "ts": event.ts}
     if subject:
         summary["subject"] = subject
     append_bounded(state.recent, summary, recent_most)
     append_bounded(state.seen_ids, event.event_id, dedupe_most)
+
+
+def keep_counts_bounded(state: CustomerState) -> None:
+    """At most ``MAX_KINDS`` channels and event types counted: the least counted go first,
+    never a type the product knows (journeys and the lifecycle stage read those)."""
+    for channel in trim_least(state.channel_counts):
+        state.last_touch.pop(channel, None)
+    trim_least(state.type_counts, KNOWN_EVENT_TYPES)
 
 
 def subject_of(event: Event) -> str | None:
@@ -128,25 +144,69 @@ def _purchase(state: CustomerState, event: Event) -> None:
 def _consent(state: CustomerState, event: Event) -> None:
     """Per-channel opt-in/out (``channel`` + ``granted``, or ``channels``), and the global
     ``do_not_contact`` switch, which is kept apart so opting back in to one channel never
-    lifts it: only ``do_not_contact: false`` does."""
+    lifts it: only ``do_not_contact: false`` does.
+
+    The customer's latest word on a channel counts: a ``granted`` without a channel speaks
+    for every channel, so it replaces what was said per channel before, and a later word on
+    one channel overrides it there (:func:`orchestrator.core.policy.contactable`)."""
     props = event.properties
     if isinstance(props.get("do_not_contact"), bool):
         state.do_not_contact = props["do_not_contact"]
-    granted = props.get("granted")
+    granted, channel = props.get("granted"), props.get("channel")
     changes: dict[str, bool] = {}
     if isinstance(props.get("channels"), dict):
-        changes = {str(ch): bool(ok) for ch, ok in props["channels"].items() if isinstance(ok, bool)}
-    elif isinstance(granted, bool):
-        changes = {str(props.get("channel") or ALL_CHANNELS): granted}
-    state.consent = {**state.consent, **changes}
+        changes = {ch: ok for ch, ok in props["channels"].items() if isinstance(ok, bool) and _is_channel(ch)}
+    elif isinstance(granted, bool) and channel is None:
+        state.consent = {ALL_CHANNELS: granted}
+    elif isinstance(granted, bool) and _is_channel(channel):
+        changes = {str(channel): granted}
+    for name, said in changes.items():
+        state.consent.pop(name, None)  # the newest last, so the oldest yes is forgotten first
+        state.consent[name] = said
+    state.consent = bound_consent(state.consent)
+
+
+def bound_consent(consent: dict[str, bool]) -> dict[str, bool]:
+    """At most ``MAX_KINDS`` channels' consent. The oldest yeses are forgotten first (the
+    channel then answers as every channel does, or asks again where a yes is required); should
+    the noes alone be too many, they become one no to every channel beside the latest yeses,
+    since forgetting a no would contact someone who said no."""
+    if len(consent) <= MAX_KINDS:
+        return consent
+    noes = sum(1 for said in consent.values() if not said)
+    if noes < MAX_KINDS:
+        yeses = [name for name, said in consent.items() if said]
+        kept = set(yeses[noes - MAX_KINDS :])  # the newest, as many as there is room for
+        return {name: said for name, said in consent.items() if not said or name in kept}
+    latest = [name for name, said in consent.items() if said and name != ALL_CHANNELS][1 - MAX_KINDS :]
+    return {ALL_CHANNELS: False} | dict.fromkeys(latest, True)  # the no first: the yeses came after it
+
+
+def consent_word(consent: dict[str, bool], channel: str) -> bool | None:
+    """The customer's latest word on ``channel``: what they said of it, else what they said of
+    every channel, else None. A yes to the channel beside a no to every channel counts only if
+    it came after: a word on every channel clears the others, so it is stored first, unless a
+    version before that wrote it (which kept the order channels were first named in); when
+    the order cannot tell, no."""
+    own, every = consent.get(channel), consent.get(ALL_CHANNELS)
+    if own is None:
+        return every
+    if own and every is False:
+        names = list(consent)
+        return names.index(channel) > names.index(ALL_CHANNELS)
+    return own
+
+
+def _is_channel(name: Any) -> bool:
+    return isinstance(name, str) and _CHANNEL.match(name) is not None
 
 
 def _preferences(state: CustomerState, event: Event) -> None:
     """Time zone, preferred channels and quiet hours; a value that is not valid is ignored,
     so one bad field from a channel never wipes a preference the customer gave earlier."""
     props = event.properties
-    zone = props.get("timezone")
-    if isinstance(zone, str) and zone in _known_zones():
+    zone = known_zone(props.get("timezone"))
+    if zone is not None:
         state.timezone = zone
     if isinstance(props.get("preferred_channels"), list):
         state.preferred_channels = _channel_list(props["preferred_channels"])
@@ -186,11 +246,6 @@ def clock_minutes(text: Any) -> int | None:
     """Minutes after midnight of an ``H:MM``/``HH:MM`` clock time, or None."""
     match = _CLOCK.fullmatch(text) if isinstance(text, str) else None
     return None if match is None else int(match[1]) * 60 + int(match[2])
-
-
-@functools.cache
-def _known_zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
 
 
 _HANDLERS = {

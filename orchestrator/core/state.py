@@ -13,6 +13,8 @@ from typing import Any
 import msgpack
 
 MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, remarketed)
+MAX_KINDS = 64  # channels, event types and consent switches kept per customer
+MAX_IDENTIFIER_KINDS = 32  # kinds of identifier (email, phone, cookie, ...) kept per customer
 
 
 @dataclass(slots=True)
@@ -125,6 +127,21 @@ def remember(mapping: dict[str, Any], key: str, value: Any, most: int = MAX_SUBJ
     mapping[key] = value
     while len(mapping) > most:
         del mapping[next(iter(mapping))]
+
+
+def trim_least(counts: dict[str, int], keep: frozenset[str] = frozenset(), most: int = MAX_KINDS) -> list[str]:
+    """Drop the least counted keys, never one in ``keep``, until at most ``most`` are left;
+    the keys dropped. Channel names and event types are open sets (any lower_snake_case name),
+    so a channel sending a new one with every event would otherwise grow a record until Kafka
+    refused to store it, and the worker with it."""
+    dropped: list[str] = []
+    while len(counts) > most:
+        least = min((k for k in counts if k not in keep), key=counts.__getitem__, default=None)
+        if least is None:
+            break
+        del counts[least]
+        dropped.append(least)
+    return dropped
 
 
 def append_bounded(items: list[Any], item: Any, most: int) -> None:

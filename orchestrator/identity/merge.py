@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from orchestrator.core.state import MAX_SUBJECTS, CustomerState
+from orchestrator.core.fold import ALL_CHANNELS, bound_consent, consent_word, keep_counts_bounded
+from orchestrator.core.state import MAX_IDENTIFIER_KINDS, MAX_SUBJECTS, CustomerState
 from orchestrator.identity.tokens import KIND_RANK, kind_of
 
 MAX_ALIASES = 100
@@ -42,7 +43,7 @@ def merge_states(winner: CustomerState, loser: CustomerState, *, recent_most: in
     w, lo = winner, loser
     merged = w.thaw()
     merged.customer_id = w.customer_id or lo.customer_id
-    merged.identifiers = {**lo.identifiers, **w.identifiers}
+    merged.identifiers = dict(list({**lo.identifiers, **w.identifiers}.items())[-MAX_IDENTIFIER_KINDS:])
     merged.first_seen = _earliest(w.first_seen, lo.first_seen)
     merged.last_seen = max(w.last_seen, lo.last_seen)
     merged.events = w.events + lo.events
@@ -64,13 +65,23 @@ def merge_states(winner: CustomerState, loser: CustomerState, *, recent_most: in
     merged.journey_log = _merge_logs(w.journey_log, lo.journey_log)
     merged.created_at = _earliest(w.created_at, lo.created_at)
     merged.aliases = _unique([*w.aliases, lo.key, *lo.aliases])[-MAX_ALIASES:]
+    keep_counts_bounded(merged)
     _merge_rest(merged, w, lo)
     return merged
 
 
 def merge_consent(a: dict[str, bool], b: dict[str, bool]) -> dict[str, bool]:
-    """Per channel: a no on either side is a no; otherwise a yes on either side is a yes."""
-    return {ch: a.get(ch, True) is not False and b.get(ch, True) is not False for ch in {*a, *b}}
+    """Per channel, each side's answer for it (its own word, else its word on every channel):
+    a no on either side is a no; otherwise a yes on either side is a yes."""
+    merged: dict[str, bool] = {}
+    for channel in [ALL_CHANNELS, *sorted({*a, *b} - {ALL_CHANNELS})]:  # every channel first, as fold keeps it
+        if channel == ALL_CHANNELS:
+            said = {a.get(channel), b.get(channel)}
+        else:
+            said = {consent_word(a, channel), consent_word(b, channel)}
+        if False in said or True in said:
+            merged[channel] = False not in said
+    return bound_consent(merged)
 
 
 def _merge_rest(merged: CustomerState, w: CustomerState, lo: CustomerState) -> None:

@@ -59,13 +59,25 @@ def test_contactable_allows_a_customer_who_said_nothing():
         (CustomerState(key="c", do_not_contact=True), RULES, "do_not_contact"),
         (CustomerState(key="c", do_not_contact=True, consent={"email": True}), RULES, "do_not_contact"),
         (CustomerState(key="c", consent={"email": False}), RULES, "no_consent"),
-        (CustomerState(key="c", consent={"*": False, "email": True}), RULES, "no_consent"),
+        (CustomerState(key="c", consent={"*": False}), RULES, "no_consent"),
+        (CustomerState(key="c", consent={"*": True, "email": False}), RULES, "no_consent"),
         (CustomerState(key="c"), Policy(consent_required_channels=frozenset({"email"})), "no_consent"),
     ],
-    ids=["dnc", "dnc-beats-opt-in", "opted-out", "global-opt-out", "opt-in-required"],
+    ids=["dnc", "dnc-beats-opt-in", "opted-out", "global-opt-out", "opted-out-after-a-global-yes", "opt-in-required"],
 )
 def test_contactable_says_why_contact_is_not_allowed(state, policy, reason):
     assert contactable(state, "email", policy) == reason
+
+
+@pytest.mark.parametrize(
+    ("consent", "reason"),
+    [({"*": False, "email": True}, None), ({"email": True, "*": False}, "no_consent")],
+    ids=["yes-after-no-to-all", "yes-before-no-to-all"],
+)
+def test_a_yes_to_a_channel_beside_a_no_to_every_channel_counts_only_if_it_came_after(consent, reason):
+    """A word on every channel is stored first (it clears the others); an earlier version kept
+    the order channels were first named in, and there a yes before the no is not the latest."""
+    assert contactable(CustomerState(key="c", consent=consent), "email", RULES) == reason
 
 
 def test_contactable_allows_an_opt_in_channel_after_an_explicit_yes():
@@ -178,6 +190,12 @@ def test_preferences_change_only_what_the_event_names():
     person.does("preferences", at=MINUTE, quiet_hours={"start": "22:00", "end": "07:00"})
     state = person.state
     assert (state.timezone, state.preferred_channels) == ("Europe/Paris", ["sms"])
+
+
+def test_a_time_zone_in_any_case_is_stored_as_iana_spells_it():
+    person = customer()
+    person.does("preferences", timezone="asia/tokyo")
+    assert person.state.timezone == "Asia/Tokyo"
 
 
 def test_new_fields_survive_a_round_trip_through_bytes():

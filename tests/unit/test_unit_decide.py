@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
 from orchestrator.core.decide import Decision, decide
 from orchestrator.core.event import Event
 from orchestrator.core.policy import Policy
-from orchestrator.core.state import MAX_SUBJECTS, CustomerState
+from orchestrator.core.state import MAX_IDENTIFIER_KINDS, MAX_KINDS, MAX_SUBJECTS, CustomerState
 from schemas.commands import ActionCommand
 
 T0 = 1_800_000_000.0
@@ -277,11 +278,36 @@ def test_opting_out_of_ads_stops_every_running_remarketing_ad():
     assert actions(customer.does("consent", at=90, channel="ads", granted=False)) == []
 
 
-def test_opting_back_in_to_a_channel_does_not_override_a_global_opt_out():
+def test_opting_back_in_to_one_channel_after_a_global_opt_out_allows_that_channel_only():
     customer = Customer()
     customer.does("consent", granted=False)
-    customer.does("consent", at=60, channel="ads", granted=True)
-    assert held(customer.does("search", at=120, query="tent")) == [("remarketing_ad", "no_consent")]
+    assert held(customer.does("search", at=60, query="tent")) == [("remarketing_ad", "no_consent")]
+    customer.does("consent", at=120, channel="ads", granted=True)
+    assert actions(customer.does("search", at=180, query="stove")) == [("ads", "remarketing_ad")]
+    assert customer.state.consent == {"*": False, "ads": True}
+
+
+def test_a_global_yes_replaces_earlier_opt_outs_and_a_later_opt_out_still_counts():
+    customer = Customer()
+    customer.does("consent", channel="ads", granted=False)
+    customer.does("consent", at=60, granted=True)
+    assert customer.state.consent == {"*": True}
+    assert actions(customer.does("search", at=120, query="tent")) == [("ads", "remarketing_ad")]
+    customer.does("consent", at=180, channel="ads", granted=False)
+    assert held(customer.does("search", at=240, query="stove")) == [("remarketing_ad", "no_consent")]
+
+
+def test_a_global_yes_is_the_yes_a_channel_that_requires_consent_needs():
+    customer = Customer(Policy(consent_required_channels=frozenset({"ads"})))
+    customer.does("consent", granted=True)
+    assert actions(customer.does("search", at=60, query="tent")) == [("ads", "remarketing_ad")]
+
+
+def test_do_not_contact_still_beats_a_global_yes():
+    customer = Customer()
+    customer.does("consent", do_not_contact=True)
+    customer.does("consent", at=60, granted=True)
+    assert held(customer.does("search", at=120, query="tent")) == [("remarketing_ad", "do_not_contact")]
 
 
 def test_a_channel_that_requires_consent_needs_an_explicit_opt_in():
@@ -354,6 +380,34 @@ def test_state_stays_bounded_however_many_events_arrive():
     assert len(state.cart) <= MAX_SUBJECTS
     assert all(len(times) <= policy.frequency_cap_per_day for times in state.contacts.values())
     assert state.recent[-1]["event_id"] == "email_open-1000"
+
+
+def test_new_channels_event_types_and_identifier_kinds_without_end_keep_the_state_bounded():
+    """Each is an open set a channel can add to with every event: 400 consents of 300 new
+    channels each grew one record past what Kafka stores, and the worker crashed on it."""
+    customer = Customer()
+    customer.does("purchase", product="sku-1", value=1.0)
+    for i in range(200):
+        customer.does(f"custom_{i}", at=i + 1.0, via=f"chan_{i}")
+        event = replace(customer.event("page_view", at=i + 1.0), identifiers={f"kind_{i}_{j}": "x" for j in range(16)})
+        customer.state = decide(customer.state, event, event.ts, customer.policy).state
+    state = customer.state
+    assert len(state.channel_counts) <= MAX_KINDS and set(state.last_touch) == set(state.channel_counts)
+    assert len(state.type_counts) <= MAX_KINDS and state.type_counts["purchase"] == 1  # known types stay
+    assert len(state.identifiers) == MAX_IDENTIFIER_KINDS and "kind_199_15" in state.identifiers
+    assert state.channel_counts["web"] == 201  # the busiest channel stays
+
+
+def test_consent_for_channels_without_end_stays_bounded_and_never_forgets_a_no():
+    customer = Customer()
+    customer.does("consent", channels={"ads": True, "email": False})
+    for i in range(10):
+        customer.does("consent", at=i + 1.0, channels={f"list_{i}_{j}": j % 2 == 0 for j in range(30)})
+    state = customer.state
+    assert len(state.consent) <= MAX_KINDS
+    assert state.consent.get("email", state.consent.get("*")) is False
+    assert state.consent.get("list_0_1", state.consent.get("*")) is False  # an early no, still a no
+    assert state.consent.get("list_9_0") is True  # the latest yeses are kept
 
 
 def test_state_survives_a_round_trip_through_bytes():

@@ -16,7 +16,7 @@ from orchestrator.cli.erase import erase_request, routing_key
 from orchestrator.core.decide import WAKE
 from orchestrator.core.event import Event, customer_key
 from orchestrator.core.policy import Policy
-from orchestrator.core.state import CustomerState
+from orchestrator.core.state import MAX_IDENTIFIER_KINDS, MAX_KINDS, CustomerState
 from orchestrator.identity import records
 from orchestrator.identity.graph import ERASE, LINK, MAX_HOPS, MERGE_IN, Context, handle
 from orchestrator.identity.local import LocalGraph
@@ -130,7 +130,10 @@ def test_opt_out_wins_over_opt_in_in_a_merge(graph: LocalGraph) -> None:
 def test_merge_consent_rules() -> None:
     assert merge_consent({"email": True}, {"email": False}) == {"email": False}
     assert merge_consent({"email": True}, {}) == {"email": True}
-    assert merge_consent({"*": False}, {"sms": True}) == {"*": False, "sms": True}
+    assert merge_consent({"*": False}, {"sms": True}) == {"*": False, "sms": False}  # a no to every channel
+    assert merge_consent({"*": True}, {"sms": False}) == {"*": True, "sms": False}
+    assert merge_consent({"*": True, "sms": False}, {"*": False, "sms": True}) == {"*": False, "sms": False}
+    assert list(merge_consent({"*": False, "sms": True}, {})) == ["*", "sms"]  # the yes still after the no
 
 
 def test_survivor_order_prefers_stable_kinds_then_age() -> None:
@@ -148,6 +151,21 @@ def test_merge_keeps_counts_and_bounds() -> None:
     assert sorted(merged.seen_ids) == ["1", "2", "3"]
     assert merged.created_at == T0 - 5
     assert "cookie:z" in merged.aliases
+
+
+def test_a_merge_keeps_the_state_bounded() -> None:
+    many = {f"t{i}": i + 1 for i in range(60)}
+    a = CustomerState(key="c-1", type_counts=many, channel_counts=many, last_touch={k: 1.0 for k in many})
+    b = CustomerState(
+        key="cookie:z",
+        type_counts={f"u{i}": 1 for i in range(60)} | {"purchase": 1},
+        identifiers={f"k{i}": "x" for i in range(40)},
+        consent={f"c{i}": False for i in range(70)},
+    )
+    merged = merge_states(a, b, recent_most=20, dedupe_most=3)
+    assert len(merged.type_counts) == MAX_KINDS and merged.type_counts["purchase"] == 1
+    assert len(merged.channel_counts) == 60 and len(merged.identifiers) == MAX_IDENTIFIER_KINDS
+    assert merged.consent == {"*": False}
 
 
 def test_erasure_removes_profile_and_pointers(graph: LocalGraph) -> None:
