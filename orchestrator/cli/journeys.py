@@ -58,15 +58,14 @@ def publish(folder: Folder, bootstrap: Bootstrap = None, prefix: Prefix = None) 
     ensure_topics(conf.kafka_bootstrap, [topic], 1, COMPACTED, conf.replication_factor)
     published = read_published(conf.kafka_bootstrap, topic)
     _check_against_published(journeys, published)
+    _refuse_changed_content(journeys, published)
     retired = {parsed[0] for parsed in map(parse_key, published) if parsed and parsed[1] is None}
     client = producer(conf.kafka_bootstrap)
     fresh = 0
     try:
         for journey in journeys:
             key = record_key(journey.id, journey.version)
-            if key in published:
-                if published[key] != journey.source:
-                    raise CliError(f"{key} is already published with other content; raise its version")
+            if key in published:  # the same content: _refuse_changed_content let nothing else through
                 typer.echo(f"same  {journey.id} v{journey.version}")
                 continue
             if journey.id in retired:  # the marker's tombstone first: one partition keeps them in order
@@ -344,6 +343,17 @@ def _check_against_published(journeys: list[Compiled], published: dict[str, str]
         for error in errors:
             typer.echo(str(error), err=True)
         raise CliError(f"{len(errors)} error(s) in migration rules; nothing was published")
+
+
+def _refuse_changed_content(journeys: list[Compiled], published: dict[str, str]) -> None:
+    """A published version is immutable: refuse the whole folder, each such version on its own
+    line, before anything is written, so a refused publish leaves no new journey live beside it."""
+    changed = [j for j in journeys if published.get(record_key(j.id, j.version), j.source) != j.source]
+    for journey in changed:
+        key = record_key(journey.id, journey.version)
+        typer.echo(f"{journey.origin}: {key} is already published with other content; raise its version", err=True)
+    if changed:
+        raise CliError(f"{len(changed)} journey version(s) already published with other content; nothing was published")
 
 
 def load_or_fail(folder: Path) -> list[Compiled]:

@@ -277,6 +277,30 @@ def test_retire_list_reopen_and_publish_round_trip(prefix: str, tmp_path: Path) 
     assert [value is None for _, value in records[3:6]] == [True, False, True]
 
 
+def test_publish_refuses_changed_content_before_writing_anything(prefix: str, tmp_path: Path) -> None:
+    """A refused publish is all or nothing: the new journey beside the changed versions stays unpublished."""
+    own = prefix + "changed."
+    v1, v2 = (BEACON.format(version=v) for v in (1, 2))
+    publish(own, tmp_path / "two", beacon_v1=v1, beacon_v2=v2)
+    folder = tmp_path / "changed"
+    folder.mkdir()
+    (folder / "aaa_new.yaml").write_text(v1.replace("id: beacon", "id: aaa_new"))
+    for name, text in {"beacon_v1": v1, "beacon_v2": v2}.items():
+        (folder / f"{name}.yaml").write_text(text.replace("a hello at once", "a hello, changed"))
+
+    result = cli(own, "publish", str(folder))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{folder / 'beacon_v1.yaml'}: beacon:1 is already published with other content; raise its version",
+        f"{folder / 'beacon_v2.yaml'}: beacon:2 is already published with other content; raise its version",
+        "orchestrator: error: 2 journey version(s) already published with other content; nothing was published",
+    ]
+    assert statuses(own) == {("beacon", 2): "active", ("beacon", 1): "superseded"}
+    assert "same  beacon v1" in publish(own, tmp_path / "two"), "the same content is no conflict"
+
+
 def test_list_shows_since_when_a_journey_is_retired(prefix: str, tmp_path: Path) -> None:
     own = prefix + "since."
     publish(own, tmp_path / "one", beacon=BEACON.format(version=1))
