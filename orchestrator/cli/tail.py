@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.cli.options import Bootstrap, Prefix, seconds_or_zero, settings
+from orchestrator.cli.printable import printable
 from orchestrator.errors import CliError
 from orchestrator.kafka.tail import Record, follow
 from orchestrator.topics import ACTIONS, TopicNames
@@ -125,14 +126,17 @@ class Columns:
         self.width = dict(self.START)
 
     def line(self, command: dict[str, Any]) -> str:
-        """The line as rich markup: time, channel, action (coloured), customer, reason."""
+        """The line as rich markup: time, channel, action (coloured), customer, reason; a control
+        character in a value is shown escaped, so one command is always one line."""
         when = datetime.fromtimestamp(float(command.get("issued_at", 0))).strftime("%H:%M:%S")
         channel, name, customer = (self._fit(field, str(command.get(field))) for field in self.START)
         colour = COLOURS.get(str(command.get("action")), "magenta")
-        reason = escape(str(command.get("reason")))
+        reason = escape(printable(str(command.get("reason"))))
         return f"{when}  {channel} [{colour}]{name}[/] {customer} {reason}"
 
     def _fit(self, field: str, text: str) -> str:
-        """``text`` padded to its column (escaped after padding: the markup is not shown)."""
-        self.width[field] = max(self.width[field], min(len(text), self.MOST))
-        return escape(text.ljust(self.width[field]))
+        """``text`` padded to its column, control characters written as escapes first so the column
+        is as wide as what is shown (markup escaped after padding: it is not shown either)."""
+        shown = printable(text)
+        self.width[field] = max(self.width[field], min(len(shown), self.MOST))
+        return escape(shown.ljust(self.width[field]))

@@ -84,3 +84,22 @@ def test_a_reason_is_printed_as_sent_with_no_emoji_made_of_it() -> None:
     reason = "bought after remarketing for product:sku-1, query:tent: stop those ads; shoes :fire:"
     terminal(out).print(Columns().line(command("c-1", action="remarketing_stop", reason=reason)))
     assert out.getvalue().rstrip("\n").endswith(reason)
+
+
+def test_control_characters_in_a_value_are_shown_escaped_so_a_command_is_one_line() -> None:
+    """A customer id "c-1\\nFAKE" made one command print as two lines; ESC in a query reached the terminal."""
+    out = io.StringIO()
+    columns = Columns()
+    doc = command(
+        "c-1234\n\n\nFAKE2", action="up\x07sell", channel="ads\r", reason="query:\x1b[2J\x1b[31mtent \u202eevil\x85"
+    )
+    terminal(out).print(columns.line(doc))
+    after = shown(columns, command("c-2"))
+
+    printed = out.getvalue()
+    assert printed.count("\n") == 1 and printed.endswith("\n")
+    assert "\x1b" not in printed and "\x85" not in printed and "\u202e" not in printed
+    assert "ads\\r" in printed and "up\\x07sell" in printed
+    assert "c-1234\\n\\n\\nFAKE2 " in printed  # wider than the column once escaped
+    assert printed.rstrip("\n").endswith("query:\\x1b[2J\\x1b[31mtent \\u202eevil\\x85")
+    assert printed.index("query:") == after.index(REASON), "the columns are as wide as the escapes shown"
