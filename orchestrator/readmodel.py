@@ -292,11 +292,15 @@ def lookup_keys(prefix: str, ident: str, hasher: Hasher) -> tuple[str, str]:
 
 
 def not_found(ident: str) -> str:
-    """The answer for an id nothing is stored under, with the one spelling users miss: a
-    customer id with a colon in it is written as its token, or it reads as an identifier."""
+    """The answer for an id nothing is stored under, with how to write a customer id."""
+    return f"no customer {ident!r} in the read model{spelling_hint(ident)}"
+
+
+def spelling_hint(ident: str) -> str:
+    """What to add to any tool's not-found answer for ``ident``: the one spelling users miss, a
+    customer id with a colon in it written as its token, or it reads as an identifier; else ''."""
     spelt = ident.startswith(f"{CUSTOMER_ID}:") or ":" not in ident
-    hint = "" if spelt else f" (if that is a customer id: {CUSTOMER_ID}:{ident})"
-    return f"no customer {ident!r} in the read model{hint}"
+    return "" if spelt else f" (if that is a customer id: {CUSTOMER_ID}:{ident})"
 
 
 def resolve_key(client: redis.Redis, prefix: str, ident: str, hasher: Hasher) -> str | None:

@@ -13,7 +13,7 @@ from orchestrator.cli.options import Prefix, RedisUrl, settings
 from orchestrator.decisionlog import newest_decisions
 from orchestrator.errors import CliError, Unreachable
 from orchestrator.identity.tokens import Hasher
-from orchestrator.readmodel import resolve_key
+from orchestrator.readmodel import resolve_key, spelling_hint
 
 TIMEOUT_S = 3.0
 
@@ -35,7 +35,7 @@ def explain(
     except (redis.RedisError, OSError) as exc:
         raise Unreachable.service("Redis", conf.redis_url, exc) from exc
     if not records:
-        raise CliError(f"no decisions recorded for {customer_id!r}")
+        raise CliError(f"no decisions recorded for {customer_id!r}{spelling_hint(customer_id)}")
     if as_json:
         typer.echo(json.dumps(records, indent=2, sort_keys=True))
     else:

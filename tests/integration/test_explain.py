@@ -262,6 +262,16 @@ def test_explain_for_an_unknown_customer_is_one_line_and_exit_1(prefix: str) -> 
     assert result.stdout == ""
 
 
+def test_explain_for_an_unknown_id_with_a_colon_says_how_a_customer_id_is_written(prefix: str) -> None:
+    """As 'orchestrator customer crm:77' does: bare, crm:77 is looked up as the identifier crm = 77."""
+    result = explain(prefix, "crm:77")
+
+    assert result.returncode == 1
+    hint = "(if that is a customer id: customer_id:crm:77)"
+    assert result.stderr == f"orchestrator: error: no decisions recorded for 'crm:77' {hint}\n"
+    assert result.stdout == ""
+
+
 def test_explain_without_redis_is_one_line_and_exit_2(prefix: str) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
 
