@@ -9,7 +9,7 @@ import redis
 import typer
 
 from orchestrator.cli.options import Prefix, RedisUrl, settings
-from orchestrator.errors import CliError, Unreachable
+from orchestrator.errors import CliError, redis_failure
 from orchestrator.readmodel import not_found, read_profile
 
 
@@ -23,7 +23,7 @@ def customer(
     try:
         doc = read_profile(conf.redis_url, conf.topic_prefix, customer_id, hasher=conf.hasher())
     except (redis.RedisError, OSError) as exc:
-        raise Unreachable.service("Redis", conf.redis_url, exc) from exc
+        raise redis_failure(conf.redis_url, exc) from exc
     if doc is None:
         raise CliError(not_found(customer_id))
     typer.echo(json.dumps(doc, indent=2, sort_keys=True))

@@ -11,7 +11,7 @@ import typer
 from orchestrator.audit import explain_lines
 from orchestrator.cli.options import Prefix, RedisUrl, settings
 from orchestrator.decisionlog import newest_decisions
-from orchestrator.errors import CliError, Unreachable
+from orchestrator.errors import CliError, redis_failure
 from orchestrator.identity.tokens import Hasher
 from orchestrator.readmodel import resolve_key, spelling_hint
 
@@ -33,7 +33,7 @@ def explain(
     try:
         records = _find(conf.redis_url, conf.topic_prefix, customer_id, limit, conf.hasher())
     except (redis.RedisError, OSError) as exc:
-        raise Unreachable.service("Redis", conf.redis_url, exc) from exc
+        raise redis_failure(conf.redis_url, exc) from exc
     if not records:
         raise CliError(f"no decisions recorded for {customer_id!r}{spelling_hint(customer_id)}")
     if as_json:

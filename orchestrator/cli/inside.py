@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from orchestrator.cli.options import settings
-from orchestrator.errors import Unreachable
+from orchestrator.errors import redis_failure
 from orchestrator.journeys.inside import STALE_S, Inside, inside_key, read
 
 TIMEOUT_S = 3.0
@@ -26,7 +26,7 @@ def inside_now(redis_url: str | None, prefix: str | None) -> Inside | None:
     try:
         fields = client.hgetall(inside_key(conf.topic_prefix))
     except (redis.RedisError, OSError) as exc:
-        typer.echo(f"note: customers inside not shown: {Unreachable.service('Redis', conf.redis_url, exc)}", err=True)
+        typer.echo(f"note: customers inside not shown: {redis_failure(conf.redis_url, exc)}", err=True)
         return None
     finally:
         client.close()

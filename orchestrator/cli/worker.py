@@ -11,7 +11,7 @@ import typer
 
 from orchestrator.cli.locks import hold_data_dir, hold_web_port, port_taken
 from orchestrator.cli.options import Bootstrap, Prefix, RedisUrl, settings
-from orchestrator.errors import CliError, Unreachable
+from orchestrator.errors import CliError, redis_failure
 from orchestrator.journeys.loader import valid_journeys
 from orchestrator.kafka.clients import check_kafka
 
@@ -70,13 +70,14 @@ def make_worker(app: Any, loglevel: str) -> Any:
 
 
 def check_redis(url: str) -> None:
+    """Raise :class:`CliError` unless Redis answers: unreachable, or what it said instead."""
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        raise Unreachable.service("Redis", url, exc) from exc
+        raise redis_failure(url, exc) from exc
     finally:
         client.close()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import BOOTSTRAP, REDIS_URL
 from tests.integration.harness import WorkerProcess, as_json, cli_env, event, free_port
 from tests.unit.cli_run import run_cli
 
@@ -46,6 +47,17 @@ def test_an_unreachable_service_gives_one_line_and_exit_2(args: list[str], what:
     assert result.stderr.startswith(f"orchestrator: error: cannot reach {what} at ")
     assert dead in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args", [["customer", "anyone"], ["explain", "anyone"], ["worker"]])
+def test_a_redis_that_answers_with_an_error_says_what_it_said_and_not_that_it_is_down(args: list[str]) -> None:
+    """A database number Redis does not have (16 by default) read as 'cannot reach Redis; is it running?'."""
+    no_such_db = REDIS_URL.rpartition("/")[0] + "/99"
+
+    result = run(*args, env=cli_env("cli.", BOOTSTRAP, no_such_db))
+
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == f"orchestrator: error: Redis at {no_such_db} refused: DB index is out of range\n"
 
 
 def test_send_refuses_invalid_lines_with_their_number_and_sends_the_rest(worker: WorkerProcess) -> None:

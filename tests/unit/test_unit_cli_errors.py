@@ -11,7 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 from cli_run import run_cli
+
+from orchestrator.errors import CliError, Unreachable, redis_failure
 
 JOURNEYS = Path(__file__).parents[2] / "journeys"
 EVENT = '{"event_id": "a", "type": "search", "ts": 1790000000, "customer_id": "c"}'
@@ -185,6 +188,19 @@ def test_a_bad_redis_url_from_the_environment_is_refused_too() -> None:
     message = one_line_error(cli("customer", "a", ORCH_REDIS_URL="foo://bar"))
 
     assert message.startswith("bad setting redis_url: Redis URL must specify one of the following schemes")
+
+
+def test_a_redis_that_answers_with_an_error_is_told_apart_from_one_that_cannot_be_reached() -> None:
+    url = "redis://127.0.0.1:6379/99"
+    refused = [redis.ResponseError("DB index is out of range"), redis.AuthenticationError("invalid password")]
+    for exc in refused:
+        failure = redis_failure(url, exc)
+        assert type(failure) is CliError and failure.exit_code == 1
+        assert str(failure) == f"Redis at {url} refused: {exc}"
+    for exc in [redis.ConnectionError("Connection refused"), redis.TimeoutError(), ConnectionRefusedError()]:
+        failure = redis_failure(url, exc)
+        assert isinstance(failure, Unreachable) and failure.exit_code == 2
+        assert str(failure).startswith(f"cannot reach Redis at {url} ")
 
 
 def test_a_topic_prefix_kafka_would_refuse_is_a_bad_setting() -> None:
