@@ -23,6 +23,7 @@ from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
+from orchestrator.printable import printable
 
 RECORD_VERSION = 1
 JOURNEY_KINDS = frozenset({"enter", "assign", "exit", "convert", "blocked", "condition_error", "migrate", "delay"})
@@ -135,9 +136,11 @@ def explain_lines(records: Iterable[dict[str, Any]]) -> list[str]:
     """One text block per decision, in the order given (oldest first reads best).
 
     Each element is a block of lines joined by newlines: a heading with the time and
-    the event, then one indented line for each thing sent, held back or changed.
+    the event, then one indented line for each thing sent, held back or changed. A control
+    character from a channel (an event id holding a newline) is shown escaped, so a line
+    is always one of these.
     """
-    return ["\n".join(_block(record)) for record in records]
+    return ["\n".join(map(printable, _block(record))) for record in records]
 
 
 def _block(record: dict[str, Any]) -> list[str]:

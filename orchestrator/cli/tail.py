@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator.cli.options import Bootstrap, Prefix, seconds_or_zero, settings
-from orchestrator.cli.printable import printable
 from orchestrator.errors import CliError
 from orchestrator.kafka.tail import Record, follow
+from orchestrator.printable import printable
 from orchestrator.topics import ACTIONS, TopicNames
 from schemas.codec import DecodeError, content_type_of, decode_payload
 

@@ -129,6 +129,17 @@ def test_explain_prints_the_decisions_in_plain_language(prefix: str, written: li
     ]
 
 
+def test_explain_shows_a_control_character_from_a_channel_escaped_so_each_line_is_its_own(prefix: str) -> None:
+    event = Event("w-1\nFAKE\x1b[31m", "search", T0, "c-ctl", "web", T0, "c-ctl", properties={"query": "tent"})
+    write(prefix, [("c-ctl", decision_record(event, decide(None, event, T0), T0))])
+
+    result = explain(prefix, "c-ctl")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "2027-01-15 08:00:00 UTC  search on web (event w-1\\nFAKE\\x1b[31m)"
+    assert "\x1b" not in result.stdout
+
+
 def test_explain_json_gives_the_records_and_limit_keeps_the_newest(prefix: str, written: list[dict[str, Any]]) -> None:
     result = explain(prefix, "c-exp", "--json", "--limit", "2")
 
