@@ -39,7 +39,7 @@ from orchestrator import metrics
 from orchestrator.audit import decision_record
 from orchestrator.batching import all_written
 from orchestrator.core.commands import Command
-from orchestrator.core.decide import WAKE, Decision, fire_until
+from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
 from orchestrator.decisionlog import DecisionLogWriter
 from orchestrator.identity import records
@@ -330,9 +330,9 @@ def decide_step(
     effects = handle(key.decode(), record, event, now, ctx)
     if where is not None:
         outbox.keep(record, effects, where, time.time())
-    decided = effects.decision is not None and not effects.decision.duplicate
-    if pending is not None and pending <= fire_until(event, now) and decided:
-        due.fired(pending)  # waits fell due and fired here, by a wake or before an event: lateness
+    if effects.decision is not None and not effects.decision.duplicate:
+        for due_at in effects.decision.fired:  # by a wake or before an event: one lateness each
+            due.fired(due_at)
     if effects.record is not None:
         _write(table, key, raw, effects.record)
         new_wake = effects.record.state.next_wake() if isinstance(effects.record, records.Profile) else None

@@ -41,6 +41,7 @@ class Decision:
     held: list[Held] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     duplicate: bool = False
+    fired: list[float] = field(default_factory=list)  # the due time of each wait fired (timer lateness)
 
 
 def decide(
@@ -76,13 +77,15 @@ def decide(
     held += run.held
     sent = _apply_policy(new, candidates, held, policy, now)
     if overdue is None:
-        return Decision(state=new, commands=_final_check(new, sent, held, policy), held=held, outcomes=run.outcomes)
+        commands = _final_check(new, sent, held, policy)
+        return Decision(state=new, commands=commands, held=held, outcomes=run.outcomes, fired=run.fired)
     held = overdue.held + held
     return Decision(
         state=new,
         commands=_final_check(new, overdue.commands + sent, held, policy),
         held=held,
         outcomes=overdue.outcomes + run.outcomes,
+        fired=overdue.fired + run.fired,
     )
 
 
@@ -162,9 +165,10 @@ def _wake(new: CustomerState, now: float, policy: Policy, engine: Engine, until:
     run = JourneyRun(policy=policy)
     engine.fire_due(new, until, run)
     if not (run.commands or run.held or run.outcomes):
-        return Decision(state=new)  # nothing was due after all (a wake sent twice)
+        return Decision(state=new, fired=run.fired)  # nothing to send: a wait into a wait, or a wake sent twice
     sent = _apply_policy(new, _by_priority(run), run.held, policy, now)
-    return Decision(state=new, commands=_final_check(new, sent, run.held, policy), held=run.held, outcomes=run.outcomes)
+    commands = _final_check(new, sent, run.held, policy)
+    return Decision(state=new, commands=commands, held=run.held, outcomes=run.outcomes, fired=run.fired)
 
 
 def _by_priority(run: JourneyRun) -> list[Command]:

@@ -57,6 +57,7 @@ class JourneyRun:
     held: list[Held] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     policy: Policy | None = None  # decide()'s: its quiet hours delay actions; None: never delayed
+    fired: list[float] = field(default_factory=list)  # the due time of each wait fired, for lateness
 
 
 @dataclass
@@ -108,6 +109,7 @@ class Engine:
                 continue
             step = journey.steps[instance["step"]]
             instance["wake"] = None
+            run.fired.append(wake)
             context = Context(state, None, wake, trigger=instance["trigger"])
             self._go(state, journey, jid, _after_wake(journey, step), context, run)
 

@@ -1191,3 +1191,16 @@ def test_a_conversion_after_leaving_is_credited_to_the_arm_the_customer_was_in()
         assert [o.reason for o in converted] == ["after_exit"]
         arms[converted[0].variant] += 1
     assert set(arms) == {"a", "holdout"} and sum(arms.values()) == 40
+
+
+def test_each_wait_fired_is_reported_with_its_own_due_time_for_the_lateness_metric():
+    """Two journeys' waits due before one event are two firings, and a wait that fires into an
+    overdue wait is two: the worker observes timer lateness once per firing, not per decision."""
+    one = define("- wait: 10s\n- {action: {channel: email, action: a}}", head="trigger: {event: page_view}", id="a")
+    two = define(
+        "- wait: 20s\n- wait: 5s\n- {action: {channel: email, action: b}}", head="trigger: {event: page_view}", id="b"
+    )
+    engine = Engine(Catalogue.of([one, two]))
+    state = decide(None, Event("p-1", "page_view", T0, "c", "web", T0, "c"), T0, engine=engine).state
+    decision = decide(state, Event("v-1", "page_view", T0 + 100, "c", "web", T0 + 100, "c"), T0 + 100, engine=engine)
+    assert sorted(decision.fired) == [T0 + 10, T0 + 20, T0 + 25]
