@@ -115,9 +115,21 @@ def _note_interest(state: CustomerState, event: Event, subject: str | None) -> N
 
 def _add_to_cart(state: CustomerState, event: Event) -> None:
     for pid in purchased_products(event):
+        if _taken_out_since(state, pid, event.ts):
+            continue
         qty = max(1, min(MAX_QTY, int(_number(event.properties.get("qty"), 1))))
         line = {"qty": qty, "price": _number(event.properties.get("price"))}
         remember(state.cart, pid, line)
+
+
+def _taken_out_since(state: CustomerState, pid: str, ts: float) -> bool:
+    """Whether ``pid`` was bought or taken out of the cart after ``ts``: an add that arrives
+    late, after them, must not put it back (the cart would be chased for something gone)."""
+    if state.purchased.get(pid, 0.0) > ts:
+        return True
+    subject = f"product:{pid}"
+    removed = (seen for seen in state.recent if seen["type"] == "remove_from_cart" and seen.get("subject") == subject)
+    return any(seen["ts"] > ts for seen in removed)
 
 
 def _remove_from_cart(state: CustomerState, event: Event) -> None:

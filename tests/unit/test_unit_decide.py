@@ -427,6 +427,22 @@ def test_state_from_bytes_ignores_fields_it_does_not_know():
     assert CustomerState.from_bytes(raw) == CustomerState(key="c-1", events=3)
 
 
+@pytest.mark.parametrize("gone", ["remove_from_cart", "purchase"])
+def test_an_add_to_cart_that_arrives_after_the_item_left_the_cart_does_not_put_it_back(gone):
+    """Added at 08:00, taken out (or bought) at 08:01, the add read last: the cart stays empty,
+    so no ad chases it as being in the cart."""
+    customer = Customer()
+    if gone == "purchase":
+        customer.buys("sku-1", at=60)
+    else:
+        customer.does(gone, at=60, product="sku-1")
+    late = replace(customer.event("add_to_cart", at=90, product="sku-1", price=10.0), ts=T0)
+    customer.state = decide(customer.state, late, T0 + 90, customer.policy).state
+    assert customer.state.cart == {}
+    customer.does("add_to_cart", at=120, product="sku-1", price=10.0)  # added again, after: in the cart
+    assert list(customer.state.cart) == ["sku-1"]
+
+
 def test_the_fold_remembers_the_cart_revenue_and_channels():
     customer = Customer()
     customer.does("add_to_cart", product="sku-1", price=10.0, qty=2)
