@@ -21,6 +21,7 @@ from orchestrator.core import policy as p
 from orchestrator.core.commands import Command
 from orchestrator.core.decide import WAKE, Decision
 from orchestrator.core.event import Event
+from orchestrator.core.fold import consent_word
 from orchestrator.core.state import CustomerState
 from orchestrator.journeys.engine import Outcome
 from orchestrator.printable import printable
@@ -93,7 +94,7 @@ def reason_sentence(reason: str, command: Command, state: CustomerState) -> str:
 def _no_consent(command: Command, state: CustomerState) -> str:
     if state.consent.get(command.channel) is False:
         return f"the customer opted out of {command.channel}"
-    if p.consent_on(state, command.channel) is False:
+    if consent_word(state.consent, command.channel) is False:
         return "the customer opted out of every channel"
     return f"the customer has not opted in to {command.channel}, which needs consent first"
 

@@ -15,14 +15,13 @@ from orchestrator.core.state import (
     remember,
     trim_least,
 )
-from schemas.events import CHANNEL_PATTERN, CLOCK_PATTERN, KNOWN_EVENT_TYPES, known_zone
+from schemas.events import CHANNEL_PATTERN, KNOWN_EVENT_TYPES, clock_minutes, known_zone
 
 INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
 ALL_CHANNELS = "*"
 PREFERENCES = "preferences"  # the event type that sets time zone, quiet hours and preferred channels
 MAX_PREFERRED = 10  # preferred channels kept
 _CHANNEL = re.compile(CHANNEL_PATTERN)
-_CLOCK = re.compile(CLOCK_PATTERN)
 
 
 def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
@@ -252,12 +251,6 @@ def quiet_hours_of(value: Any) -> dict[str, str] | None:
     if start is None or end is None or start == end:
         return None
     return {"start": f"{start // 60:02d}:{start % 60:02d}", "end": f"{end // 60:02d}:{end % 60:02d}"}
-
-
-def clock_minutes(text: Any) -> int | None:
-    """Minutes after midnight of an ``H:MM``/``HH:MM`` clock time, or None."""
-    match = _CLOCK.fullmatch(text) if isinstance(text, str) else None
-    return None if match is None else int(match[1]) * 60 + int(match[2])
 
 
 _HANDLERS = {

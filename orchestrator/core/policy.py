@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from orchestrator.core.commands import Command
-from orchestrator.core.fold import clock_minutes, consent_word
+from orchestrator.core.fold import consent_word
 from orchestrator.core.localtime import next_local_time, zone
 from orchestrator.core.state import CustomerState
+from schemas.events import clock_minutes
 
 DAY_S = 86400.0
 NOT_CONTACTS = frozenset({"remarketing_stop"})
@@ -61,17 +62,12 @@ def contactable(state: CustomerState, channel: str, policy: Policy) -> str | Non
     """
     if state.do_not_contact:
         return DO_NOT_CONTACT
-    said = consent_on(state, channel)
+    said = consent_word(state.consent, channel)
     if said is False:
         return NO_CONSENT
     if channel in policy.consent_required_channels and said is not True:
         return NO_CONSENT  # opt-in channels need a yes
     return None
-
-
-def consent_on(state: CustomerState, channel: str) -> bool | None:
-    """The customer's latest word on ``channel`` (:func:`orchestrator.core.fold.consent_word`)."""
-    return consent_word(state.consent, channel)
 
 
 def has_consent(state: CustomerState, channel: str, policy: Policy) -> bool:

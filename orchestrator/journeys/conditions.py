@@ -393,7 +393,8 @@ def _template_part(expression: str) -> Condition:
     try:
         return Condition.compile(expression)
     except ConditionError as exc:
-        if STRINGS.sub("", expression).count("'") % 2 or STRINGS.sub("", expression).count('"') % 2:
+        code = STRINGS.sub("", expression)  # what is left once every closed string is taken out
+        if code.count("'") % 2 or code.count('"') % 2:
             hint = "; a template ends at the first }}, so write }} inside one as '}' + '}'"
             raise ConditionError(exc.expression, exc.detail + hint) from None
         raise
