@@ -153,7 +153,7 @@ class RebalanceStart:
 class GroupClock:
     """One worker's share of the group's inbound clock (see the module's docstring)."""
 
-    url: str
+    url: str = field(repr=False)  # its password must not reach a log through a repr
     prefix: str
     worker: str
     stale_s: float = STALE_S

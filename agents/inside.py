@@ -27,7 +27,7 @@ PUBLISH_S = 5.0  # how often a worker writes its partitions' figures (they are t
 
 @dataclass
 class InsidePublisher:
-    url: str
+    url: str = field(repr=False)  # its password must not reach a log through a repr
     prefix: str
     worker: str  # host:port, as the group clock names it
     partitions: int  # of the customers table, so readers can tell which are missing

@@ -12,7 +12,7 @@ TIMEOUT_S = 0.5  # a tick does not wait longer for Redis than this
 
 @dataclass
 class TimerRedis:
-    url: str
+    url: str = field(repr=False)  # its password must not reach a log through a repr
     timeout_s: float = TIMEOUT_S
     _client: aioredis.Redis | None = field(default=None, repr=False)
 

@@ -46,7 +46,7 @@ from orchestrator.journeys.conditions import Condition
 from orchestrator.journeys.engine import Engine
 from orchestrator.journeys.loader import load_dir
 from orchestrator.readmodel import decode_profile, encode_profile, profile
-from orchestrator.replay import Replay
+from orchestrator.replay import Replay, freeze_loaded
 from orchestrator.replay_split import default_processes, replay_split
 from orchestrator.simulator import Simulator
 
@@ -399,6 +399,7 @@ def rss_mb() -> float:
 def main() -> None:
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 30_000
     events = history(steps)
+    freeze_loaded()  # as ``orchestrator replay`` does once the history is read
     print(f"{len(events):,} simulated events, 2,000 customers, 30 days")
     bench_decide(events)
     bench_replay(events)

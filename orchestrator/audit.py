@@ -205,5 +205,8 @@ def _exit_sentence(reason: str) -> str:
         "loop": "it looped without waiting and was stopped",
         "version_removed": "the version the customer was on was removed",
         "migration": "a newer version's migration rule ends it for customers at this step",
+        "merged": "their profile merged into another that was in it too, and goes on there",
+        "erased": "the customer was erased",
+        "over_limit": "a merge left them in more journeys than the limit, and it was entered last",
     }
     return fixed.get(reason, f"exit step ({reason})")

@@ -1,11 +1,15 @@
 """Forked worker processes, each sending its results to the parent through its own pipe.
 
 Fork, not spawn: the children read the parent's data (events, raw lines, the loaded
-journeys) without pickling or copying them. Shared by replay's reading and replaying.
+journeys) without pickling or copying them. The parent's objects are frozen while it forks
+(``gc.freeze``), so that a collection in a child never walks them: walking writes to each
+object's header, which copied the parent's pages into the child one by one (a child parsed
+its lines at half speed). Shared by replay's reading and replaying.
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
@@ -22,13 +26,17 @@ def fork_each(
     context = multiprocessing.get_context("fork")
     children: list[BaseProcess] = []
     receivers = []
-    for args in argsets:
-        receiver, sender = context.Pipe(duplex=False)
-        child = context.Process(target=target, args=(*args, sender), daemon=True)
-        child.start()
-        sender.close()  # the child holds it now; the parent sees EOF if the child dies
-        children.append(child)
-        receivers.append(receiver)
+    gc.freeze()  # the children's collections leave the parent's objects alone (see below)
+    try:
+        for args in argsets:
+            receiver, sender = context.Pipe(duplex=False)
+            child = context.Process(target=target, args=(*args, sender), daemon=True)
+            child.start()
+            sender.close()  # the child holds it now; the parent sees EOF if the child dies
+            children.append(child)
+            receivers.append(receiver)
+    finally:
+        gc.unfreeze()  # in the parent only: it goes on as before
     return children, receivers
 
 

@@ -62,7 +62,7 @@ JOURNEY_ENTRIES = Counter(
 JOURNEY_EXITS = Counter(
     "orchestrator_journey_exits_total",
     "Customers who left a journey version, by reason (goal, completed, exit_on, loop, version_removed, migration, "
-    "migrated_to_v<N>: moved on to version N, still in the journey, ...).",
+    "merged, erased, over_limit, migrated_to_v<N>: moved on to version N, still in the journey, ...).",
     ["journey", "version", "reason"],
 )
 JOURNEY_CONVERSIONS = Counter(

@@ -9,6 +9,7 @@ are the ones the pipeline would have sent.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -170,7 +171,8 @@ class Replay:
             current = queue.popleft()
             effects = self._handle(current, now)
             queue.extend(effects.sends)
-            self.summary.count_outcomes(effects.left)
+            if effects.left:  # an erased profile's journeys; most events leave none
+                self.summary.count_outcomes(effects.left)
             decision = effects.decision
             if decision is None:
                 continue
@@ -208,6 +210,17 @@ class Replay:
 
 
 MISSING = Missing()
+
+
+def freeze_loaded() -> None:
+    """Keep what is loaded by now (the history, the journeys) out of every later garbage
+    collection. A replay's long-lived objects only grow, so each full collection walked the
+    whole history again: about a tenth of a replay's time went to collecting, and a replay
+    makes no garbage that only a collection frees (none in the simulated 30,000 events).
+    Called once the history is in memory, by a process that replays and exits: what is
+    frozen is never collected (``orchestrator serve`` does the same once it has loaded).
+    """
+    gc.freeze()
 
 
 def _wake(key: str, wake: float) -> Event:

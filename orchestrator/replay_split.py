@@ -25,7 +25,7 @@ from orchestrator.core.commands import Command
 from orchestrator.core.event import Event
 from orchestrator.forked import fork_each, reap
 from orchestrator.identity.tokens import profile_key_for, tokens_of
-from orchestrator.replay import Replay, Summary
+from orchestrator.replay import Replay, Summary, freeze_loaded
 
 BATCH = 2000  # commands a child sends at a time
 MIN_EVENTS_PER_PROCESS = 5_000  # below this, forking costs more than it saves
@@ -209,7 +209,9 @@ def _child(
     batch: list[tuple[tuple, Any]] = []
     try:
         player = make_player()
-        for command in player.run([fetch(rank) for rank in share], until=until, progress=counted):
+        events = [fetch(rank) for rank in share]
+        freeze_loaded()  # a child replays its share and exits
+        for command in player.run(events, until=until, progress=counted):
             batch.append((_global(player.position, share), render(command)))
             if len(batch) >= BATCH:
                 sender.send(("commands", batch, replayed - told))

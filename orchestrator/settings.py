@@ -19,9 +19,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from orchestrator.core.policy import RULES, Policy
 from orchestrator.identity.tokens import KIND_RANK, Hasher
 from orchestrator.ingest import Limits
-from schemas.events import CHANNEL_PATTERN
+from orchestrator.redact import masked_url
+from schemas.events import is_channel_name
 
-CHANNEL = re.compile(CHANNEL_PATTERN)
 CHANNEL_RULE = "a channel is lower-case letters, digits, '_' or '-'"
 # A Kafka bootstrap server: a name or address ([..] for IPv6), and a port (Kafka's 9092 when left out).
 SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(\d{1,5}))?")
@@ -158,17 +158,18 @@ class Settings(BaseSettings):
     def _channel_names(cls, value: frozenset[str]) -> frozenset[str]:
         """Channel names become topic names (``actions.<channel>``): a bad one would fail
         half-way through creating them, with Kafka's traceback."""
-        _refuse([name for name in value if not CHANNEL.match(name)], CHANNEL_RULE)
+        _refuse([name for name in value if not is_channel_name(name)], CHANNEL_RULE)
         return value
 
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_servers(cls, value: str) -> str:
         """The Kafka clients read this only when they connect: a port that is no number ends
-        in a traceback there, and no server at all in a wait for the connect timeout."""
+        in a traceback there, and no server at all in a wait for the connect timeout. A refused
+        server is named with any password in it masked (``user:***@host:9092``)."""
         servers = [server.strip() for server in value.split(",")]
         _refuse(
-            [server for server in servers if not _server(server)],
+            [masked_url(server) for server in servers if not _server(server)],
             "Kafka's servers are host:port, comma-separated (a port from 1 to 65535)",
         )
         return value

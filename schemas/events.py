@@ -56,7 +56,15 @@ SWITCH_MAPS = {"consent": "channels"}  # a map of channel to true or false
 IDENTIFIER_KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 CLOCK_PATTERN = r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$"  # a local clock time, H:MM or HH:MM
 MAX_CONSENT_CHANNELS = 64  # channels in one consent's ``channels``
+# fullmatch, never match: Python's $ also matches before a final line end ("email\n").
 _CHANNEL, _CLOCK = re.compile(CHANNEL_PATTERN), re.compile(CLOCK_PATTERN)
+
+
+def is_channel_name(name: Any) -> bool:
+    """Whether ``name`` is a channel as commands and topics spell it (``email``): the one check
+    of a channel name, whole, for ingest, the fold, settings, the API and the CLI."""
+    return isinstance(name, str) and _CHANNEL.fullmatch(name) is not None
+
 
 EARLIEST_TS = 946684800.0  # 2000-01-01: anything older is a unit mistake, not history.
 LATEST_TS = 32503680000.0  # 3000-01-01: anything later is milliseconds (or worse), not seconds.
@@ -94,13 +102,19 @@ Timestamp = Annotated[
 Text = Annotated[str, Field(min_length=1, max_length=128)]
 # Written out because pydantic renders a key pattern as patternProperties, which
 # lets other keys through; propertyNames says what the model enforces.
+# A value must keep something once normalised (trimmed; a phone number to its digits): every
+# "n/a" phone would otherwise be the one token ``phone:``, and its customers one profile.
+NOT_BLANK, HAS_DIGIT = r"\S", r"\d"
+_NOT_BLANK, _HAS_DIGIT = re.compile(NOT_BLANK), re.compile(HAS_DIGIT)
+_IDENTIFIER_VALUE = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NOT_BLANK}
 IDENTIFIERS_SCHEMA = {
     "anyOf": [
         {
             "type": "object",
             "maxProperties": 16,
             "propertyNames": {"pattern": IDENTIFIER_KIND_PATTERN},
-            "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 256},
+            "properties": {"phone": _IDENTIFIER_VALUE | {"pattern": HAS_DIGIT}},
+            "additionalProperties": _IDENTIFIER_VALUE,
         },
         {"type": "null"},
     ]
@@ -138,7 +152,9 @@ class ChannelEvent(BaseModel):
     event_id: Text = Field(description="Unique id; the deduplication key.")
     type: str = Field(pattern=NAME_PATTERN, description="page_view, search, purchase, consent, ...")
     ts: Timestamp = Field(description="When it happened: epoch seconds or ISO-8601 with offset.")
-    customer_id: Text | None = Field(default=None, description="The channel's customer id, if known.")
+    customer_id: Text | None = Field(
+        default=None, description="The channel's customer id, if known.", json_schema_extra={"pattern": NOT_BLANK}
+    )
     identifiers: Annotated[
         dict[
             Annotated[str, Field(pattern=IDENTIFIER_KIND_PATTERN)],
@@ -182,6 +198,25 @@ class ChannelEvent(BaseModel):
             raise PydanticCustomError("properties", problem)
         return value
 
+    @field_validator("customer_id")
+    @classmethod
+    def _customer_id_names_someone(cls, value: str | None) -> str | None:
+        """A channel that writes " " for every customer it does not know would pool them all
+        in one profile, as a blank identifier would."""
+        if value is not None and not _NOT_BLANK.search(value):
+            raise PydanticCustomError("customer_id", f"customer_id must not be blank, not {_json(value)}")
+        return value
+
+    @field_validator("identifiers")
+    @classmethod
+    def _identifiers_name_someone(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for kind, text in (value or {}).items():
+            if kind == "phone" and not _HAS_DIGIT.search(text):
+                raise PydanticCustomError("identifier", f"phone must hold a digit, not {_json(text)}")
+            if not _NOT_BLANK.search(text):
+                raise PydanticCustomError("identifier", f"{kind} must not be blank, not {_json(text)}")
+        return value
+
     @field_validator("ts", mode="before")
     @classmethod
     def _parse_ts(cls, value: Any) -> float:
@@ -198,14 +233,14 @@ def consent_problem(properties: dict[str, Any]) -> str | None:
     """A consent names channels as commands do (``email``): ``Email`` would be stored, never
     match a command's channel, and the opt-out would do nothing."""
     channel = properties.get("channel")
-    if channel is not None and not (isinstance(channel, str) and _CHANNEL.match(channel)):
+    if channel is not None and not is_channel_name(channel):
         return f"channel must be a channel name such as email, not {_json(channel)}"
     named = properties.get("channels")
     if not isinstance(named, dict):
         return None
     if len(named) > MAX_CONSENT_CHANNELS:
         return f"channels may name at most {MAX_CONSENT_CHANNELS} channels"
-    wrong = next((name for name in named if not _CHANNEL.match(name)), None)
+    wrong = next((name for name in named if not is_channel_name(name)), None)
     return None if wrong is None else f"channels must be channel names such as email, not {_json(wrong)}"
 
 
@@ -218,7 +253,7 @@ def preferences_problem(properties: dict[str, Any]) -> str | None:
         return 'quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} with two different times, or null'
     listed = properties.get("preferred_channels", [])
     if not isinstance(listed, list) or not all(
-        isinstance(name, str) and _CHANNEL.match(name.strip().lower()) for name in listed
+        isinstance(name, str) and is_channel_name(name.strip().lower()) for name in listed
     ):
         return f"preferred_channels must be a list of channel names such as email, not {_json(listed)}"
     return None

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from orchestrator.api.errors import ApiError
 from orchestrator.api.store import ProfileStore
-from orchestrator.core.nba import CHANNEL_NAME, MAX_PER_CHANNEL
+from orchestrator.core.nba import MAX_PER_CHANNEL
 from orchestrator.readmodel import decode_profile, not_found
+from schemas.events import is_channel_name
 
 STORE = web.AppKey("store", ProfileStore)
 MAX_ID = 320  # longest plausible identifier (an email address is at most 320 characters)
@@ -62,7 +63,7 @@ async def _find(request: web.Request) -> tuple[str, bytes]:
 
 def _channel(query: Mapping[str, str]) -> str | None:
     channel = query.get("channel")
-    if channel is not None and not CHANNEL_NAME.fullmatch(channel):
+    if channel is not None and not is_channel_name(channel):
         raise ApiError(
             400, "channel: must be a lower-case channel name such as 'web' (a-z, 0-9, _ and -)", parameter="channel"
         )

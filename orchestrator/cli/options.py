@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from orchestrator.errors import CliError
+from orchestrator.redact import scrubbed, userinfo_password
 from orchestrator.settings import Settings
 
 Bootstrap = Annotated[
@@ -37,13 +38,28 @@ def settings(**overrides: Any) -> Settings:
 def _check_redis_url(url: str) -> None:
     """Redis's own reading of the URL (scheme, port), which it otherwise does only when
     connecting, with an exception that is no one line. Imported here: only commands that
-    use Redis pay for importing it."""
+    use Redis pay for importing it. No message quotes the URL's password."""
     from redis.connection import parse_url
 
+    if any(mark in (userinfo_password(url) or "") for mark in "/?#"):
+        # urllib ends the address there: it would read part of the password as the host or port,
+        # connect there, and quote it in its errors.
+        raise CliError("bad setting redis_url: its password holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)")
     try:
-        parse_url(url)
+        host = parse_url(url).get("host")
     except ValueError as exc:
-        raise CliError(f"bad setting redis_url: {exc}") from None
+        raise CliError(f"bad setting redis_url: {scrubbed(str(exc), url)}") from None
+    if host is not None:
+        _check_host_name(host)
+
+
+def _check_host_name(host: str) -> None:
+    """A name the resolver cannot be given (a label over 63 characters, an empty one) fails
+    the connection with a UnicodeError, which is none of the errors a command reports."""
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise CliError(f"bad setting redis_url: {host!r} is no host name ({exc.__cause__ or exc})") from None
 
 
 def above_zero(value: float) -> float:

@@ -20,9 +20,10 @@ from orchestrator.errors import CliError
 from orchestrator.history import LineError, Parse, event_parser, parse_all, read_lines, replay_scanned, scan
 from orchestrator.journeys.catalogue import Catalogue
 from orchestrator.journeys.engine import Engine
-from orchestrator.replay import Replay, Summary
+from orchestrator.replay import Replay, Summary, freeze_loaded
 from orchestrator.replay_split import MAX_PROCESSES, default_processes, replay_split
-from orchestrator.settings import CHANNEL, CHANNEL_RULE
+from orchestrator.settings import CHANNEL_RULE
+from schemas.events import is_channel_name
 
 
 def replay(
@@ -49,7 +50,7 @@ def replay(
     """Replay history in event time through the journeys, without Kafka; print commands and a summary."""
     conf = settings()
     after_s = duration_option("--after", after)
-    if not CHANNEL.fullmatch(channel):
+    if not is_channel_name(channel):
         raise CliError(f"--channel {channel!r}: {CHANNEL_RULE}")
     policy = conf.policy() if rules else dataclasses.replace(conf.policy(), rules=frozenset())
     if journeys is None and not rules:
@@ -96,6 +97,7 @@ def _replay(
             _write(output)
         return totals
     history = parse_all(lines, parse)
+    freeze_loaded()  # this process replays and exits
     until = max((e.ts for e in history), default=0.0) + after
     with progress_bar("replaying", total=len(history)) as advance:
         output, totals = replay_split(history, make_player, 1, until=until, render=render, progress=advance)

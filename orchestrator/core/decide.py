@@ -34,8 +34,12 @@ WAKE = "__wake__"  # internal event type: "a wait may be due"; channels cannot s
 DEFAULT_POLICY = Policy()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
+    """What one call of :func:`decide` chose. Not frozen, though nothing changes one once made:
+    a frozen dataclass sets each field through ``object.__setattr__``, five times the cost of
+    building it, and every event and every wait fired makes one."""
+
     state: CustomerState
     commands: list[Command] = field(default_factory=list)
     held: list[Held] = field(default_factory=list)
@@ -120,12 +124,14 @@ def decide_merged(
     customer's clock follow the merged time zone and quiet hours (:meth:`Engine.retime`).
     ``doubled``: the instances of the profile merged in that the survivor's own replace (both
     were in the journey), each counted as an exit, reason ``merged``, so that entries less
-    exits is who is inside. None when it calls for nothing, as most merges do."""
+    exits is who is inside. The journeys left beyond ``ORCH_MAX_ACTIVE_JOURNEYS`` then end
+    (:meth:`Engine.keep_to_limit`). None when it calls for nothing, as most merges do."""
     run = JourneyRun(policy=policy)
     run.outcomes += [exit_of(jid, instance, MERGED_AWAY) for jid, instance in (doubled or {}).items()]
     if engine is not None:
         if elsewhere:
             engine.end_on_events_elsewhere(state, elsewhere, run)
+        engine.keep_to_limit(state, now, run)
         engine.retime(state, now, run, fire_until(event, now))
     candidates = stop_after_merge(state, event, policy, now) + _by_priority(run)
     if not candidates and not run.outcomes and not run.held:

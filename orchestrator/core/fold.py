@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from orchestrator.core.event import Event
@@ -15,13 +14,12 @@ from orchestrator.core.state import (
     remember,
     trim_least,
 )
-from schemas.events import CHANNEL_PATTERN, KNOWN_EVENT_TYPES, clock_minutes, known_zone
+from schemas.events import KNOWN_EVENT_TYPES, clock_minutes, is_channel_name, known_zone
 
 INTEREST_TYPES = frozenset({"search", "product_view", "add_to_cart"})
 ALL_CHANNELS = "*"
 PREFERENCES = "preferences"  # the event type that sets time zone, quiet hours and preferred channels
 MAX_PREFERRED = 10  # preferred channels kept
-_CHANNEL = re.compile(CHANNEL_PATTERN)
 
 
 def fold(state: CustomerState, event: Event, *, recent_most: int, dedupe_most: int) -> None:
@@ -124,16 +122,15 @@ def _add_to_cart(state: CustomerState, event: Event) -> None:
 def _taken_out_since(state: CustomerState, pid: str, ts: float) -> bool:
     """Whether ``pid`` was bought or taken out of the cart after ``ts``: an add that arrives
     late, after them, must not put it back (the cart would be chased for something gone)."""
-    if state.purchased.get(pid, 0.0) > ts:
-        return True
-    subject = f"product:{pid}"
-    removed = (seen for seen in state.recent if seen["type"] == "remove_from_cart" and seen.get("subject") == subject)
-    return any(seen["ts"] > ts for seen in removed)
+    return state.purchased.get(pid, 0.0) > ts or state.removed_from_cart.get(pid, 0.0) > ts
 
 
 def _remove_from_cart(state: CustomerState, event: Event) -> None:
+    """Take each product named out of the cart, and remember when: a removal read late keeps
+    the latest time it knows."""
     for pid in purchased_products(event):
         state.cart.pop(pid, None)
+        remember(state.removed_from_cart, pid, max(event.ts, state.removed_from_cart.get(pid, 0.0)))
 
 
 def _purchase(state: CustomerState, event: Event) -> None:
@@ -166,10 +163,10 @@ def _consent(state: CustomerState, event: Event) -> None:
     granted, channel = props.get("granted"), props.get("channel")
     changes: dict[str, bool] = {}
     if isinstance(props.get("channels"), dict):
-        changes = {ch: ok for ch, ok in props["channels"].items() if isinstance(ok, bool) and _is_channel(ch)}
+        changes = {ch: ok for ch, ok in props["channels"].items() if isinstance(ok, bool) and is_channel_name(ch)}
     elif isinstance(granted, bool) and channel is None:
         state.consent = {ALL_CHANNELS: granted}
-    elif isinstance(granted, bool) and _is_channel(channel):
+    elif isinstance(granted, bool) and is_channel_name(channel):
         changes = {str(channel): granted}
     for name, said in changes.items():
         state.consent.pop(name, None)  # the newest last, so the oldest yes is forgotten first
@@ -208,10 +205,6 @@ def consent_word(consent: dict[str, bool], channel: str) -> bool | None:
     return own
 
 
-def _is_channel(name: Any) -> bool:
-    return isinstance(name, str) and _CHANNEL.match(name) is not None
-
-
 def _preferences(state: CustomerState, event: Event) -> None:
     """Time zone, preferred channels and quiet hours; a value that is not valid is ignored,
     so one bad field from a channel never wipes a preference the customer gave earlier."""
@@ -232,7 +225,7 @@ def _channel_list(values: list[Any]) -> list[str]:
     found: list[str] = []
     for value in values:
         name = value.strip().lower() if isinstance(value, str) else ""
-        if _CHANNEL.match(name) and name not in found:
+        if is_channel_name(name) and name not in found:
             found.append(name)
             if len(found) == MAX_PREFERRED:
                 break

@@ -17,7 +17,6 @@ give the same answer, so the read model can precompute it and tests can pin it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,12 +25,11 @@ from orchestrator.core.lifecycle import stage
 from orchestrator.core.policy import Policy, contactable, contacts_today
 from orchestrator.core.rules import promo_code
 from orchestrator.core.state import CustomerState
-from schemas.events import CHANNEL_PATTERN
+from schemas.events import is_channel_name
 
 CHANNELS = ("web", "email", "ads", "app", "store", "support")
 # Channels the customer comes to: asking us there is not a contact we start, so no cap.
 INBOUND = frozenset({"web", "app", "store", "support"})
-CHANNEL_NAME = re.compile(CHANNEL_PATTERN)  # also what the HTTP API accepts
 
 DAY_S = 86400.0
 INTEREST_MAX_AGE_S = 30 * DAY_S  # older interests are not "recent" any more
@@ -80,7 +78,7 @@ def next_best_actions(state: CustomerState, now: float, policy: Policy) -> dict[
 
 def channels_of(state: CustomerState) -> list[str]:
     """The fixed set plus every well-named channel the customer has touched, in a stable order."""
-    touched = sorted(ch for ch in state.last_touch if ch not in CHANNELS and CHANNEL_NAME.fullmatch(ch))
+    touched = sorted(ch for ch in state.last_touch if ch not in CHANNELS and is_channel_name(ch))
     return [*CHANNELS, *touched]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, remarketed)
+MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, removed_from_cart, remarketed)
 MAX_KINDS = 64  # channels, event types and consent switches kept per customer
 MAX_IDENTIFIER_KINDS = 32  # kinds of identifier (email, phone, cookie, ...) kept per customer
 
@@ -35,6 +35,9 @@ class CustomerState:
     revenue: float = 0.0
     currency: str | None = None
     purchased: dict[str, float] = field(default_factory=dict)
+    # product -> when it was last taken out of the cart: an add_to_cart dated before that, read
+    # late, must not put it back; kept per product (not read from recent), so no removal is missed
+    removed_from_cart: dict[str, float] = field(default_factory=dict)
     interests: dict[str, dict[str, Any]] = field(default_factory=dict)
     remarketed: dict[str, float] = field(default_factory=dict)
     consent: dict[str, bool] = field(default_factory=dict)
@@ -74,6 +77,7 @@ class CustomerState:
             self.revenue,
             self.currency,
             self.purchased.copy(),
+            self.removed_from_cart.copy(),
             self.interests.copy(),
             self.remarketed.copy(),
             self.consent.copy(),

@@ -22,8 +22,8 @@ HANDLED = frozenset(
     {
         "key", "customer_id", "identifiers", "first_seen", "last_seen", "events", "channel_counts",
         "type_counts", "last_touch", "recent", "seen_ids", "cart", "purchases", "revenue", "currency",
-        "purchased", "interests", "remarketed", "consent", "contacts", "journeys", "journey_log",
-        "created_at", "aliases",
+        "purchased", "removed_from_cart", "interests", "remarketed", "consent", "contacts", "journeys",
+        "journey_log", "created_at", "aliases",
     }
 )  # fmt: skip
 
@@ -43,7 +43,7 @@ def merge_states(winner: CustomerState, loser: CustomerState, *, recent_most: in
     w, lo = winner, loser
     merged = w.thaw()
     merged.customer_id = w.customer_id or lo.customer_id
-    merged.identifiers = dict(list({**lo.identifiers, **w.identifiers}.items())[-MAX_IDENTIFIER_KINDS:])
+    merged.identifiers = _bounded({**lo.identifiers, **w.identifiers}, MAX_IDENTIFIER_KINDS)
     merged.first_seen = _earliest(w.first_seen, lo.first_seen)
     merged.last_seen = max(w.last_seen, lo.last_seen)
     merged.events = w.events + lo.events
@@ -57,6 +57,7 @@ def merge_states(winner: CustomerState, loser: CustomerState, *, recent_most: in
     merged.revenue = round(w.revenue + lo.revenue, 2)
     merged.currency = w.currency or lo.currency
     merged.purchased = _bounded(_latest(w.purchased, lo.purchased))
+    merged.removed_from_cart = _bounded(_latest(w.removed_from_cart, lo.removed_from_cart))
     merged.interests = _bounded({s: v for s, v in {**lo.interests, **w.interests}.items() if not _bought(s, merged)})
     merged.remarketed = _bounded(_latest(w.remarketed, lo.remarketed))
     merged.consent = merge_consent(w.consent, lo.consent)
@@ -116,8 +117,9 @@ def _latest(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return dict(sorted(merged.items(), key=lambda kv: kv[1]))
 
 
-def _bounded(mapping: dict[str, Any]) -> dict[str, Any]:
-    return dict(list(mapping.items())[-MAX_SUBJECTS:])
+def _bounded(mapping: dict[str, Any], most: int = MAX_SUBJECTS) -> dict[str, Any]:
+    """The ``most`` newest entries (the last inserted)."""
+    return dict(list(mapping.items())[-most:])
 
 
 def _bought(subject: str, state: CustomerState) -> bool:

@@ -79,7 +79,6 @@ class ConditionError(ValueError):
     def __init__(self, expression: str, detail: str) -> None:
         super().__init__(f"{_shortened(detail, 240)} in expression {_shortened(expression, 80)!r}")
         self.expression, self.detail = expression, detail
-        self.expression = expression
 
 
 def _shortened(text: str, most: int) -> str:
@@ -456,7 +455,7 @@ def render_payload(payload: Any, context: Mapping[str, Any]) -> Any:
     plain JSON (a CEL timestamp, duration or bytes), which no command can carry."""
     if isinstance(payload, Template):
         value = payload.render(context)
-        if problem := _not_json(value):
+        if payload.parts and (problem := _not_json(value)):  # plain text is always JSON
             raise TypeError(f"{payload.text!r} gives {problem}, which a command cannot carry")
         return value
     if isinstance(payload, dict):

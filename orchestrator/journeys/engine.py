@@ -38,11 +38,16 @@ AFTER_EXIT = "after_exit"  # a conversion's reason when it came within the conve
 ERASED_OUT = "erased"  # the exit reason of the journeys of a customer erased (no decision records it)
 MERGED_AWAY = "merged"  # the exit reason of an instance a merge replaced: the survivor was in the journey too
 MIGRATION = "migration"  # the exit reason of a customer a migration rule ends (``otherwise: exit``)
+OVER_LIMIT = "over_limit"  # the exit reason of the journeys a merge left beyond ``max_active``: the later entered
 UNSEEN = "unseen_since"  # in an instance: the first event a worker that could not load its version did not look at
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outcome:
+    """What happened to a customer in a journey; never changed once made. Not frozen: a frozen
+    dataclass sets each field through ``object.__setattr__``, which made building one cost
+    nine times as much, and a replay builds about one per event."""
+
     kind: str  # enter | assign | exit | convert | condition_error | blocked | migrate | delay
     journey: str
     version: int  # for migrate: the version moved to
@@ -250,11 +255,34 @@ class Engine:
 
     def _counted(self, state: CustomerState) -> int:
         """The journeys the customer is in that count towards ``max_active``."""
-        counted = 0
+        return len(self._counting(state))
+
+    def _counting(self, state: CustomerState) -> list[str]:
+        """The ids of the journeys the customer is in that count towards ``max_active``; one
+        whose version this worker cannot load counts, as it may talk to them."""
+        counting = []
         for jid, instance in state.journeys.items():
             journey = self.catalogue.get(jid, instance["v"])
-            counted += journey is None or journey.definition.counts_towards_limit
-        return counted
+            if journey is None or journey.definition.counts_towards_limit:
+                counting.append(jid)
+        return counting
+
+    def keep_to_limit(self, state: CustomerState, now: float, run: JourneyRun) -> None:
+        """After a merge, end the journeys beyond ``max_active`` (reason ``over_limit``), as
+        if the two profiles had been one all along: the limit would have kept the customer out
+        of those entered last, so the earliest entered go on and the later ones end (at the
+        same entry time, the journey id decides). No conversion window follows such an exit:
+        the customer did not leave, the merge took them out. A journey on a version this
+        worker cannot load stays (it may not count towards the limit at all), so the customer
+        may stay above the limit until it ends."""
+        counting = self._counting(state)
+        if len(counting) <= self.max_active:
+            return
+        by_entry = sorted(counting, key=lambda jid: (float(state.journeys[jid]["entered"]), jid))
+        for jid in by_entry[self.max_active :]:
+            version = state.journeys[jid]["v"]
+            if self.catalogue.get(jid, version) is not None:
+                _leave(state, jid, version, OVER_LIMIT, now, run)
 
     def _enter(self, state: CustomerState, journey: Compiled, event: Event, context: Context, run: JourneyRun) -> None:
         state.journeys[journey.id] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from difflib import get_close_matches
@@ -59,15 +60,16 @@ class Compiled:
     conditions: dict[str, Condition] = field(default_factory=dict)
     payloads: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    # Cached: the engine asks a journey its id and version about ten times per event.
+    @functools.cached_property
     def id(self) -> str:
         return self.definition.id
 
-    @property
+    @functools.cached_property
     def version(self) -> int:
         return self.definition.version
 
-    @property
+    @functools.cached_property
     def first(self) -> str:
         return self.definition.steps[0].id
 

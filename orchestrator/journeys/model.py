@@ -14,7 +14,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 ID = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_VERSION = 10**9  # far beyond any journey's history; big enough numbers break msgpack
 # Exit reasons the engine gives (exit_on as exit_on:<type>; and migrated_to_v<N>); an exit step's is its own.
-ENGINE_EXITS = frozenset({"goal", "loop", "exit_on", "version_removed", "migration", "merged", "erased"})
+ENGINE_EXITS = frozenset({"goal", "loop", "exit_on", "version_removed", "migration", "merged", "erased", "over_limit"})
 CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 

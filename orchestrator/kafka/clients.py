@@ -11,7 +11,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaError, RetriableError, TopicAlreadyExistsError
 
-from orchestrator.errors import CliError, Unreachable
+from orchestrator.errors import CliError, Unreachable, shown
 
 TIMEOUT_MS = 8000
 LEADER_WAIT_S = 30.0  # how long the worker waits at start for the leaders of topics it created
@@ -26,7 +26,7 @@ def _unreachable(bootstrap: str, exc: Exception) -> CliError:
     """Connection trouble reads as 'cannot reach'; anything else says what Kafka said."""
     if isinstance(exc, (RetriableError, KafkaConnectionError, OSError)):
         return Unreachable.service("Kafka", bootstrap, exc)
-    return CliError(f"Kafka at {bootstrap}: {exc}")
+    return CliError(f"Kafka at {shown(bootstrap)}: {exc}")
 
 
 class _ClosedIfUnbuilt:

@@ -35,6 +35,17 @@ steps:
   - wait: 7d
   - action: {channel: email, action: week_later}
 """,
+    **{
+        name: f"""id: {name}
+version: 1
+description: Viewed as a pair - {name} two seconds later, due with its twin
+trigger: {{event: pair_view}}
+steps:
+  - wait: 2s
+  - action: {{channel: email, action: {name}}}
+"""
+        for name in ("pair_a", "pair_b")
+    },
 }
 
 
@@ -115,6 +126,16 @@ def test_a_wake_sent_again_neither_fires_twice_nor_rewrites_the_customer(timer_w
     assert changelog_records(w, "customers", b"dana") == written, "a wake that fired nothing rewrote the state"
     assert [c["action"] for c in w.commands(2, customer="dana", timeout=5)] == ["nudge"]
     assert w.metric("orchestrator_timer_lateness_seconds_count") == fired + 1, "lateness counts firings, not wakes"
+
+
+def test_two_waits_fired_by_one_wake_count_as_two_firings(timer_worker: WorkerProcess) -> None:
+    """One decision fires both twins' waits: the lateness histogram counts each firing."""
+    w = timer_worker
+    fired = w.metric("orchestrator_timer_lateness_seconds_count")
+    w.publish("web", event("p-1", "pair_view", "pat"))
+    commands = w.commands(2, customer="pat")
+    assert sorted(c["action"] for c in commands) == ["pair_a", "pair_b"]
+    wait_for(w, "orchestrator_timer_lateness_seconds_count", fired + 2)
 
 
 def test_a_wake_before_the_wait_is_due_changes_nothing_and_the_wait_still_fires_once(

@@ -228,7 +228,15 @@ def test_explain_names_a_timer_wake_and_a_duplicate():
 def test_explain_reads_every_exit_reason():
     outcomes = [
         {"kind": "exit", "journey": "j", "version": 1, "reason": reason}
-        for reason in ("completed", "exit_on:consent", "loop", "version_removed", "not_interested")
+        for reason in (
+            "completed",
+            "exit_on:consent",
+            "loop",
+            "version_removed",
+            "merged",
+            "over_limit",
+            "not_interested",
+        )
     ]
     outcomes.append({"kind": "blocked", "journey": "k", "version": 3, "reason": "max_active"})
     record = {"event_ts": T0, "event_type": "x", "channel": "web", "event_id": "e", "journeys": outcomes}
@@ -237,6 +245,8 @@ def test_explain_reads_every_exit_reason():
         "  left journey j v1: a consent event ends it",
         "  left journey j v1: it looped without waiting and was stopped",
         "  left journey j v1: the version the customer was on was removed",
+        "  left journey j v1: their profile merged into another that was in it too, and goes on there",
+        "  left journey j v1: a merge left them in more journeys than the limit, and it was entered last",
         "  left journey j v1: exit step (not_interested)",
         "  did not enter journey k v3: already in as many journeys as allowed at once",
     ]

@@ -203,6 +203,48 @@ def test_a_redis_that_answers_with_an_error_is_told_apart_from_one_that_cannot_b
         assert str(failure).startswith(f"cannot reach Redis at {url} ")
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@127.0.0.1:6379/99", "redis://:***@127.0.0.1:6379/99"),
+        ("rediss://me:s3cret@h/0", "rediss://me:***@h/0"),
+    ],
+)
+def test_a_redis_failure_names_the_redis_without_its_password(url: str, shown: str) -> None:
+    for exc in [redis.AuthenticationError("invalid password"), redis.ConnectionError("Connection refused")]:
+        message = str(redis_failure(url, exc))
+        assert f"Redis at {shown} " in message
+        assert "s3cret" not in message
+
+
+def test_a_redis_that_cannot_be_reached_is_named_without_its_password() -> None:
+    result = cli("customer", "a", "--redis-url", "redis://user:s3cret@127.0.0.1:1/0")
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "orchestrator: error: cannot reach Redis at redis://user:***@127.0.0.1:1/0 (ConnectionError); "
+        "is it running? try 'make up'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://:s3/cret@host:6379/0", "its password holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)"),
+        ("redis://:s3\uff20cret@host/0", "netloc ':***@host' contains invalid characters under NFKC normalization"),
+        (f"redis://:s3cret@{'h' * 64}:6379/0", f"{'h' * 64!r} is no host name (label too long)"),
+        ("redis://:s3cret@a..b/0", "'a..b' is no host name (label empty or too long)"),
+    ],
+)
+def test_a_malformed_redis_url_is_one_line_that_does_not_quote_its_password(url: str, message: str) -> None:
+    """urllib quotes part of a URL in some of its errors, and a host name the resolver refuses
+    raised a UnicodeError no command caught (a traceback)."""
+    said = one_line_error(cli("customer", "a", "--redis-url", url))
+
+    assert said == f"bad setting redis_url: {message}"
+    assert "s3" not in said
+
+
 def test_a_topic_prefix_kafka_would_refuse_is_a_bad_setting() -> None:
     message = one_line_error(cli("send", "-", ORCH_TOPIC_PREFIX="Bad Prefix!"))
 

@@ -443,6 +443,72 @@ def test_an_add_to_cart_that_arrives_after_the_item_left_the_cart_does_not_put_i
     assert list(customer.state.cart) == ["sku-1"]
 
 
+def late_add(customer: Customer, product: str, dated: float) -> None:
+    """An add_to_cart read now (after everything so far) but dated ``dated`` seconds after T0."""
+    late = replace(customer.event("add_to_cart", at=dated, product=product, price=10.0), ts=T0 + dated)
+    customer.state = decide(customer.state, late, customer.state.last_seen, customer.policy).state
+
+
+def test_a_late_add_does_not_put_back_what_a_removal_of_several_products_took_out():
+    """A ``remove_from_cart`` with a ``products`` list empties the cart of each of them, and
+    an add of any of them dated before it, read after, leaves the cart as it is."""
+    customer = Customer()
+    customer.does("add_to_cart", at=10, product="sku-3", price=10.0)
+    customer.does("remove_from_cart", at=60, products=[{"id": "sku-1"}, {"id": "sku-2"}])
+    for product in ("sku-1", "sku-2"):
+        late_add(customer, product, dated=30)
+    assert list(customer.state.cart) == ["sku-3"]
+    assert customer.state.removed_from_cart == {"sku-1": T0 + 60, "sku-2": T0 + 60}
+
+
+def test_a_removal_older_than_the_recent_events_still_keeps_a_late_add_out():
+    customer = Customer()
+    customer.does("remove_from_cart", at=60, product="sku-1")
+    for i in range(2 * customer.policy.recent_events):  # the removal is long out of the recent events
+        customer.does("page_view", at=100 + i)
+    late_add(customer, "sku-1", dated=30)
+    assert customer.state.cart == {}
+
+
+def test_an_add_dated_after_the_latest_removal_puts_the_product_back_and_one_between_does_not():
+    customer = Customer()
+    customer.does("remove_from_cart", at=60, product="sku-1")
+    customer.does("page_view", at=100)
+    late_add(customer, "sku-1", dated=90)  # after the removal, however late it is read
+    assert list(customer.state.cart) == ["sku-1"]
+    customer.does("remove_from_cart", at=200, product="sku-1")
+    customer.does("remove_from_cart", at=150, product="sku-1")  # read late: the latest removal is kept
+    late_add(customer, "sku-1", dated=180)
+    assert customer.state.cart == {}
+    assert customer.state.removed_from_cart == {"sku-1": T0 + 200}
+
+
+def test_the_removals_remembered_are_the_latest_products_taken_out():
+    customer = Customer()
+    for i in range(MAX_SUBJECTS + 10):
+        customer.does("remove_from_cart", at=i, product=f"sku-{i}")
+    assert list(customer.state.removed_from_cart) == [f"sku-{i}" for i in range(10, MAX_SUBJECTS + 10)]
+
+
+def test_a_purchase_after_a_removal_keeps_out_an_add_dated_between_them():
+    customer = Customer()
+    customer.does("remove_from_cart", at=60, product="sku-1")
+    customer.buys("sku-1", at=120)
+    late_add(customer, "sku-1", dated=90)  # after the removal, before the purchase
+    assert customer.state.cart == {}
+    customer.does("add_to_cart", at=300, product="sku-1", price=10.0)  # bought again later: in the cart
+    assert list(customer.state.cart) == ["sku-1"]
+
+
+def test_a_profile_stored_before_removals_were_kept_loads_with_none():
+    import msgpack
+
+    stored = CustomerState(key="c-1", cart={"sku-1": {"qty": 1, "price": 1.0}}).to_map()
+    del stored["removed_from_cart"]
+    loaded = CustomerState.from_bytes(msgpack.packb(stored, use_bin_type=True))
+    assert loaded.removed_from_cart == {} and loaded.cart == {"sku-1": {"qty": 1, "price": 1.0}}
+
+
 def test_the_fold_remembers_the_cart_revenue_and_channels():
     customer = Customer()
     customer.does("add_to_cart", product="sku-1", price=10.0, qty=2)

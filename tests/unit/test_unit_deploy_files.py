@@ -244,6 +244,13 @@ def test_every_alert_has_a_severity_a_summary_and_a_description():
             assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
 
 
+def test_the_timer_lateness_alert_does_not_promise_firings_in_event_time():
+    """With ORCH_CLOCK=event a wait fires as of its due time and the lateness histogram is not
+    observed at all (agents/journeys.py), so the alert cannot fire there: it must not say so."""
+    rules = {rule["alert"]: rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]}
+    assert "ORCH_CLOCK=event" not in rules["OrchestratorTimerLatenessHigh"]["annotations"]["description"]
+
+
 # ----------------------------------------------------------------------------- settings
 
 
@@ -308,6 +315,17 @@ def test_the_kubernetes_config_gives_valid_settings_that_match_the_pods(monkeypa
     assert api["readinessProbe"]["httpGet"]["path"] == "/health"
     secret_keys = {e["valueFrom"]["secretKeyRef"]["key"] for c in (worker, api) for e in c["env"]}
     assert secret_keys <= set(objects[("Secret", "orchestrator-secrets")]["stringData"])
+
+
+def test_every_setting_the_readme_says_to_set_for_kubernetes_is_in_the_configmap_or_the_secret():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### On Kubernetes", 1)[1].split("\n## ", 1)[0]
+    objects = k8s_objects()
+    keys = set(objects[("ConfigMap", "orchestrator-config")]["data"])
+    keys |= set(objects[("Secret", "orchestrator-secrets")]["stringData"])
+    named = set(ORCH_NAME.findall(section))
+    assert "ORCH_KAFKA_BOOTSTRAP" in named, "the section names the settings to change"
+    assert not sorted(named - keys), "the README says to set these, but no Kubernetes file has them"
 
 
 def test_the_kustomization_lists_every_manifest_but_the_optional_ones():

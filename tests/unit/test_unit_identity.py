@@ -153,6 +153,19 @@ def test_merge_keeps_counts_and_bounds() -> None:
     assert "cookie:z" in merged.aliases
 
 
+def test_a_merge_keeps_each_product_s_latest_removal_from_the_cart_bounded() -> None:
+    """A late add_to_cart on the merged profile is kept out by a removal on either side."""
+    a = CustomerState(key="c-1", removed_from_cart={"sku-1": T0 + 5, "sku-2": T0})
+    b = CustomerState(key="cookie:z", removed_from_cart={"sku-1": T0 + 1, "sku-3": T0 + 9})
+    merged = merge_states(a, b, recent_most=20, dedupe_most=3)
+    assert merged.removed_from_cart == {"sku-2": T0, "sku-1": T0 + 5, "sku-3": T0 + 9}
+
+    many = CustomerState(key="cookie:y", removed_from_cart={f"sku-{i}": T0 + i for i in range(60)})
+    assert list(merge_states(a, many, recent_most=20, dedupe_most=3).removed_from_cart) == [
+        f"sku-{i}" for i in range(10, 60)
+    ]  # the latest removals
+
+
 def test_a_merge_keeps_the_state_bounded() -> None:
     many = {f"t{i}": i + 1 for i in range(60)}
     a = CustomerState(key="c-1", type_counts=many, channel_counts=many, last_touch={k: 1.0 for k in many})

@@ -204,6 +204,9 @@ PREFERRED = "preferred_channels must be a list of channel names such as email, n
     [
         ("consent", {"channel": "Email", "granted": False}, f'channel {A_CHANNEL} "Email"'),
         ("consent", {"channel": "", "granted": False}, f'channel {A_CHANNEL} ""'),
+        # A line end after the name: Python's $ matches before it, commands never carry it.
+        ("consent", {"channel": "email\n", "granted": False}, f'channel {A_CHANNEL} "email\\n"'),
+        ("consent", {"channels": {"email\n": False}}, 'channels must be channel names such as email, not "email\\n"'),
         ("consent", {"channels": {"Email": False}}, 'channels must be channel names such as email, not "Email"'),
         ("consent", {"channels": {f"c{i}": False for i in range(65)}}, "channels may name at most 64 channels"),
         ("preferences", {"timezone": "Mars/Base"}, f'{ZONE} "Mars/Base"'),
@@ -308,6 +311,30 @@ def test_the_customer_key_prefers_the_most_stable_identifier(customer_id, identi
     result = run(encode_payload(doc(customer_id=customer_id or ..., identifiers=identifiers)))
     assert result.customer_key == key
     assert result.identifiers == identifiers
+
+
+@pytest.mark.parametrize("customer_id", [" ", "\t\n"])
+def test_a_blank_customer_id_is_dead_lettered_not_shared(customer_id):
+    """A channel that writes " " for every customer it does not know would pool them in one profile."""
+    result = rejected(run(encode_payload(doc(customer_id=customer_id))), "invalid")
+    assert result.detail == f"customer_id: customer_id must not be blank, not {json.dumps(customer_id)}"
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "detail"),
+    [
+        ({"phone": "n/a"}, 'identifiers: phone must hold a digit, not "n/a"'),
+        ({"phone": "+"}, 'identifiers: phone must hold a digit, not "+"'),
+        ({"email": "   "}, 'identifiers: email must not be blank, not "   "'),
+        ({"cookie": "\t"}, 'identifiers: cookie must not be blank, not "\\t"'),
+    ],
+)
+def test_an_identifier_that_normalises_to_nothing_is_dead_lettered_not_shared(identifiers, detail):
+    """Normalised, each would be the token ``phone:`` (or ``email:``): every customer whose
+    channel wrote "n/a" would land on one profile, and an identify would merge them all."""
+    for customer_id in (..., "c-42"):
+        result = rejected(run(encode_payload(doc(customer_id=customer_id, identifiers=identifiers))), "invalid")
+        assert result.detail == detail
 
 
 def test_every_accepted_event_can_be_forwarded_as_msgpack():

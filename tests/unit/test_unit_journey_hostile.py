@@ -186,7 +186,7 @@ def test_two_keys_that_read_as_one_are_named_as_written():
     assert error.message == "key 'true' is the same key as '1' once read: quote one of them"
 
 
-@pytest.mark.parametrize("reason", ["goal", "loop", "merged", "exit_on", "migrated_to_v3"])
+@pytest.mark.parametrize("reason", ["goal", "loop", "merged", "over_limit", "exit_on", "migrated_to_v3"])
 def test_an_exit_step_may_not_give_a_reason_the_engine_gives(reason):
     """``exit: goal`` would count as a goal exit in the metrics with no conversion behind it."""
     error = only_error(f"{HDR}steps:\n  - exit: {reason}\n")

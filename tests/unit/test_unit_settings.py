@@ -151,3 +151,14 @@ def test_kafka_servers_the_clients_could_not_read_are_refused_at_start_by_name(m
     monkeypatch.setenv("ORCH_KAFKA_BOOTSTRAP", servers)
     with pytest.raises(ValidationError, match=f"{re.escape(repr(named))}: Kafka's servers are host:port"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("servers", "named"),
+    [("user:s3cret@kafka:9092", "user:***@kafka:9092"), ("SASL_SSL://u:s3cret@k:9092", "SASL_SSL://u:***@k:9092")],
+)
+def test_a_refused_kafka_server_is_named_without_its_password(monkeypatch, servers, named):
+    monkeypatch.setenv("ORCH_KAFKA_BOOTSTRAP", servers)
+    with pytest.raises(ValidationError, match=f"{re.escape(repr(named))}: Kafka's servers are host:port") as refused:
+        Settings()
+    assert "s3cret" not in refused.value.errors()[0]["msg"]  # what the CLI says
