@@ -117,6 +117,7 @@ def _add_to_cart(state: CustomerState, event: Event) -> None:
         qty = max(1, min(MAX_QTY, int(_number(event.properties.get("qty"), 1))))
         line = {"qty": qty, "price": _number(event.properties.get("price"))}
         remember(state.cart, pid, line)
+        remember(state.cart_added, pid, max(event.ts, state.cart_added.get(pid, 0.0)))
 
 
 def _taken_out_since(state: CustomerState, pid: str, ts: float) -> bool:
@@ -127,10 +128,18 @@ def _taken_out_since(state: CustomerState, pid: str, ts: float) -> bool:
 
 def _remove_from_cart(state: CustomerState, event: Event) -> None:
     """Take each product named out of the cart, and remember when: a removal read late keeps
-    the latest time it knows."""
+    the latest time it knows. A removal dated before the product was (last) added, read late,
+    leaves it in: it took out an earlier line, and the customer put it back since."""
     for pid in purchased_products(event):
-        state.cart.pop(pid, None)
+        if state.cart_added.get(pid, event.ts) <= event.ts:
+            drop_line(state, pid)
         remember(state.removed_from_cart, pid, max(event.ts, state.removed_from_cart.get(pid, 0.0)))
+
+
+def drop_line(state: CustomerState, pid: str) -> None:
+    """Take ``pid``'s line out of the cart, with the time it was added."""
+    state.cart.pop(pid, None)
+    state.cart_added.pop(pid, None)
 
 
 def _purchase(state: CustomerState, event: Event) -> None:
@@ -141,10 +150,10 @@ def _purchase(state: CustomerState, event: Event) -> None:
         state.currency = event.properties["currency"]
     for pid in products:
         remember(state.purchased, pid, event.ts)
-        state.cart.pop(pid, None)
+        drop_line(state, pid)
         state.interests.pop(f"product:{pid}", None)
     if not products:
-        state.cart = {}
+        state.cart, state.cart_added = {}, {}
     # A purchase answers the searches that led to it: stop chasing those queries.
     state.interests = {s: v for s, v in state.interests.items() if not s.startswith("query:")}
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, removed_from_cart, remarketed)
+MAX_SUBJECTS = 50  # products/queries remembered per map (interests, purchased, removed_from_cart, remarketed, cart)
 MAX_KINDS = 64  # channels, event types and consent switches kept per customer
 MAX_IDENTIFIER_KINDS = 32  # kinds of identifier (email, phone, cookie, ...) kept per customer
 
@@ -31,6 +31,10 @@ class CustomerState:
     recent: list[dict[str, Any]] = field(default_factory=list)
     seen_ids: list[str] = field(default_factory=list)
     cart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # product -> when its cart line was last added (kept apart from the line, whose fields a
+    # template may render): a removal dated before it leaves the line in, and a merge drops a
+    # line the other profile took out or bought after it. Lines stored before have none.
+    cart_added: dict[str, float] = field(default_factory=dict)
     purchases: int = 0
     revenue: float = 0.0
     currency: str | None = None
@@ -73,6 +77,7 @@ class CustomerState:
             self.recent.copy(),
             self.seen_ids.copy(),
             self.cart.copy(),
+            self.cart_added.copy(),
             self.purchases,
             self.revenue,
             self.currency,

@@ -21,7 +21,7 @@ MAX_ALIASES = 100
 HANDLED = frozenset(
     {
         "key", "customer_id", "identifiers", "first_seen", "last_seen", "events", "channel_counts",
-        "type_counts", "last_touch", "recent", "seen_ids", "cart", "purchases", "revenue", "currency",
+        "type_counts", "last_touch", "recent", "seen_ids", "cart", "cart_added", "purchases", "revenue", "currency",
         "purchased", "removed_from_cart", "interests", "remarketed", "consent", "contacts", "journeys",
         "journey_log", "created_at", "aliases",
     }
@@ -53,11 +53,13 @@ def merge_states(winner: CustomerState, loser: CustomerState, *, recent_most: in
     merged.recent = sorted(lo.recent + w.recent, key=lambda r: r.get("ts", 0.0))[-recent_most:]
     merged.seen_ids = _unique(lo.seen_ids + w.seen_ids)[-dedupe_most:]
     merged.cart = _bounded({**lo.cart, **w.cart})
+    merged.cart_added = _latest(w.cart_added, lo.cart_added)
     merged.purchases = w.purchases + lo.purchases
     merged.revenue = round(w.revenue + lo.revenue, 2)
     merged.currency = w.currency or lo.currency
     merged.purchased = _bounded(_latest(w.purchased, lo.purchased))
     merged.removed_from_cart = _bounded(_latest(w.removed_from_cart, lo.removed_from_cart))
+    _drop_lines_gone(merged)
     merged.interests = _bounded({s: v for s, v in {**lo.interests, **w.interests}.items() if not _bought(s, merged)})
     merged.remarketed = _bounded(_latest(w.remarketed, lo.remarketed))
     merged.consent = merge_consent(w.consent, lo.consent)
@@ -120,6 +122,17 @@ def _latest(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 def _bounded(mapping: dict[str, Any], most: int = MAX_SUBJECTS) -> dict[str, Any]:
     """The ``most`` newest entries (the last inserted)."""
     return dict(list(mapping.items())[-most:])
+
+
+def _drop_lines_gone(merged: CustomerState) -> None:
+    """Cart lines either profile bought or took out after the line was added (the other
+    profile's doing): gone, as one profile would have it. A line stored without the time it
+    was added stays."""
+    for pid in list(merged.cart):
+        added = merged.cart_added.get(pid)
+        if added is not None and max(merged.purchased.get(pid, 0.0), merged.removed_from_cart.get(pid, 0.0)) > added:
+            del merged.cart[pid]
+    merged.cart_added = {pid: at for pid, at in merged.cart_added.items() if pid in merged.cart}
 
 
 def _bought(subject: str, state: CustomerState) -> bool:

@@ -500,13 +500,46 @@ def test_a_purchase_after_a_removal_keeps_out_an_add_dated_between_them():
     assert list(customer.state.cart) == ["sku-1"]
 
 
+def test_a_late_removal_dated_before_the_add_leaves_the_line_in():
+    """The customer took the product out, then put it back: the removal, read last, took out
+    the earlier line, not this one."""
+    customer = Customer()
+    customer.does("add_to_cart", at=100, product="sku-1", price=10.0)
+    late = replace(customer.event("remove_from_cart", at=50, product="sku-1"), ts=T0 + 50)
+    customer.state = decide(customer.state, late, customer.state.last_seen, customer.policy).state
+    assert list(customer.state.cart) == ["sku-1"] and customer.state.cart_added == {"sku-1": T0 + 100}
+    assert customer.state.removed_from_cart == {"sku-1": T0 + 50}
+    customer.does("remove_from_cart", at=100, product="sku-1")  # one dated with the add takes it out
+    assert customer.state.cart == {} and customer.state.cart_added == {}
+
+
+def test_the_cart_remembers_when_each_line_was_added_and_forgets_it_with_the_line():
+    customer = Customer()
+    customer.does("add_to_cart", at=10, product="sku-1", price=10.0)
+    customer.does("add_to_cart", at=20, product="sku-2", price=10.0)
+    customer.does("add_to_cart", at=30, product="sku-1", price=10.0, qty=2)
+    assert customer.state.cart_added == {"sku-2": T0 + 20, "sku-1": T0 + 30}
+    customer.buys("sku-1", at=40)
+    assert customer.state.cart_added == {"sku-2": T0 + 20}
+    customer.does("purchase", at=50, value=5.0)  # no products named: the whole cart
+    assert customer.state.cart == {} and customer.state.cart_added == {}
+    for i in range(MAX_SUBJECTS + 5):
+        customer.does("add_to_cart", at=100 + i, product=f"sku-{i}", price=1.0)
+    assert (
+        list(customer.state.cart_added) == list(customer.state.cart) == [f"sku-{i}" for i in range(5, MAX_SUBJECTS + 5)]
+    )
+
+
 def test_a_profile_stored_before_removals_were_kept_loads_with_none():
     import msgpack
 
     stored = CustomerState(key="c-1", cart={"sku-1": {"qty": 1, "price": 1.0}}).to_map()
-    del stored["removed_from_cart"]
+    del stored["removed_from_cart"], stored["cart_added"]
     loaded = CustomerState.from_bytes(msgpack.packb(stored, use_bin_type=True))
     assert loaded.removed_from_cart == {} and loaded.cart == {"sku-1": {"qty": 1, "price": 1.0}}
+    assert loaded.cart_added == {}
+    loaded = decide(loaded, Customer().event("remove_from_cart", at=0, product="sku-1"), T0, Customer().policy).state
+    assert loaded.cart == {}  # a line with no time is taken out by any removal
 
 
 def test_the_fold_remembers_the_cart_revenue_and_channels():

@@ -166,6 +166,47 @@ def test_a_merge_keeps_each_product_s_latest_removal_from_the_cart_bounded() -> 
     ]  # the latest removals
 
 
+def line(price: float = 10.0) -> dict[str, float]:
+    return {"qty": 1, "price": price}
+
+
+def test_a_merge_drops_a_cart_line_the_other_profile_took_out_or_bought_after_it_was_added() -> None:
+    """As one profile would have it: what either side took out or bought after the other put
+    it in the cart is gone; an add after the other's removal or purchase stays."""
+    a = CustomerState(
+        key="c-1",
+        cart={"sku-1": line(), "sku-2": line(), "sku-3": line()},
+        cart_added={"sku-1": T0 + 10, "sku-2": T0 + 10, "sku-3": T0 + 10},
+    )
+    b = CustomerState(
+        key="cookie:z",
+        removed_from_cart={"sku-1": T0 + 20, "sku-3": T0 + 5},
+        purchased={"sku-2": T0 + 30},
+        cart={"sku-4": line()},
+        cart_added={"sku-4": T0 + 40},
+    )
+    for winner, loser in ((a, b), (b, a)):
+        merged = merge_states(winner, loser, recent_most=20, dedupe_most=3)
+        assert sorted(merged.cart) == ["sku-3", "sku-4"]  # sku-3 was taken out before it was added
+        assert merged.cart_added == {"sku-3": T0 + 10, "sku-4": T0 + 40}
+
+
+def test_a_merge_keeps_a_cart_line_stored_without_the_time_it_was_added() -> None:
+    old = CustomerState(key="c-1", cart={"sku-1": line()})  # stored before lines had a time
+    other = CustomerState(key="cookie:z", removed_from_cart={"sku-1": T0})
+    merged = merge_states(old, other, recent_most=20, dedupe_most=3)
+    assert merged.cart == {"sku-1": line()} and merged.cart_added == {}
+
+
+def test_a_merge_keeps_the_later_add_of_a_line_in_both_carts() -> None:
+    a = CustomerState(key="c-1", cart={"sku-1": line(12.0)}, cart_added={"sku-1": T0 + 50})
+    b = CustomerState(
+        key="cookie:z", cart={"sku-1": line()}, cart_added={"sku-1": T0 + 5}, removed_from_cart={"sku-1": T0 + 20}
+    )
+    merged = merge_states(a, b, recent_most=20, dedupe_most=3)
+    assert merged.cart == {"sku-1": line(12.0)} and merged.cart_added == {"sku-1": T0 + 50}
+
+
 def test_a_merge_keeps_the_state_bounded() -> None:
     many = {f"t{i}": i + 1 for i in range(60)}
     a = CustomerState(key="c-1", type_counts=many, channel_counts=many, last_touch={k: 1.0 for k in many})
