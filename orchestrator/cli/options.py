@@ -43,8 +43,12 @@ def _check_redis_url(url: str) -> None:
 
     if any(mark in (userinfo_password(url) or "") for mark in "/?#"):
         # urllib ends the address there: it would read part of the password as the host or port,
-        # connect there, and quote it in its errors.
-        raise CliError("bad setting redis_url: its password holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)")
+        # connect there, and quote it in its errors. An '@' in the query (?client_name=a@b) reads
+        # the same way, and is refused too rather than guessed at: a guess wrong would print a password.
+        raise CliError(
+            "bad setting redis_url: an '@' after a '/', '?' or '#' (in a password, or in the query): "
+            "percent-encode them (%2F, %3F, %23, %40)"
+        )
     try:
         host = parse_url(url).get("host")
     except ValueError as exc:

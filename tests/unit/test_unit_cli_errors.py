@@ -227,10 +227,16 @@ def test_a_redis_that_cannot_be_reached_is_named_without_its_password() -> None:
     )
 
 
+AT_AFTER_PATH = (
+    "an '@' after a '/', '?' or '#' (in a password, or in the query): percent-encode them (%2F, %3F, %23, %40)"
+)
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://:s3/cret@host:6379/0", "its password holds '/', '?' or '#': percent-encode them (%2F, %3F, %23)"),
+        ("redis://:s3/cret@host:6379/0", AT_AFTER_PATH),
+        ("redis://host:6379/0?client_name=s3@x", AT_AFTER_PATH),  # no password, but which is it? (%40 works)
         ("redis://:s3\uff20cret@host/0", "netloc ':***@host' contains invalid characters under NFKC normalization"),
         (f"redis://:s3cret@{'h' * 64}:6379/0", f"{'h' * 64!r} is no host name (label too long)"),
         ("redis://:s3cret@a..b/0", "'a..b' is no host name (label empty or too long)"),
