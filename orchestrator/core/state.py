@@ -123,7 +123,23 @@ class CustomerState:
     @classmethod
     def from_map(cls, raw: dict[str, Any]) -> CustomerState:
         """From stored fields; a field this version does not know (a newer writer's) is ignored."""
-        return cls(**{k: v for k, v in raw.items() if k in _ALL_FIELDS})
+        state = cls(**{k: v for k, v in raw.items() if k in _ALL_FIELDS})
+        if "removed_from_cart" not in raw:  # stored before removals were kept per product
+            state.removed_from_cart = removals_in(state.recent)
+        return state
+
+
+def removals_in(recent: list[dict[str, Any]]) -> dict[str, float]:
+    """Per product, the latest ``remove_from_cart`` among the recent events: what a profile
+    stored before ``removed_from_cart`` was kept knew of removals (the version before read them
+    there), so a late add after one still stays out once the worker is upgraded."""
+    found: dict[str, float] = {}
+    for seen in recent:
+        subject = seen.get("subject")
+        if seen.get("type") == "remove_from_cart" and isinstance(subject, str) and subject.startswith("product:"):
+            pid = subject.removeprefix("product:")
+            found[pid] = max(float(seen.get("ts") or 0.0), found.get(pid, 0.0))
+    return dict(sorted(found.items(), key=lambda kv: kv[1]))
 
 
 _ALL_FIELDS = frozenset(f.name for f in fields(CustomerState))

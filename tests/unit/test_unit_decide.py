@@ -542,6 +542,22 @@ def test_a_profile_stored_before_removals_were_kept_loads_with_none():
     assert loaded.cart == {}  # a line with no time is taken out by any removal
 
 
+def test_a_profile_stored_before_removals_were_kept_finds_them_among_its_recent_events():
+    """The version before read removals from the recent events: an upgrade keeps what it knew."""
+    import msgpack
+
+    customer = Customer()
+    customer.does("add_to_cart", at=10, product="sku-1", price=10.0)
+    customer.does("remove_from_cart", at=60, product="sku-1")
+    customer.does("remove_from_cart", at=30, product="sku-2")
+    stored = customer.state.to_map()
+    del stored["removed_from_cart"], stored["cart_added"]
+    customer.state = CustomerState.from_bytes(msgpack.packb(stored, use_bin_type=True))
+    assert customer.state.removed_from_cart == {"sku-2": T0 + 30, "sku-1": T0 + 60}
+    late_add(customer, "sku-1", dated=40)
+    assert customer.state.cart == {}
+
+
 def test_the_fold_remembers_the_cart_revenue_and_channels():
     customer = Customer()
     customer.does("add_to_cart", product="sku-1", price=10.0, qty=2)
