@@ -104,7 +104,11 @@ Text = Annotated[str, Field(min_length=1, max_length=128)]
 # lets other keys through; propertyNames says what the model enforces.
 # A value must keep something once normalised (trimmed; a phone number to its digits): every
 # "n/a" phone would otherwise be the one token ``phone:``, and its customers one profile.
-NOT_BLANK, HAS_DIGIT = r"\S", r"\d"
+# Blank is the space of either regex dialect: Python's ``\s`` adds \x1c-\x1f and \x85 to
+# JavaScript's, which adds \ufeff, and channel teams validate with JavaScript's, so the JSON
+# Schema must not take as someone what ingest takes for blank. ``\d`` stays: JavaScript's is
+# [0-9] only, stricter than Python's (any script's digits, which the phone token keeps).
+NOT_BLANK, HAS_DIGIT = r"[^\s\x1c-\x1f\x85\ufeff]", r"\d"
 _NOT_BLANK, _HAS_DIGIT = re.compile(NOT_BLANK), re.compile(HAS_DIGIT)
 _IDENTIFIER_VALUE = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": NOT_BLANK}
 IDENTIFIERS_SCHEMA = {
@@ -253,7 +257,7 @@ def preferences_problem(properties: dict[str, Any]) -> str | None:
         return 'quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} with two different times, or null'
     listed = properties.get("preferred_channels", [])
     if not isinstance(listed, list) or not all(
-        isinstance(name, str) and is_channel_name(name.strip().lower()) for name in listed
+        isinstance(name, str) and name.isascii() and is_channel_name(name.strip().lower()) for name in listed
     ):
         return f"preferred_channels must be a list of channel names such as email, not {_json(listed)}"
     return None
@@ -317,7 +321,8 @@ _PROPERTY_RULES: dict[str, dict[str, JsonValue]] = {
         },
         "preferred_channels": {
             "type": "array",
-            "items": {"type": "string", "pattern": r"^\s*[A-Za-z][A-Za-z0-9_-]{0,63}\s*$"},
+            # ASCII spaces only around the name: JavaScript's \s takes \ufeff, which str.strip keeps
+            "items": {"type": "string", "pattern": r"^[ \t\n\r\f\v]*[A-Za-z][A-Za-z0-9_-]{0,63}[ \t\n\r\f\v]*$"},
         },
     },
 }

@@ -112,6 +112,14 @@ AGREEMENT = [
     pytest.param(doc(type="preferences", properties={"quiet_hours": {"start": "21:00"}}), False, id="quiet-no-end"),
     pytest.param(doc(type="preferences", properties={"preferred_channels": [" Email"]}), True, id="preferred"),
     pytest.param(doc(type="preferences", properties={"preferred_channels": [7]}), False, id="preferred-number"),
+    # Characters where Python's and JavaScript's regular expressions differ: the Kelvin sign
+    # lower-cases to k in Python; \ufeff is space in JavaScript only, \x85 and \x1c in Python only.
+    pytest.param(doc(type="preferences", properties={"preferred_channels": ["\u212aakao"]}), False, id="kelvin"),
+    pytest.param(doc(type="preferences", properties={"preferred_channels": ["\ufeffemail"]}), False, id="bom"),
+    pytest.param(doc(type="preferences", properties={"preferred_channels": ["email\x85"]}), False, id="nel"),
+    pytest.param(doc(customer_id="\ufeff"), False, id="customer-id-bom"),
+    pytest.param(doc(customer_id="\x85\x1c"), False, id="customer-id-python-space"),
+    pytest.param(doc(identifiers={"cookie": "\ufeff"}), False, id="identifier-bom"),
 ]
 
 
