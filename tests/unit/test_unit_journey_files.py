@@ -74,7 +74,7 @@ def test_every_shipped_journey_loads_without_errors():
     ]
     assert {j.id: j.version for j in good if j.version != 1} == {
         "cart_abandoned": 2,
-        "remarketing_after_browse": 3,
+        "remarketing_after_browse": 4,
         "welcome": 2,
         "win_back": 2,
     }

@@ -66,7 +66,7 @@ def test_a_browser_who_does_not_buy_sees_a_remarketing_ad_a_day_later():
     ad = ads[0]
     assert ad.channel == "ads"
     assert ad.payload == {"product": "sku-tent-2p", "query": "", "incentive": {"type": "discount", "percent": 10}}
-    assert "journey remarketing_after_browse v3, step remarketing_ad" in ad.reason
+    assert "journey remarketing_after_browse v4, step remarketing_ad" in ad.reason
     assert customer.journeys == set()
 
 
@@ -107,6 +107,37 @@ def test_browsing_without_a_product_or_query_does_not_start_remarketing():
     customer = Customer(shipped("remarketing_after_browse"))
     assert customer.does("search", 0, via="search", campaign="autumn").outcomes == []
     assert customer.journeys == set()
+
+
+@pytest.mark.parametrize(
+    "props",
+    [{"query": ""}, {"query": "   "}, {"query": "\u00a0\t"}, {"product": ""}, {"product": None}, {"query": 42}],
+    ids=["empty query", "blank query", "unicode blank query", "empty product", "null product", "number query"],
+)
+def test_a_search_or_view_of_nothing_starts_no_remarketing_and_sends_no_ad(props):
+    """An incentive ad about nothing is a broadcast discount, and no purchase could stop it: the
+    journey reads a subject as the built-in rule does (orchestrator.core.fold.subject_of)."""
+    customer = Customer(shipped("remarketing_after_browse"))
+    decision = customer.does("search", 0, via="search", **props)
+    assert outcomes(decision) == []
+    assert customer.journeys == set()
+    assert customer.timer_until(2 * DAY) == []
+
+
+def test_a_view_with_a_null_product_and_a_query_is_remarketed_by_its_query():
+    customer = Customer(shipped("remarketing_after_browse"))
+    assert outcomes(customer.does("product_view", 0, product=None, query="tent")) == [
+        ("enter", "remarketing_after_browse", "")
+    ]
+    (ad,) = customer.timer_until(DAY)
+    assert (ad.payload["product"], ad.payload["query"]) == ("", "tent")
+
+
+def test_a_product_given_as_a_number_is_remarketed_under_its_id():
+    customer = Customer(shipped("remarketing_after_browse"))
+    customer.does("product_view", 0, product=1234)
+    (ad,) = customer.timer_until(DAY)
+    assert ad.payload["product"] == "1234"
 
 
 def test_browsing_again_within_the_week_after_an_ad_does_not_start_another_one():
