@@ -113,6 +113,10 @@ def _expired(command: Command, state: CustomerState) -> str:
 _SENTENCES: dict[str, Callable[[Command, CustomerState], str]] = {
     p.DO_NOT_CONTACT: lambda c, s: "the customer asked not to be contacted at all",
     p.NO_CONSENT: _no_consent,
+    p.NO_ADDRESS: lambda c, s: (
+        f"the customer is anonymous and {c.channel} has no address for them (no customer id, and no identifier "
+        "it delivers to)"
+    ),
     p.EXPIRED: _expired,
     p.QUIET_HOURS: _quiet_hours,
     p.FREQUENCY_CAP: lambda c, s: (

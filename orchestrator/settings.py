@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from orchestrator.core.policy import RULES, Policy
+from orchestrator.core.policy import CHANNEL_ADDRESSES, RULES, Policy
 from orchestrator.identity.tokens import KIND_RANK, Hasher
 from orchestrator.ingest import Limits
 from orchestrator.redact import masked_url
-from schemas.events import is_channel_name
+from schemas.events import IDENTIFIER_KIND_PATTERN, is_channel_name
 
 CHANNEL_RULE = "a channel is lower-case letters, digits, '_' or '-'"
 # A Kafka bootstrap server: a name or address ([..] for IPv6), and a port (Kafka's 9092 when left out).
@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         default=frozenset({"ads", "web"}),
         description="Channels that wait for nobody's attention, so quiet hours do not hold them back.",
     )
+    channel_addresses: Annotated[tuple[tuple[str, str], ...], NoDecode] = Field(
+        default=CHANNEL_ADDRESSES,
+        description="channel:identifier_kind pairs: an anonymous profile without that identifier is not sent "
+        "commands on that channel (no_address).",
+    )
     decisions_kept: int = Field(default=50, ge=1, description="Recent decisions kept per customer for explain.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=1, le=65535)
@@ -160,6 +165,20 @@ class Settings(BaseSettings):
         half-way through creating them, with Kafka's traceback."""
         _refuse([name for name in value if not is_channel_name(name)], CHANNEL_RULE)
         return value
+
+    @field_validator("channel_addresses", mode="before")
+    @classmethod
+    def _address_pairs(cls, value: object) -> object:
+        """``email:email,sms:phone``: each channel with the identifier kind it delivers to."""
+        if not isinstance(value, str):
+            return value
+        pairs = [part.strip() for part in value.split(",") if part.strip()]
+        found = [tuple(side.strip() for side in pair.split(":", 1)) for pair in pairs]
+        _refuse(
+            [pair for pair, sides in zip(pairs, found, strict=True) if not _address_pair(sides)],
+            "each is channel:identifier_kind, e.g. email:email,sms:phone",
+        )
+        return tuple(found)
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -221,6 +240,7 @@ class Settings(BaseSettings):
             rules=self.rules,
             quiet_hours_exempt_channels=self.quiet_hours_exempt_channels,
             default_timezone=self.default_timezone,
+            channel_addresses=self.channel_addresses,
         )
 
     def hasher(self) -> Hasher:
@@ -238,6 +258,11 @@ class Settings(BaseSettings):
 def _server(server: str) -> bool:
     found = SERVER.fullmatch(server)
     return found is not None and (found[1] is None or 1 <= int(found[1]) <= 65535)
+
+
+def _address_pair(sides: tuple[str, ...]) -> bool:
+    """``(channel, identifier kind)``, each a valid name."""
+    return len(sides) == 2 and is_channel_name(sides[0]) and re.fullmatch(IDENTIFIER_KIND_PATTERN, sides[1]) is not None
 
 
 def _refuse(bad: Iterable[str], why: str) -> None:

@@ -60,7 +60,8 @@ class Candidate:
 def next_best_actions(state: CustomerState, now: float, policy: Policy) -> dict[str, list[dict[str, Any]]]:
     """For each channel this customer may be reached on, the candidates best first.
 
-    Channels without consent are left out entirely; a channel with nothing
+    Channels without consent, or without an address for an anonymous customer (an email for a
+    cookie), are left out entirely; a channel with nothing
     relevant to say maps to an empty list rather than to filler.
     """
     candidates = _candidates(state, now, policy)
@@ -273,8 +274,8 @@ def _welcome(state: CustomerState, phase: str, policy: Policy) -> list[Candidate
                 score=0.5,
                 reason=f"not signed up yet: offer an account with {percent}% off the first order",
                 payload={"offer": "first_order_discount", "percent": percent},
-                fit={"web": 1.0, "app": 1.0, "store": 0.6, "ads": 0.5, "support": 0.4}
-                | ({"email": 0.8} if "email" in state.identifiers else {}),
+                # email only reaches them with an address: the contact policy's has_address
+                fit={"web": 1.0, "app": 1.0, "email": 0.8, "store": 0.6, "ads": 0.5, "support": 0.4},
             )
         ]
     if phase == "prospect":

@@ -1,6 +1,7 @@
 """Contact policy: the last word before anything reaches a customer.
 
-Consent first, a hard rule: a global do-not-contact, then per-channel consent.
+Consent first, a hard rule: a global do-not-contact, then per-channel consent; then an
+address, for a channel that delivers to one (an email to a cookie reaches no one).
 Then whether the command is still worth sending (its expiry), the customer's
 quiet hours, and fatigue. Stopping an action already under way is never a
 contact, so only expiry ever holds a stop back.
@@ -18,6 +19,7 @@ from orchestrator.core.commands import Command
 from orchestrator.core.fold import consent_word
 from orchestrator.core.localtime import next_local_time, zone
 from orchestrator.core.state import CustomerState
+from orchestrator.identity.tokens import names_a_customer
 from schemas.events import clock_minutes
 
 DAY_S = 86400.0
@@ -32,7 +34,12 @@ FREQUENCY_CAP = "frequency_cap"
 COOLDOWN = "cooldown"  # rules: the same subject was remarketed recently
 ALREADY_CONVERTED = "already_converted"  # rules: the customer already bought it
 HOLDOUT = "holdout"  # journeys: the split's control group
-REASONS = (DO_NOT_CONTACT, NO_CONSENT, EXPIRED, QUIET_HOURS, FREQUENCY_CAP, COOLDOWN, ALREADY_CONVERTED, HOLDOUT)
+NO_ADDRESS = "no_address"  # an anonymous profile without the identifier the channel delivers to
+REASONS = (
+    DO_NOT_CONTACT, NO_CONSENT, NO_ADDRESS, EXPIRED, QUIET_HOURS, FREQUENCY_CAP, COOLDOWN, ALREADY_CONVERTED, HOLDOUT,
+)  # fmt: skip
+# channel -> the identifier kind it delivers to, when the profile has no customer id
+CHANNEL_ADDRESSES = (("email", "email"), ("sms", "phone"))
 
 
 RULES = frozenset({"remarketing", "post_purchase"})  # the built-in reflex rules (orchestrator.core.rules)
@@ -52,12 +59,14 @@ class Policy:
     rules: frozenset[str] = RULES  # built-in reflexes that run
     quiet_hours_exempt_channels: frozenset[str] = frozenset({"ads", "web"})
     default_timezone: str = "UTC"  # quiet hours of a customer who gave no time zone
+    channel_addresses: tuple[tuple[str, str], ...] = CHANNEL_ADDRESSES
 
 
 def contactable(state: CustomerState, channel: str, policy: Policy) -> str | None:
-    """None when consent allows contacting the customer on ``channel``, else the reason.
+    """None when consent allows contacting the customer on ``channel`` and it has an address
+    there, else the reason.
 
-    Only consent: no clock, no fatigue. The final check of every decision and the
+    Only consent and address: no clock, no fatigue. The final check of every decision and the
     next-best-action ranking both ask this, so they can never disagree about consent.
     """
     if state.do_not_contact:
@@ -67,7 +76,22 @@ def contactable(state: CustomerState, channel: str, policy: Policy) -> str | Non
         return NO_CONSENT
     if channel in policy.consent_required_channels and said is not True:
         return NO_CONSENT  # opt-in channels need a yes
+    if not has_address(state, channel, policy):
+        return NO_ADDRESS
     return None
+
+
+def has_address(state: CustomerState, channel: str, policy: Policy) -> bool:
+    """Whether ``channel`` can reach the customer: it delivers to no address of its own, or the
+    profile has one (the identifier of the kind it names), or the customer is known by a
+    customer id, which the channel's system looks its own address up by. Otherwise the command
+    would count as a contact, use up the fatigue cap and end a journey's step, and reach no one."""
+    if state.customer_id is not None or names_a_customer(state.key):
+        return True
+    for addressed, kind in policy.channel_addresses:
+        if addressed == channel:
+            return kind in state.identifiers
+    return True
 
 
 def has_consent(state: CustomerState, channel: str, policy: Policy) -> bool:

@@ -87,6 +87,12 @@ def kind_of(token: str) -> str:
     return token.partition(":")[0]
 
 
+def names_a_customer(key: str) -> bool:
+    """Whether a profile's key is a customer id (bare, or ``customer_id:...``), not an
+    anonymous profile's ``kind:value`` (see :func:`profile_key_for`)."""
+    return ":" not in key or kind_of(key) == CUSTOMER_ID
+
+
 def profile_key_for(token: str) -> str:
     """The key a new profile gets when ``token`` is the first thing known of it.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from textwrap import dedent
 
 import pytest
@@ -477,6 +478,13 @@ def _cooldown() -> Decision:
     return person.does("product_view", at=HOUR, product="sku-1")
 
 
+def _no_address() -> Decision:
+    """A guest checkout known by a cookie alone: the upsell email would reach no one."""
+    guest = customer()
+    purchase = stories.identified_event("g-1", "purchase", 0, props={"products": [{"id": "sku-1"}]}, cookie="ab")
+    return guest.decide(purchase, purchase.ts)
+
+
 def _expired() -> Decision:
     person = customer(SHORT_LIVED_HELLO, policy=stories.JOURNEYS_ONLY)
     person.does("signup")
@@ -492,7 +500,32 @@ EVERY_REASON: dict[str, Callable[[], Decision]] = {
     "already_converted": _already_converted,
     "cooldown": _cooldown,
     "expired": _expired,
+    "no_address": _no_address,
 }
+
+
+def test_an_anonymous_profile_is_reached_by_email_only_with_an_address():
+    cookie_only = CustomerState(key="cookie:ab", identifiers={"cookie": "ab"})
+    assert contactable(cookie_only, "email", RULES) == "no_address"
+    assert contactable(cookie_only, "sms", RULES) == "no_address"
+    assert contactable(cookie_only, "web", RULES) is None  # the page reaches them where they are
+    with_email = CustomerState(key="cookie:ab", identifiers={"cookie": "ab", "email": "a@example.com"})
+    assert contactable(with_email, "email", RULES) is None
+    assert contactable(CustomerState(key="cookie:ab", customer_id="c-9"), "email", RULES) is None
+    assert contactable(CustomerState(key="customer_id:crm:42"), "email", RULES) is None
+    anything_goes = Policy(channel_addresses=())
+    assert contactable(cookie_only, "email", anything_goes) is None
+
+
+def test_an_email_to_a_cookie_is_held_back_and_email_reaches_the_customer_once_there_is_an_address():
+    """A guest's upsell is held back; once the customer gives an address, what comes next
+    (the second purchase's retention email) reaches them."""
+    guest = customer()
+    cart = stories.identified_event("g-1", "purchase", 0, props={"products": [{"id": "sku-1"}]}, cookie="ab")
+    assert held(guest.decide(cart, cart.ts)) == [("upsell", "no_address")]
+    again = stories.identified_event("g-2", "purchase", MINUTE, props={"products": [{"id": "sku-2"}]}, cookie="ab")
+    again = replace(again, identifiers={"cookie": "ab", "email": "a@example.com"})
+    assert sent(guest.decide(again, again.ts)) == [("email", "retention")]
 
 
 def test_the_reason_codes_are_a_small_known_set():

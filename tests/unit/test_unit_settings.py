@@ -32,6 +32,14 @@ def test_the_channels_to_create_are_read_as_a_comma_separated_list(monkeypatch):
     assert Settings().channels == frozenset({"web", "kiosk"})
 
 
+def test_the_channels_addressed_by_an_identifier_are_read_as_pairs(monkeypatch):
+    assert Settings().policy().channel_addresses == (("email", "email"), ("sms", "phone"))
+    monkeypatch.setenv("ORCH_CHANNEL_ADDRESSES", " whatsapp : phone , email:email")
+    assert Settings().policy().channel_addresses == (("whatsapp", "phone"), ("email", "email"))
+    monkeypatch.setenv("ORCH_CHANNEL_ADDRESSES", "")
+    assert Settings().policy().channel_addresses == ()
+
+
 def test_numbers_are_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("ORCH_FREQUENCY_CAP_PER_DAY", "5")
     monkeypatch.setenv("ORCH_MAX_DEPTH", "4")
@@ -73,6 +81,9 @@ def test_the_app_id_carries_the_topic_prefix():
         ("ORCH_API_PORT", "0"),
         ("ORCH_CHANNELS", "web,BAD CH"),
         ("ORCH_QUIET_HOURS_EXEMPT_CHANNELS", "Ads"),
+        ("ORCH_CHANNEL_ADDRESSES", "email"),
+        ("ORCH_CHANNEL_ADDRESSES", "email:e-mail"),
+        ("ORCH_CHANNEL_ADDRESSES", "Email:email"),
         ("ORCH_RULES", "remarketting"),
         ("ORCH_IDENTITY_HASH_KINDS", "emial"),
         ("ORCH_LOG_LEVEL", "loud"),
