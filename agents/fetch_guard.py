@@ -24,12 +24,31 @@ offset, and Faust's drain loop took the missing offsets for a gap (as for transa
 and committed past them. So each stream partition's next offset is tracked here (every seek
 sets it), a record after a hole is held back and the hole read again once, and Faust's read
 offset is set here so that it never marks a gap itself (:func:`admit`).
+
+And no record is delivered while Faust seeks the partitions to their committed offsets
+(:class:`Seeks`). That seek is no single step: aiokafka asks the broker for each partition's
+committed offset in turn and seeks each as its answer comes (``seek_to_committed``), and only
+then are this module's expected offsets (:func:`expect`), the delivery order of
+:mod:`agents.stream_drops`, Faust's read and committed offsets set for all of them. After a
+rebalance it runs while records flow: the recovery resumes the stream partitions before it
+seeks them, and the fetch of a batch waiting in aiokafka when it began goes on. A batch fetched
+in that window moved a partition's position past records, and then :func:`expect` set its
+expected offset back to the committed one and forgot the records delivered from it: when the
+stream dropped them and no later record came to show the hole, nothing read them again (the
+broker test of a worker joining mid-traffic lost a partition's 262 last records that way); and
+each such seek reset the guard's bookkeeping beneath records delivered under the one before
+(Faust seeks twice after a rebalance: the recovery does, and the fetch loop does when a batch
+arrives while flow is stopped). So a fetch waits until no such seek is running; a batch whose
+fetch overlapped one is not delivered, and the partitions are sought to their committed offsets
+again once nothing is in flight; a batch during whose delivery one begins delivers nothing more.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Set
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
@@ -40,8 +59,11 @@ log = logging.getLogger(__name__)
 _BATCH = "_orchestrator_fetched"  # the batch the consumer is delivering, kept on the consumer
 _NEXT = "_orchestrator_next"  # per stream partition: the offset it must deliver next
 _CONFIRMED = "_orchestrator_confirmed"  # per stream partition: a hole read again from where it began
+_SEEKS = "_orchestrator_seeks"  # the consumer's Seeks
+_FETCHED = "_orchestrator_fetched_in"  # the Seeks.epoch a batch's fetch began in, and whether it overlapped a seek
 _seek_to_committed_as_shipped = ThreadDelegateConsumer.seek_to_committed
 _seek_as_shipped = Consumer.seek
+_perform_seek_as_shipped = Consumer.perform_seek
 DELIVER, SKIP, HOLE = "deliver", "skip", "hole"
 
 
@@ -52,15 +74,25 @@ def install() -> None:
     fetch, deliver = Consumer._wait_next_records, Consumer.getmany
 
     async def _wait_next_records(self: Any, timeout: float) -> Any:
+        seeks = seeks_of(self)
+        await seeks.settled.wait()  # no fetch while the partitions are sought to their committed offsets
+        began = seeks.epoch
         records, active = await fetch(self, timeout)
         setattr(self, _BATCH, records or {})
+        setattr(self, _FETCHED, (began, seeks.straddles(began)))
         return records, active
 
     async def getmany(self: Any, timeout: float) -> AsyncIterator[Any]:
         generation = self.app.consumer_generation_id
+        seeks = seeks_of(self)
         delivered: dict[Any, int] = {}
         holes: dict[Any, int] = {}
+        stale = False
         async for tp, message in deliver(self, timeout):
+            began, _ = getattr(self, _FETCHED, (seeks.epoch, False))
+            if stale or seeks.straddles(began):
+                stale = True  # a seek to the committed offsets began: it decides where each partition resumes
+                continue
             if tp in holes:
                 continue
             verdict = await admit(self, tp, message.offset)
@@ -72,6 +104,12 @@ def install() -> None:
             yield tp, message
         batch = getattr(self, _BATCH, None) or {}
         setattr(self, _BATCH, {})
+        began, overlapped = getattr(self, _FETCHED, (seeks.epoch, False))
+        if overlapped and batch:
+            await seek_again(self, batch)
+            return
+        if stale or seeks.straddles(began):
+            return  # sought to the committed offsets meanwhile: nothing to read again from this batch
         if not self.flow_active or self.app.consumer_generation_id != generation:
             return  # a rebalance: the partitions are sought to their committed offsets, leave them there
         for tp, offset in holes.items():
@@ -89,8 +127,71 @@ def install() -> None:
     Consumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
     Consumer.getmany = getmany  # type: ignore[method-assign]
     Consumer.seek = _seek  # type: ignore[method-assign]
+    Consumer.perform_seek = _perform_seek  # type: ignore[method-assign]
     ThreadDelegateConsumer.seek_to_committed = _seek_to_committed  # type: ignore[method-assign]
     Consumer._orchestrator_guarded = True  # type: ignore[attr-defined]
+
+
+@dataclass
+class Seeks:
+    """Faust's seeks to the committed offsets (``Consumer.perform_seek``), as the fetch loop sees
+    them: how many are running, and an epoch that each one's beginning and end moves on."""
+
+    running: int = 0
+    epoch: int = 0
+    settled: asyncio.Event = field(default_factory=asyncio.Event)  # set while none runs
+
+    def __post_init__(self) -> None:
+        if not self.running:
+            self.settled.set()
+
+    def began(self) -> None:
+        self.running += 1
+        self.epoch += 1
+        self.settled.clear()
+
+    def ended(self) -> None:
+        self.running -= 1
+        self.epoch += 1
+        if not self.running:
+            self.settled.set()
+
+    def straddles(self, epoch: int) -> bool:
+        """Whether a seek is running, or has run, since ``epoch``."""
+        return self.running > 0 or self.epoch != epoch
+
+
+def seeks_of(consumer: Any) -> Seeks:
+    """The consumer's :class:`Seeks`, made on first use (the consumer is made after the patches)."""
+    kept = getattr(consumer, _SEEKS, None)
+    if kept is None:
+        kept = Seeks()
+        setattr(consumer, _SEEKS, kept)
+    return kept
+
+
+async def _perform_seek(self: Any) -> None:
+    """Faust's seek of every partition to its committed offset, counted in :class:`Seeks`."""
+    seeks = seeks_of(self)
+    seeks.began()
+    try:
+        await _perform_seek_as_shipped(self)
+    finally:
+        seeks.ended()
+
+
+async def seek_again(consumer: Any, batch: Mapping[Any, Any]) -> None:
+    """A batch fetched while the partitions were sought to their committed offsets moved their
+    positions past records it does not deliver: once no seek runs, seek them all to the committed
+    offsets again, with nothing in flight. While flow is stopped (a rebalance) the recovery does."""
+    await seeks_of(consumer).settled.wait()
+    if not consumer.flow_active or not consumer.assignment():
+        return
+    log.info("a batch was fetched while the partitions were sought to their committed offsets: seeking again")
+    try:
+        await consumer.perform_seek()
+    except Exception:  # revoked in between: the rebalance seeks them again
+        log.warning("could not seek %d partition(s) to their committed offsets again", len(batch), exc_info=True)
 
 
 def first_undelivered(records: list[Any], last_delivered: int | None) -> int | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from intervaltree import IntervalTree
 
-from agents.fetch_guard import DELIVER, HOLE, SKIP, admit, expect, first_undelivered, uncommitted
+from agents.fetch_guard import DELIVER, HOLE, SKIP, Seeks, admit, expect, first_undelivered, uncommitted
 
 
 @dataclass(frozen=True, order=True)
@@ -42,6 +42,36 @@ def test_the_first_record_not_delivered_is_where_a_cut_short_batch_resumes() -> 
     assert first_undelivered(batch, last_delivered=None) == 5
     assert first_undelivered(batch, last_delivered=5) == 6
     assert first_undelivered(batch, last_delivered=7) is None
+
+
+def test_a_fetch_with_no_seek_to_the_committed_offsets_during_it_delivers() -> None:
+    seeks = Seeks()
+    began = seeks.epoch
+
+    assert seeks.settled.is_set()
+    assert not seeks.straddles(began)
+
+
+def test_a_seek_to_the_committed_offsets_running_or_run_since_a_fetch_began_straddles_it() -> None:
+    seeks = Seeks()
+    began = seeks.epoch
+
+    seeks.began()
+    assert seeks.straddles(began) and not seeks.settled.is_set()
+    seeks.ended()
+    assert seeks.straddles(began) and seeks.settled.is_set()  # over, but the batch came from before it
+    assert not seeks.straddles(seeks.epoch)  # a fetch begun after it
+
+
+def test_two_seeks_at_once_settle_when_the_last_one_ends() -> None:
+    seeks = Seeks()  # the recovery's and the fetch loop's, as after a rebalance
+
+    seeks.began()
+    seeks.began()
+    seeks.ended()
+    assert seeks.running == 1 and not seeks.settled.is_set()
+    seeks.ended()
+    assert seeks.running == 0 and seeks.settled.is_set()
 
 
 class Tables:
