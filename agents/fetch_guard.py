@@ -88,9 +88,10 @@ def install() -> None:
         delivered: dict[Any, int] = {}
         holes: dict[Any, int] = {}
         stale = False
+        changelogs = self.app.tables.changelog_topics  # the recovery positions these itself
         async for tp, message in deliver(self, timeout):
             began, _ = getattr(self, _FETCHED, (seeks.epoch, False))
-            if stale or seeks.straddles(began):
+            if tp.topic not in changelogs and (stale or seeks.straddles(began)):
                 stale = True  # a seek to the committed offsets began: it decides where each partition resumes
                 continue
             if tp in holes:
