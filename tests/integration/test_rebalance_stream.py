@@ -107,6 +107,12 @@ def wait_for_counts(
     return found
 
 
+def tails(*procs: WorkerProcess) -> str:
+    """Every worker's log tail, each under its own heading: a record lost in a rebalance may
+    be in either worker's partitions."""
+    return "\n".join(f"--- worker {i} ({proc.log_path}) ---\n{proc.log_tail()}" for i, proc in enumerate(procs))
+
+
 def missing(sent: Counter[str], found: Counter[str]) -> str:
     short = {c: (n, found[c]) for c, n in sorted(sent.items()) if found[c] != n}
     return f"{sum(sent.values()) - sum(found.values())} events not counted; (sent, counted) per customer: {short}"
@@ -125,7 +131,7 @@ def test_a_worker_stopped_while_traffic_flows_loses_nothing(own_prefix: str, tmp
         first.stop()  # SIGTERM: it leaves the group, the survivor takes all partitions
         sender.join()
         found = wait_for_counts(own_prefix, sent)
-        assert found == sent, missing(sent, found) + "\n" + second.log_tail()
+        assert found == sent, missing(sent, found) + "\n" + tails(first, second)
 
 
 @pytest.mark.timeout(180)
@@ -137,7 +143,7 @@ def test_a_worker_joining_while_traffic_flows_loses_nothing(own_prefix: str, tmp
         second.start()  # joins: the first hands half its partitions over
         sender.join()
         found = wait_for_counts(own_prefix, sent)
-        assert found == sent, missing(sent, found) + "\n" + first.log_tail()
+        assert found == sent, missing(sent, found) + "\n" + tails(first, second)
 
 
 @pytest.mark.timeout(180)
@@ -160,5 +166,5 @@ def test_a_worker_joining_after_a_burst_loses_nothing(own_prefix: str, tmp_path:
             first.publish("web", *events[i : i + 200])
         second.launch()  # joins while the first still has much of the burst ahead of it
         found = wait_for_counts(own_prefix, sent)
-        assert found == sent, missing(sent, found) + "\n" + first.log_tail()
+        assert found == sent, missing(sent, found) + "\n" + tails(first, second)
         second.wait_ready()  # it joined: the burst met a rebalance, not one worker alone
