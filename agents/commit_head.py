@@ -24,10 +24,12 @@ it (:mod:`agents.stream_drops`); this re-read is what is left when they could no
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from faust.transport.consumer import Consumer
+
+T = TypeVar("T")
 
 GRACE_S = 2.0  # how long a head stays overtaken before it is read again (it never should)
 CHECK_EVERY_S = 1.0  # how often the acknowledged offsets are looked through for one
@@ -84,11 +86,16 @@ def _first(consumer: Any) -> dict[Any, int]:
 
 
 def kept_on(consumer: Any, name: str) -> dict[Any, Any]:
-    """A map per partition that these workarounds keep on Faust's consumer, made on first use
-    (the consumer is created after the patches are installed)."""
+    """A map per partition that these workarounds keep on Faust's consumer, made on first use."""
+    return made_on(consumer, name, dict)
+
+
+def made_on(consumer: Any, name: str, make: Callable[[], T]) -> T:
+    """What these workarounds keep on Faust's consumer under ``name``, made by ``make`` on first
+    use (the consumer is created after the patches are installed)."""
     kept = getattr(consumer, name, None)
     if kept is None:
-        kept = {}
+        kept = make()
         setattr(consumer, name, kept)
     return kept
 

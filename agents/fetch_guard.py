@@ -163,12 +163,8 @@ class Seeks:
 
 
 def seeks_of(consumer: Any) -> Seeks:
-    """The consumer's :class:`Seeks`, made on first use (the consumer is made after the patches)."""
-    kept = getattr(consumer, _SEEKS, None)
-    if kept is None:
-        kept = Seeks()
-        setattr(consumer, _SEEKS, kept)
-    return kept
+    """The consumer's :class:`Seeks`, made on first use."""
+    return commit_head.made_on(consumer, _SEEKS, Seeks)
 
 
 async def _perform_seek(self: Any) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents import commit_head
 from orchestrator import metrics
 
 log = logging.getLogger(__name__)
@@ -138,12 +139,8 @@ class DeliveryOrder:
 
 
 def order(consumer: Any) -> DeliveryOrder:
-    """The consumer's delivery order, made on first use (the consumer is made after the patches)."""
-    kept = getattr(consumer, _KEPT, None)
-    if kept is None:
-        kept = DeliveryOrder()
-        setattr(consumer, _KEPT, kept)
-    return kept
+    """The consumer's delivery order, made on first use."""
+    return commit_head.made_on(consumer, _KEPT, DeliveryOrder)
 
 
 def tail_drops(consumer: Any) -> None:
